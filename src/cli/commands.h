@@ -1,0 +1,12 @@
+// Each part of v4host adds its subcommands to the one CLI app.
+#pragma once
+#include <CLI/CLI.hpp>
+
+namespace v4::cli {
+
+void add_engine_commands(CLI::App& app);  // logits, generate, synth, bench-engine
+void add_text_commands(CLI::App& app);    // tokenize, detokenize, render
+void add_serve_command(CLI::App& app);    // serve
+void add_check_command(CLI::App& app);    // check
+
+}  // namespace v4::cli

@@ -1,0 +1,56 @@
+#include "core/cpu.h"
+
+#include <atomic>
+#include <cstdlib>
+
+namespace v4 {
+
+namespace {
+std::atomic<bool> g_force_portable{false};
+}
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures f = [] {
+    CpuFeatures c;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    c.avx2 = __builtin_cpu_supports("avx2");
+    c.fma = __builtin_cpu_supports("fma");
+    c.avx512f = __builtin_cpu_supports("avx512f");
+    c.avx512bw = __builtin_cpu_supports("avx512bw");
+    c.avx512vl = __builtin_cpu_supports("avx512vl");
+#if __GNUC__ >= 12
+    c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
+    c.amx_tile = __builtin_cpu_supports("amx-tile");
+#endif
+    c.f16c = c.avx2;  // every AVX2 CPU we target has F16C; AVX-512F implies it
+#endif
+    return c;
+  }();
+  return f;
+}
+
+void set_force_portable(bool on) { g_force_portable = on; }
+
+bool use_avx512() {
+  static const bool env_off = [] {
+    const char* e = std::getenv("V4HOST_NO_AVX512");
+    return e && *e && *e != '0';
+  }();
+  const auto& f = cpu_features();
+  return !g_force_portable && !env_off && f.avx512f && f.avx512bw && f.avx512vl;
+}
+
+std::string cpu_summary() {
+  const auto& f = cpu_features();
+  std::string s;
+  s += f.avx512f ? "avx512f " : "";
+  s += f.avx512bw ? "avx512bw " : "";
+  s += f.avx512bf16 ? "avx512bf16 " : "";
+  s += f.amx_tile ? "amx " : "";
+  s += f.avx2 ? "avx2 " : "";
+  s += use_avx512() ? "(kernels: avx512)" : "(kernels: portable)";
+  return s;
+}
+
+}  // namespace v4
