@@ -1,7 +1,158 @@
+// Engine subcommands: logits, generate, synth, bench-engine.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+
 #include "cli/commands.h"
+#include "core/cpu.h"
+#include "core/error.h"
+#include "core/npy.h"
+#include "core/progress.h"
+#include "engine/engine.h"
+#include "engine/sampler.h"
 
 namespace v4::cli {
 
-void add_engine_commands(CLI::App&) {}
+namespace {
+
+std::vector<int32_t> read_tokens(const std::string& path) {
+  NpyArray a = read_npy(path);
+  std::vector<int32_t> t;
+  for (int64_t v : a.as_i64()) t.push_back(static_cast<int32_t>(v));
+  if (t.empty()) throw InputError(path + ": no tokens");
+  return t;
+}
+
+Numerics numerics_from(const std::string& s) {
+  Numerics n;
+  if (!parse_numerics(s, &n)) throw InputError("--numerics must be exact, official or cachesim (got '" + s + "')");
+  return n;
+}
+
+struct LogitsArgs {
+  std::string model, tokens, out, numerics = "exact";
+  int prefill = -1, chunk = 0;
+  bool mtp = false, quiet = false;
+};
+
+void run_logits(const LogitsArgs& a) {
+  Progress::set_global_quiet(a.quiet);
+  auto tokens = read_tokens(a.tokens);
+  auto w = ModelWeights::load(a.model, a.mtp, a.quiet);
+  Engine eng(*w, numerics_from(a.numerics));
+  const int N = static_cast<int>(tokens.size()), V = w->cfg.vocab_size;
+  const int P = a.prefill < 0 ? N : a.prefill;
+  if (P < 1 || P > N) throw InputError("--prefill must be in [1, " + std::to_string(N) + "]");
+  if (a.chunk < 0) throw InputError("--chunk must be positive");
+  if (a.mtp && !eng.has_mtp()) throw InputError("--mtp: the checkpoint has no mtp.* weights");
+  auto st = eng.new_sequence(a.mtp);
+  std::vector<float> logits(static_cast<size_t>(N) * V);
+  std::vector<float> hidden;
+  const size_t hrow = static_cast<size_t>(w->cfg.hc_mult) * w->cfg.dim;
+  if (a.mtp) hidden.resize(static_cast<size_t>(N) * hrow);
+  Progress prog("prefill", static_cast<size_t>(N), a.quiet);
+  // Prefill [0, P) in chunks, then decode one token at a time.
+  const int chunk = a.chunk > 0 ? a.chunk : P;
+  auto step = [&](int b, int n) {
+    Segment s;
+    s.state = st.get();
+    s.tokens = tokens.data() + b;
+    s.n = n;
+    s.all_logits = true;
+    s.logits = logits.data() + static_cast<size_t>(b) * V;
+    if (a.mtp) s.hidden = hidden.data() + static_cast<size_t>(b) * hrow;
+    eng.forward(std::span<Segment>(&s, 1));
+    prog.update(static_cast<size_t>(b + n));
+  };
+  for (int b = 0; b < P; b += chunk) step(b, std::min(chunk, P - b));
+  for (int b = P; b < N; ++b) step(b, 1);
+  prog.finish();
+  if (!a.mtp) {
+    write_npy_f32(a.out, logits.data(), {N, V});
+    return;
+  }
+  // MTP: row i (i = 0..N-2) uses the main streams at i and token i+1; predicts token i+2.
+  std::vector<float> mlog(static_cast<size_t>(N - 1) * V);
+  if (N > 1) {
+    MtpSegment ms;
+    ms.state = st.get();
+    ms.hidden = hidden.data();
+    ms.next_tokens = tokens.data() + 1;
+    ms.n = N - 1;
+    ms.logits = mlog.data();
+    eng.forward_mtp(std::span<MtpSegment>(&ms, 1));
+  }
+  write_npy_f32(a.out, mlog.data(), {N - 1, V});
+}
+
+struct GenArgs {
+  std::string model, tokens, numerics = "exact";
+  int n = 16;
+  float temperature = 0, top_p = 1;
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+
+void run_generate(const GenArgs& a) {
+  Progress::set_global_quiet(a.quiet);
+  auto tokens = read_tokens(a.tokens);
+  if (a.n < 0) throw InputError("-n must be >= 0");
+  if (a.temperature < 0 || a.top_p <= 0 || a.top_p > 1) throw InputError("need --temperature >= 0 and 0 < --top-p <= 1");
+  auto w = ModelWeights::load(a.model, false, a.quiet);
+  Engine eng(*w, numerics_from(a.numerics));
+  auto st = eng.new_sequence();
+  const int V = w->cfg.vocab_size;
+  std::vector<float> logits(static_cast<size_t>(V));
+  Sampler sampler({a.temperature, a.top_p, 0.0f, 0, a.seed});
+  Segment s;
+  s.state = st.get();
+  s.tokens = tokens.data();
+  s.n = static_cast<int>(tokens.size());
+  s.logits = logits.data();
+  eng.forward(std::span<Segment>(&s, 1));
+  std::vector<int32_t> out;
+  for (int i = 0; i < a.n; ++i) {
+    int32_t t = sampler.sample(logits.data(), V);
+    out.push_back(t);
+    std::printf("%s%d", i ? " " : "", t);
+    std::fflush(stdout);
+    if (i + 1 == a.n) break;
+    s.tokens = &out.back();
+    s.n = 1;
+    eng.forward(std::span<Segment>(&s, 1));
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
+void add_engine_commands(CLI::App& app) {
+  {
+    auto a = std::make_shared<LogitsArgs>();
+    auto* c = app.add_subcommand("logits", "Write float32 logits [len, vocab] for every prompt position (row i predicts token i+1)");
+    c->add_option("--model", a->model, "checkpoint directory")->required();
+    c->add_option("--tokens", a->tokens, "prompt token ids (.npy, integer)")->required();
+    c->add_option("--out", a->out, "output .npy")->required();
+    c->add_option("--prefill", a->prefill, "prefill the first N tokens, decode the rest one at a time");
+    c->add_option("--chunk", a->chunk, "prefill in chunks of C tokens");
+    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_flag("--mtp", a->mtp, "write the MTP head's logits (row i predicts token i+2)");
+    c->add_flag("--quiet,-q", a->quiet, "no progress output");
+    c->callback([a] { run_logits(*a); });
+  }
+  {
+    auto a = std::make_shared<GenArgs>();
+    auto* c = app.add_subcommand("generate", "Continue a prompt of token ids; prints the generated ids");
+    c->add_option("--model", a->model, "checkpoint directory")->required();
+    c->add_option("--tokens", a->tokens, "prompt token ids (.npy)")->required();
+    c->add_option("-n", a->n, "tokens to generate");
+    c->add_option("--temperature", a->temperature, "0 = greedy");
+    c->add_option("--top-p", a->top_p, "nucleus sampling");
+    c->add_option("--seed", a->seed, "random seed");
+    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_flag("--quiet,-q", a->quiet, "no progress output");
+    c->callback([a] { run_generate(*a); });
+  }
+}
 
 }  // namespace v4::cli

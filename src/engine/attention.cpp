@@ -1,0 +1,265 @@
+// V4 attention (spec §3.4–3.6): shared-KV MQA over the sliding window plus compressed entries
+// (CSA: chosen by the lightning indexer; HCA: all visible), with an attention sink, output
+// de-rotation and the grouped low-rank output projection.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/thread_pool.h"
+#include "engine/internal.h"
+
+namespace v4::detail {
+
+namespace {
+
+// Pools one compressed entry from the state's rows (per-channel softmax over window positions).
+void pool_entry(const CompressorState& s, int d, float* out) {
+  const int m = s.ratio;
+  const bool ov = s.prev_a.size() > 0;
+  for (int ch = 0; ch < d; ++ch) {
+    float mx = -INFINITY;
+    // Overlap: previous window contributes its first half, the current window its second half.
+    auto prev_g = [&](int r) { return s.prev_g[static_cast<size_t>(r) * s.width + ch]; };
+    auto cur_g = [&](int r) { return s.cur_g[static_cast<size_t>(r) * s.width + (ov ? d : 0) + ch]; };
+    if (ov && s.has_prev)
+      for (int r = 0; r < m; ++r) mx = std::max(mx, prev_g(r));
+    for (int r = 0; r < m; ++r) mx = std::max(mx, cur_g(r));
+    float den = 0, num = 0;
+    if (ov && s.has_prev)
+      for (int r = 0; r < m; ++r) {
+        float e = std::exp(prev_g(r) - mx);
+        den += e;
+        num += e * s.prev_a[static_cast<size_t>(r) * s.width + ch];
+      }
+    for (int r = 0; r < m; ++r) {
+      float e = std::exp(cur_g(r) - mx);
+      den += e;
+      num += e * s.cur_a[static_cast<size_t>(r) * s.width + (ov ? d : 0) + ch];
+    }
+    out[ch] = num / den;
+  }
+}
+
+// Feeds the projected rows of one token; returns true (and writes the raw pooled entry) when the
+// token completes a window.
+bool feed(CompressorState& s, const float* a, const float* g, const float* ape_row, int d, float* entry) {
+  const size_t w = static_cast<size_t>(s.width);
+  float* ca = s.cur_a.data() + static_cast<size_t>(s.cur_count) * w;
+  float* cg = s.cur_g.data() + static_cast<size_t>(s.cur_count) * w;
+  for (size_t i = 0; i < w; ++i) {
+    ca[i] = a[i];
+    cg[i] = g[i] + ape_row[i];
+  }
+  if (++s.cur_count < s.ratio) return false;
+  pool_entry(s, d, entry);
+  if (!s.prev_a.empty()) {
+    std::swap(s.prev_a, s.cur_a);
+    std::swap(s.prev_g, s.cur_g);
+    s.has_prev = true;
+  }
+  s.cur_count = 0;
+  return true;
+}
+
+// Runs a compressor over the batch rows of every segment, appending finished entries.
+void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, int M, std::vector<SegCtx>& segs,
+                    bool indexer, const RopeTable& rope) {
+  const int W = cw.wkv.rows, d = cw.dim, rd = c.cfg.rope_dim;
+  std::vector<float> a(static_cast<size_t>(M) * W), g(static_cast<size_t>(M) * W), entry(static_cast<size_t>(d)),
+      normed(static_cast<size_t>(d));
+  linear(cw.wkv, x, M, a.data());
+  linear(cw.wgate, x, M, g.data());
+  for (auto& s : segs) {
+    CompressorState& st = indexer ? s.ls->idx_state : s.ls->comp_state;
+    std::vector<float>& dst = indexer ? s.ls->idx_keys : s.ls->comp;
+    for (int t = 0; t < s.n; ++t) {
+      const int64_t p = s.p0 + t;
+      const size_t row = static_cast<size_t>(s.off + t) * W;
+      const float* ape = cw.ape.data() + static_cast<size_t>(p % cw.ratio) * W;
+      if (!feed(st, a.data() + row, g.data() + row, ape, d, entry.data())) continue;
+      const int64_t j = p / cw.ratio;
+      rmsnorm(entry.data(), cw.norm.data(), d, c.cfg.norm_eps, normed.data());
+      rope.apply(normed.data() + (d - rd), j * cw.ratio);
+      if (indexer) {
+        hadamard(normed.data(), d);
+        if (c.cache_quant) fakequant_fp4(normed.data(), d, 32);
+      } else if (c.cache_quant) {
+        fakequant_fp8(normed.data(), d - rd, 64);
+      }
+      dst.insert(dst.end(), normed.begin(), normed.end());
+    }
+  }
+}
+
+}  // namespace
+
+void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::vector<SegCtx>& segs, float* out) {
+  const ModelConfig& cfg = c.cfg;
+  const AttentionWeights& A = b.attn;
+  const int H = cfg.n_heads, hd = cfg.head_dim, rd = cfg.rope_dim, nd = hd - rd, qlr = cfg.q_lora_rank;
+  const RopeTable& rope = c.rope(b.ratio);
+  const float eps = cfg.norm_eps;
+
+  // Query latent, queries (per-head RMS-normalised, rotated), shared KV.
+  std::vector<float> qr(static_cast<size_t>(M) * qlr), q(static_cast<size_t>(M) * H * hd), kv(static_cast<size_t>(M) * hd);
+  linear_act(c, A.wq_a, x, M, qr.data());
+  for (int t = 0; t < M; ++t) rmsnorm(qr.data() + static_cast<size_t>(t) * qlr, A.q_norm.data(), qlr, eps, qr.data() + static_cast<size_t>(t) * qlr);
+  linear_act(c, A.wq_b, qr.data(), M, q.data());
+  linear_act(c, A.wkv, x, M, kv.data());
+  for (auto& s : segs)
+    for (int t = 0; t < s.n; ++t) {
+      const int64_t p = s.p0 + t;
+      const size_t r = static_cast<size_t>(s.off + t);
+      for (int h = 0; h < H; ++h) {
+        float* qh = q.data() + (r * H + h) * hd;
+        rms_normalize(qh, hd, eps);
+        rope.apply(qh + nd, p);
+      }
+      float* k = kv.data() + r * hd;
+      rmsnorm(k, A.kv_norm.data(), hd, eps, k);
+      rope.apply(k + nd, p);
+      if (c.cache_quant) fakequant_fp8(k, nd, 64);
+    }
+
+  // Compressed entries (and indexer keys) are produced before attention: the token that
+  // completes a window already sees its entry.
+  if (A.comp) run_compressor(c, *A.comp, x, M, segs, false, rope);
+  const IndexerWeights* ix = A.indexer ? &*A.indexer : nullptr;
+  const int nIH = cfg.index_n_heads, ihd = cfg.index_head_dim;
+  std::vector<float> qi, wts;
+  if (ix) {
+    run_compressor(c, ix->comp, x, M, segs, true, rope);
+    qi.resize(static_cast<size_t>(M) * nIH * ihd);
+    wts.resize(static_cast<size_t>(M) * nIH);
+    linear_act(c, ix->wq_b, qr.data(), M, qi.data());
+    linear(ix->weights_proj, x, M, wts.data());
+    const float wscale = 1.0f / std::sqrt(static_cast<float>(ihd)) / std::sqrt(static_cast<float>(nIH));
+    for (auto& s : segs)
+      for (int t = 0; t < s.n; ++t) {
+        const size_t r = static_cast<size_t>(s.off + t);
+        for (int h = 0; h < nIH; ++h) {
+          float* qh = qi.data() + (r * nIH + h) * ihd;
+          rope.apply(qh + (ihd - rd), s.p0 + t);
+          hadamard(qh, ihd);
+          if (c.cache_quant) fakequant_fp4(qh, ihd, 32);
+        }
+        for (int h = 0; h < nIH; ++h) wts[r * nIH + h] *= wscale;
+      }
+  }
+
+  std::vector<float> o(static_cast<size_t>(M) * H * hd);
+  const int win = cfg.window;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  for (size_t si = 0; si < segs.size(); ++si) {
+    SegCtx& s = segs[si];
+    LayerState& ls = *s.ls;
+    // Local window buffer: up to win-1 earlier positions from the ring, then this chunk's rows.
+    const int64_t first = std::max<int64_t>(0, s.p0 - (win - 1));
+    const int nprev = static_cast<int>(s.p0 - first);
+    std::vector<float> local(static_cast<size_t>(nprev + s.n) * hd);
+    for (int i = 0; i < nprev; ++i) {
+      const int64_t p = first + i;
+      std::copy_n(ls.ring.data() + static_cast<size_t>(p % win) * hd, hd, local.data() + static_cast<size_t>(i) * hd);
+    }
+    std::copy_n(kv.data() + static_cast<size_t>(s.off) * hd, static_cast<size_t>(s.n) * hd, local.data() + static_cast<size_t>(nprev) * hd);
+    const float* comp = ls.comp.data();
+    const int64_t ncomp = ls.n_comp(hd);
+    const bool trace_ix = c.trace && c.trace->indexer && c.trace_seg0 && si == 0 && ix;
+    std::vector<int32_t>* tix = nullptr;
+    if (trace_ix) {
+      tix = &c.trace->indexer_topk[b.layer_id];
+      tix->assign(static_cast<size_t>(s.n) * cfg.index_topk, -1);
+    }
+
+    parallel_for(static_cast<size_t>(s.n), 1, [&](size_t t0, size_t t1) {
+      std::vector<float> sc, score;
+      std::vector<int32_t> sel, order;
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t p = s.p0 + static_cast<int64_t>(t);
+        const size_t r = static_cast<size_t>(s.off) + t;
+        // Window keys: positions max(0, p-win+1)..p, as rows of `local`.
+        const int64_t wfirst = std::max<int64_t>(0, p - (win - 1));
+        const int wb = static_cast<int>(wfirst - first), we = nprev + static_cast<int>(t) + 1;
+        // Compressed keys.
+        sel.clear();
+        if (b.ratio > 0) {
+          const int64_t vis = std::min<int64_t>(ncomp, (p + 1) / b.ratio);
+          if (ix && vis > cfg.index_topk) {
+            score.assign(static_cast<size_t>(vis), 0.f);
+            const float* qt = qi.data() + r * nIH * ihd;
+            const float* wt = wts.data() + r * nIH;
+            for (int64_t j = 0; j < vis; ++j) {
+              const float* kj = ls.idx_keys.data() + static_cast<size_t>(j) * ihd;
+              float acc = 0;
+              for (int h = 0; h < nIH; ++h) {
+                const float* qh = qt + static_cast<size_t>(h) * ihd;
+                float dot = 0;
+                for (int i = 0; i < ihd; ++i) dot += qh[i] * kj[i];
+                acc += wt[h] * std::max(dot, 0.0f);
+              }
+              score[static_cast<size_t>(j)] = acc;
+            }
+            order.resize(static_cast<size_t>(vis));
+            std::iota(order.begin(), order.end(), 0);
+            std::partial_sort(order.begin(), order.begin() + cfg.index_topk, order.end(),
+                              [&](int32_t a, int32_t bb) { return score[static_cast<size_t>(a)] > score[static_cast<size_t>(bb)]; });
+            sel.assign(order.begin(), order.begin() + cfg.index_topk);
+          } else {
+            for (int64_t j = 0; j < vis; ++j) sel.push_back(static_cast<int32_t>(j));
+          }
+          if (tix) {
+            std::vector<int32_t> sorted = sel;
+            std::sort(sorted.begin(), sorted.end());
+            if (ix) std::copy(sorted.begin(), sorted.end(), tix->begin() + static_cast<long>(t * cfg.index_topk));
+          }
+        }
+        const int nw = we - wb, nk = nw + static_cast<int>(sel.size());
+        sc.resize(static_cast<size_t>(nk));
+        for (int h = 0; h < H; ++h) {
+          const float* qh = q.data() + (r * H + h) * hd;
+          float mx = -INFINITY;
+          auto key = [&](int i) -> const float* {
+            return i < nw ? local.data() + static_cast<size_t>(wb + i) * hd
+                          : comp + static_cast<size_t>(sel[static_cast<size_t>(i - nw)]) * hd;
+          };
+          for (int i = 0; i < nk; ++i) {
+            const float* k = key(i);
+            float dot = 0;
+            for (int e = 0; e < hd; ++e) dot += qh[e] * k[e];
+            sc[static_cast<size_t>(i)] = dot * scale;
+            mx = std::max(mx, sc[static_cast<size_t>(i)]);
+          }
+          float den = std::exp(A.sink[static_cast<size_t>(h)] - mx);
+          for (int i = 0; i < nk; ++i) den += (sc[static_cast<size_t>(i)] = std::exp(sc[static_cast<size_t>(i)] - mx));
+          float* oh = o.data() + (r * H + h) * hd;
+          std::fill(oh, oh + hd, 0.f);
+          for (int i = 0; i < nk; ++i) {
+            const float pw = sc[static_cast<size_t>(i)] / den;
+            const float* k = key(i);
+            for (int e = 0; e < hd; ++e) oh[e] += pw * k[e];
+          }
+          rope.apply(oh + nd, p, /*inverse=*/true);
+        }
+      }
+    });
+    // Keep the last `win` raw KV rows in the ring.
+    for (int t = std::max(0, s.n - win); t < s.n; ++t) {
+      const int64_t p = s.p0 + t;
+      std::copy_n(kv.data() + static_cast<size_t>(s.off + t) * hd, hd, ls.ring.data() + static_cast<size_t>(p % win) * hd);
+    }
+  }
+
+  // Grouped low-rank output projection: group g's heads through rows g·olr.. of wo_a, then wo_b.
+  const int G = cfg.o_groups, olr = cfg.o_lora_rank, gK = H / G * hd;
+  std::vector<float> z(static_cast<size_t>(M) * G * olr);
+  parallel_for(static_cast<size_t>(G * olr), 16, [&](size_t n0, size_t n1) {
+    for (int g = 0; g < G; ++g) {
+      const int lo = std::max<int>(static_cast<int>(n0), g * olr), hi = std::min<int>(static_cast<int>(n1), (g + 1) * olr);
+      if (lo >= hi) continue;
+      linear_rows(A.wo_a, o.data() + static_cast<size_t>(g) * gK, M, z.data(), H * hd, G * olr, lo, hi);
+    }
+  });
+  linear_act(c, A.wo_b, z.data(), M, out);
+}
+
+}  // namespace v4::detail

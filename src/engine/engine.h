@@ -1,0 +1,83 @@
+// The V4 forward pass on CPU. One call runs any number of sequence segments through shared
+// layer passes: projections and experts are batched over all tokens of all segments, attention
+// runs per segment against that sequence's own state. A segment is a chunk of prefill (any
+// length, from the sequence's current position) or one decode token, so the same call serves
+// chunked prefill, token-by-token decode and continuous batching.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kv/sequence_state.h"
+#include "model/weights.h"
+
+namespace v4 {
+
+enum class Numerics {
+  Exact,     // exactly dequantised weights, float32 activations (matches golden noaq)
+  Official,  // + FP8 activation quantisation before FP8/FP4 GEMMs, FP8 KV and FP4 indexer simulation
+  CacheSim,  // only the FP8 KV / FP4 indexer simulation (golden cachesim)
+};
+bool parse_numerics(const std::string& s, Numerics* out);
+
+// Optional per-call recording of internals (tests and debugging); applies to segment 0.
+struct Trace {
+  std::vector<int> hidden_layers;                 // record residual streams after these blocks
+  std::map<int, std::vector<float>> hidden;       // layer -> [n, hc, D]
+  bool routes = false;
+  std::map<int, std::vector<int32_t>> route_experts;  // layer -> [n, topk], sorted ascending
+  std::map<int, std::vector<float>> route_weights;    // aligned with route_experts
+  bool indexer = false;
+  std::map<int, std::vector<int32_t>> indexer_topk;   // layer -> [n, index_topk], sorted, -1 padded
+};
+
+struct Segment {
+  SequenceState* state = nullptr;
+  const int32_t* tokens = nullptr;
+  int n = 0;
+  bool all_logits = false;     // logits for every token (else the last only)
+  float* logits = nullptr;     // [all_logits ? n : 1, vocab]; may be null
+  float* hidden = nullptr;     // optional: final residual streams [n, hc·D] (MTP input)
+};
+
+// Input of one MTP segment: the main model's final streams at positions mtp_pos.. and the
+// tokens that follow each of them.
+struct MtpSegment {
+  SequenceState* state = nullptr;
+  const float* hidden = nullptr;   // [n, hc·D]
+  const int32_t* next_tokens = nullptr;
+  int n = 0;
+  bool all_logits = true;
+  float* logits = nullptr;
+};
+
+class Engine {
+ public:
+  explicit Engine(const ModelWeights& w, Numerics numerics = Numerics::Exact);
+  ~Engine();
+
+  const ModelConfig& config() const { return w_.cfg; }
+  const ModelWeights& weights() const { return w_; }
+  Numerics numerics() const { return numerics_; }
+  bool has_mtp() const { return w_.mtp.has_value(); }
+
+  std::unique_ptr<SequenceState> new_sequence(bool with_mtp = false) const;
+
+  // Runs the segments (each advances its state by n tokens). Long segments are split internally
+  // into chunks of at most max_chunk tokens; results are identical to one pass.
+  void forward(std::span<Segment> segs, Trace* trace = nullptr);
+  void forward_mtp(std::span<MtpSegment> segs);
+
+  int max_chunk = 512;
+
+ private:
+  struct Impl;
+  const ModelWeights& w_;
+  Numerics numerics_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace v4

@@ -1,0 +1,37 @@
+// Shared internals of the forward pass (not a public header).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/engine.h"
+#include "kernels/ops.h"
+
+namespace v4::detail {
+
+// One segment's view during a block pass: which layer state, where its tokens sit in the batch.
+struct SegCtx {
+  LayerState* ls = nullptr;
+  int64_t p0 = 0;   // position of the first token
+  int off = 0;      // row offset in the batch
+  int n = 0;
+};
+
+struct Ctx {
+  const ModelConfig& cfg;
+  bool act_quant;     // FP8 activation quantisation before FP8/FP4 GEMMs (official numerics)
+  bool cache_quant;   // FP8 KV / FP4 indexer simulation
+  const RopeTable& rope_plain;
+  const RopeTable& rope_comp;
+  Trace* trace;
+  bool trace_seg0;    // whether segment 0 of this batch is traced (main model only)
+  const RopeTable& rope(int ratio) const { return ratio ? rope_comp : rope_plain; }
+};
+
+// y = x·Wᵀ, with the official FP8 activation quantisation of x when enabled and W is FP8/FP4.
+void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
+
+void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::vector<SegCtx>& segs, float* out);
+void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32_t* tokens, std::vector<SegCtx>& segs,
+         float* out);
+
+}  // namespace v4::detail

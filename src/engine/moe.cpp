@@ -1,0 +1,111 @@
+// V4 mixture of experts (spec §3.8): sqrt-softplus scores, hash (tid2eid) or biased top-k
+// selection, weights from the unbiased scores normalised and scaled, SwiGLU with the one-sided
+// gate clamp, routing weight applied before w2, plus the shared expert.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "engine/internal.h"
+
+namespace v4::detail {
+
+namespace {
+
+// out[n, D] (+)= w2 · (silu(min(w1·x, lim)) ⊙ clamp(w3·x, ±lim) ⊙ weight)
+void expert_forward(const Ctx& c, const ExpertWeights& e, const float* x, int n, const float* weights, float* out) {
+  const int I = e.w1.rows;
+  const float lim = c.cfg.swiglu_limit;
+  std::vector<float> g(static_cast<size_t>(n) * I), u(static_cast<size_t>(n) * I);
+  linear_act(c, e.w1, x, n, g.data());
+  linear_act(c, e.w3, x, n, u.data());
+  for (int t = 0; t < n; ++t) {
+    const float wt = weights ? weights[t] : 1.0f;
+    float* gt = g.data() + static_cast<size_t>(t) * I;
+    const float* ut = u.data() + static_cast<size_t>(t) * I;
+    for (int i = 0; i < I; ++i) {
+      float gv = lim > 0 ? std::min(gt[i], lim) : gt[i];
+      float uv = lim > 0 ? std::clamp(ut[i], -lim, lim) : ut[i];
+      gt[i] = silu(gv) * uv * wt;
+    }
+  }
+  linear_act(c, e.w2, g.data(), n, out);
+}
+
+}  // namespace
+
+void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32_t* tokens, std::vector<SegCtx>& segs,
+         float* out) {
+  const ModelConfig& cfg = c.cfg;
+  const FfnWeights& F = b.ffn;
+  const int E = cfg.n_routed_experts, K = cfg.n_activated, D = cfg.dim;
+  std::vector<float> scores(static_cast<size_t>(M) * E);
+  linear(F.gate, x, M, scores.data());
+  std::vector<int32_t> idx(static_cast<size_t>(M) * K);
+  std::vector<float> wsel(static_cast<size_t>(M) * K);
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  std::vector<float> biased(static_cast<size_t>(E));
+  for (int t = 0; t < M; ++t) {
+    float* s = scores.data() + static_cast<size_t>(t) * E;
+    for (int e = 0; e < E; ++e) s[e] = std::sqrt(softplus(s[e]));
+    int32_t* it = idx.data() + static_cast<size_t>(t) * K;
+    if (F.hash) {
+      const int32_t tok = tokens[t];
+      std::copy_n(F.tid2eid.data() + static_cast<size_t>(tok) * K, K, it);
+    } else {
+      for (int e = 0; e < E; ++e) biased[static_cast<size_t>(e)] = s[e] + F.bias[static_cast<size_t>(e)];
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t bb) {
+        return biased[static_cast<size_t>(a)] > biased[static_cast<size_t>(bb)];
+      });
+      std::copy_n(order.begin(), K, it);
+    }
+    float sum = 0;
+    for (int k = 0; k < K; ++k) sum += s[it[k]];
+    for (int k = 0; k < K; ++k) wsel[static_cast<size_t>(t) * K + k] = s[it[k]] / sum * cfg.route_scale;
+  }
+  if (c.trace && c.trace->routes && c.trace_seg0 && !segs.empty()) {
+    const SegCtx& s0 = segs[0];
+    auto& ex = c.trace->route_experts[b.layer_id];
+    auto& wt = c.trace->route_weights[b.layer_id];
+    ex.resize(static_cast<size_t>(s0.n) * K);
+    wt.resize(static_cast<size_t>(s0.n) * K);
+    for (int t = 0; t < s0.n; ++t) {
+      std::vector<std::pair<int32_t, float>> pr;
+      for (int k = 0; k < K; ++k)
+        pr.push_back({idx[static_cast<size_t>(s0.off + t) * K + k], wsel[static_cast<size_t>(s0.off + t) * K + k]});
+      std::sort(pr.begin(), pr.end());
+      for (int k = 0; k < K; ++k) {
+        ex[static_cast<size_t>(t) * K + k] = pr[static_cast<size_t>(k)].first;
+        wt[static_cast<size_t>(t) * K + k] = pr[static_cast<size_t>(k)].second;
+      }
+    }
+  }
+
+  // Shared expert on every token, then each routed expert on the tokens that chose it.
+  expert_forward(c, F.shared, x, M, nullptr, out);
+  std::vector<std::vector<std::pair<int, float>>> by_expert(static_cast<size_t>(E));
+  for (int t = 0; t < M; ++t)
+    for (int k = 0; k < K; ++k)
+      by_expert[static_cast<size_t>(idx[static_cast<size_t>(t) * K + k])].push_back({t, wsel[static_cast<size_t>(t) * K + k]});
+  std::vector<float> xe, we, ye;
+  for (int e = 0; e < E; ++e) {
+    const auto& list = by_expert[static_cast<size_t>(e)];
+    if (list.empty()) continue;
+    const int n = static_cast<int>(list.size());
+    xe.resize(static_cast<size_t>(n) * D);
+    we.resize(static_cast<size_t>(n));
+    ye.resize(static_cast<size_t>(n) * D);
+    for (int i = 0; i < n; ++i) {
+      std::copy_n(x + static_cast<size_t>(list[static_cast<size_t>(i)].first) * D, D, xe.data() + static_cast<size_t>(i) * D);
+      we[static_cast<size_t>(i)] = list[static_cast<size_t>(i)].second;
+    }
+    expert_forward(c, F.experts[static_cast<size_t>(e)], xe.data(), n, we.data(), ye.data());
+    for (int i = 0; i < n; ++i) {
+      float* o = out + static_cast<size_t>(list[static_cast<size_t>(i)].first) * D;
+      const float* y = ye.data() + static_cast<size_t>(i) * D;
+      for (int d = 0; d < D; ++d) o[d] += y[d];
+    }
+  }
+}
+
+}  // namespace v4::detail

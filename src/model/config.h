@@ -1,0 +1,58 @@
+// ModelConfig: the V4 hyper-parameters, read from a checkpoint's HF-style config.json
+// (the official inference/config.json key names are accepted too).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace v4 {
+
+struct ModelConfig {
+  int vocab_size = 129280;
+  int dim = 4096;                 // hidden_size
+  int n_layers = 43;
+  int n_heads = 64;
+  int head_dim = 512;
+  int rope_dim = 64;              // qk_rope_head_dim; rotated dims are the LAST rope_dim of a head
+  int q_lora_rank = 1024;
+  int o_groups = 8;
+  int o_lora_rank = 1024;
+  int window = 128;               // sliding_window
+  int index_n_heads = 64;
+  int index_head_dim = 128;
+  int index_topk = 512;
+  int n_routed_experts = 256;
+  int n_shared_experts = 1;
+  int n_activated = 6;            // num_experts_per_tok
+  int moe_inter = 2048;
+  int n_hash_layers = 3;
+  float route_scale = 1.5f;
+  float swiglu_limit = 10.0f;
+  int hc_mult = 4;
+  int hc_sinkhorn_iters = 20;
+  float hc_eps = 1e-6f;
+  float norm_eps = 1e-6f;
+  float rope_theta = 10000.0f;
+  float compress_rope_theta = 160000.0f;
+  float rope_factor = 16.0f;      // YaRN (compressed layers only)
+  int original_seq_len = 65536;
+  float beta_fast = 32.0f;
+  float beta_slow = 1.0f;
+  std::vector<int> compress_ratios;  // n_layers + n_mtp entries
+  int n_mtp_layers = 1;
+  std::string expert_dtype;       // "fp4" / "fp8" / "" (informational: tensors decide)
+  int bos_id = 0;
+  int eos_id = 1;
+
+  int nope_dim() const { return head_dim - rope_dim; }
+  int ratio(int layer) const { return compress_ratios.at(static_cast<size_t>(layer)); }
+  int hc_mix() const { return (2 + hc_mult) * hc_mult; }
+
+  static ModelConfig from_json(const nlohmann::json& j);   // throws InputError naming the field
+  static ModelConfig load(const std::string& model_dir);   // reads <dir>/config.json
+  void validate() const;                                   // throws InputError
+};
+
+}  // namespace v4

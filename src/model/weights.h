@@ -1,0 +1,97 @@
+// ModelWeights: every tensor of a V4 checkpoint, validated against the config (name, dtype,
+// shape) and referenced zero-copy from the memory-mapped shards. Small per-layer vectors (norms,
+// hc parameters, sinks, biases) are copied to float32.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/safetensors.h"
+#include "kernels/linear.h"
+#include "model/config.h"
+
+namespace v4 {
+
+struct CompressorWeights {
+  int ratio = 0;        // tokens per compressed entry
+  int dim = 0;          // d_c: 512-style head_dim (attention) or index_head_dim (indexer)
+  bool overlap = false; // ratio 4 (CSA): windows overlap by one window
+  LinearWeight wkv, wgate;        // [coff·d, D]
+  std::vector<float> ape;         // [ratio, coff·d]
+  std::vector<float> norm;        // [d]
+};
+
+struct IndexerWeights {
+  LinearWeight wq_b;              // [nIH·ihd, q_lora]
+  LinearWeight weights_proj;      // [nIH, D]
+  CompressorWeights comp;
+};
+
+struct AttentionWeights {
+  LinearWeight wq_a, wq_b, wkv, wo_a, wo_b;
+  std::vector<float> q_norm, kv_norm, sink;
+  std::optional<CompressorWeights> comp;
+  std::optional<IndexerWeights> indexer;
+};
+
+struct ExpertWeights {
+  LinearWeight w1, w2, w3;
+};
+
+struct FfnWeights {
+  LinearWeight gate;                    // [E, D]
+  std::vector<float> bias;              // score layers
+  std::vector<int32_t> tid2eid;         // hash layers: [vocab, topk]
+  std::vector<ExpertWeights> experts;
+  ExpertWeights shared;
+  bool hash = false;
+};
+
+struct HcWeights {
+  LinearWeight fn;                      // [(2+hc)·hc, hc·D] F32
+  std::vector<float> base, scale;
+};
+
+struct BlockWeights {
+  int layer_id = 0;
+  int ratio = 0;
+  std::vector<float> attn_norm, ffn_norm;
+  HcWeights hc_attn, hc_ffn;
+  AttentionWeights attn;
+  FfnWeights ffn;
+};
+
+struct HeadWeights {  // hc_head reduction + final norm (main model or MTP)
+  LinearWeight hc_fn;                   // [hc, hc·D]
+  std::vector<float> hc_base, hc_scale, norm;
+};
+
+struct MtpWeights {
+  BlockWeights block;
+  LinearWeight e_proj, h_proj;
+  std::vector<float> enorm, hnorm;
+  HeadWeights head;
+};
+
+class ModelWeights {
+ public:
+  // Loads and validates; throws CheckpointError naming the tensor and file. `load_mtp` false
+  // skips the mtp.* tensors (they need not exist then).
+  static std::unique_ptr<ModelWeights> load(const std::string& dir, bool load_mtp = true, bool quiet = false);
+
+  ModelConfig cfg;
+  LinearWeight embed;                   // [V, D], rows are read with dequant_row
+  LinearWeight lm_head;                 // [V, D]
+  HeadWeights head;
+  std::vector<BlockWeights> layers;
+  std::optional<MtpWeights> mtp;
+
+  size_t weight_bytes() const { return store_->total_bytes(); }
+  const TensorStore& store() const { return *store_; }
+
+ private:
+  std::unique_ptr<TensorStore> store_;
+};
+
+}  // namespace v4
