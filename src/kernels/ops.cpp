@@ -54,6 +54,12 @@ void RopeTable::apply(float* x, int64_t pos, bool inverse) const {
   }
 }
 
+void RopeTable::cos_sin(int64_t pos, int i, float* c, float* s) const {
+  const float ang = static_cast<float>(pos) * freqs[static_cast<size_t>(i)];
+  *c = std::cos(ang);
+  *s = std::sin(ang);
+}
+
 void hadamard(float* x, int n) {
   for (int h = 1; h < n; h *= 2)
     for (int i = 0; i < n; i += 2 * h)

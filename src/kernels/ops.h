@@ -20,6 +20,7 @@ struct RopeTable {
   void init(int rope_dim, float theta, bool yarn, float factor, int original_seq_len, float beta_fast, float beta_slow);
   // Rotate the pairs (x[2i], x[2i+1]) by +angle (inverse=false) or -angle at position pos.
   void apply(float* x, int64_t pos, bool inverse = false) const;
+  void cos_sin(int64_t pos, int pair, float* c, float* s) const;
 };
 
 // Normalised Sylvester Walsh–Hadamard transform in place (n a power of two), scale n^-1/2.
