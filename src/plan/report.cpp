@@ -283,7 +283,9 @@ std::string render(const CheckReport& r, bool md) {
                        fmt_tokens(r.speed.tokens_per_month_capacity)));
   std::vector<std::vector<std::string>> crow;
   for (auto& row : r.cost.sweep) {
-    std::string cheaper = !row.self_hosted_usd ? "?" : (*row.self_hosted_usd < row.hosted_usd ? "self-hosted" : "hosted");
+    std::string cheaper = !row.self_hosted_usd ? "?"
+                          : std::fabs(*row.self_hosted_usd - row.hosted_usd) <= 0.005 * row.hosted_usd ? "break-even"
+                          : *row.self_hosted_usd < row.hosted_usd ? "self-hosted" : "hosted";
     crow.push_back({fmt_tokens(row.tokens_per_month), fmt_usd(row.hosted_usd),
                     row.self_hosted_usd ? fmt_usd(*row.self_hosted_usd) : "?", cheaper});
   }
