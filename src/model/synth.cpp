@@ -24,6 +24,7 @@
 
 #include <fmt/format.h>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/float_formats.h"
 #include "core/progress.h"
@@ -37,33 +38,36 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Fast encoders (inputs already scaled into range).
 
-uint8_t synth_e4m3(float x) {
-  uint32_t u = std::bit_cast<uint32_t>(x);
-  const uint8_t sign = static_cast<uint8_t>((u >> 24) & 0x80);
-  u &= 0x7fffffffu;
-  float a = std::bit_cast<float>(u);
-  if (!(a < 448.0f)) return sign | 0x7e;  // saturate (also NaN, which callers never pass)
-  if (a < 0.015625f) {                     // below 2^-6: subnormal grid m * 2^-9, m = 0..8
-    // nearbyint rounds half to even in the default mode; m == 8 is code 0x08 = 2^-6 exactly.
-    return sign | static_cast<uint8_t>(std::nearbyint(a * 512.0f));
-  }
-  // Round the f32 mantissa to 3 bits, ties to even; a carry into the exponent is correct.
-  u += 0x7ffffu + ((u >> 20) & 1u);
-  const uint32_t e = (u >> 23) - 127 + 7;  // >= 1 here
-  const uint32_t m = (u >> 20) & 7u;
-  uint32_t code = (e << 3) | m;
-  if (code > 0x7e) code = 0x7e;            // a < 448 never rounds past 448; kept for safety
-  return sign | static_cast<uint8_t>(code);
+namespace {
+// Branch-free so that the loops over rows vectorise.
+__attribute__((always_inline)) inline uint32_t enc_e4m3(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const uint32_t sign = (u >> 24) & 0x80u;
+  // |x| clamped to 448 (saturation; 448 itself encodes as 0x7e below). NaN is never passed.
+  const float a = std::min(std::bit_cast<float>(u & 0x7fffffffu), 448.0f);
+  const uint32_t ua = std::bit_cast<uint32_t>(a);
+  // Below 2^-6 the grid is m * 2^-9 (m = 0..8, m = 8 being code 0x08 = 2^-6): adding 1.5 * 2^23
+  // rounds a * 512 to an integer, ties to even, left in the low mantissa bits.
+  const uint32_t sub = std::bit_cast<uint32_t>(a * 512.0f + 12582912.0f) - 0x4b400000u;
+  // Otherwise round the f32 mantissa to 3 bits, ties to even (a carry into the exponent is right).
+  const uint32_t r = ua + 0x7ffffu + ((ua >> 20) & 1u);
+  const uint32_t norm = ((((r >> 23) - 120u) << 3) | ((r >> 20) & 7u)) & 0x7fu;
+  return sign | (a < 0.015625f ? sub : norm);
 }
 
-uint8_t synth_e2m1(float x) {
-  const uint8_t sign = std::signbit(x) ? 8 : 0;
-  const float a = std::fabs(x);
+__attribute__((always_inline)) inline uint32_t enc_e2m1(float x) {
+  const uint32_t u = std::bit_cast<uint32_t>(x);
+  const float a = std::bit_cast<float>(u & 0x7fffffffu);
   // Grid 0 .5 1 1.5 2 3 4 6; ties go to the even code (0.25->0, 0.75->1, 1.25->1, 1.75->2,
-  // 2.5->2, 3.5->4, 5->4).
-  const int c = (a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) + (a >= 3.5f) + (a > 5.0f);
-  return sign | static_cast<uint8_t>(c);
+  // 2.5->2, 3.5->4, 5->4); saturates at 6.
+  const uint32_t c = static_cast<uint32_t>(a > 0.25f) + (a >= 0.75f) + (a > 1.25f) + (a >= 1.75f) + (a > 2.5f) +
+                     (a >= 3.5f) + (a > 5.0f);
+  return ((u >> 28) & 8u) | c;
 }
+}  // namespace
+
+uint8_t synth_e4m3(float x) { return static_cast<uint8_t>(enc_e4m3(x)); }
+uint8_t synth_e2m1(float x) { return static_cast<uint8_t>(enc_e2m1(x)); }
 
 namespace {
 
@@ -93,6 +97,71 @@ inline float normal_at(uint64_t key, uint64_t i) {
   constexpr float kScale = 1.7320508075688772f / 65536.0f;  // sqrt(3) / 2^16
   return (static_cast<float>(s) - 131070.0f) * kScale;
 }
+
+// out[j] = mean + sd * normal_at(key, i0 + j) for j < n.
+__attribute__((always_inline)) inline void fill_normal_body(uint64_t key, uint64_t i0, size_t n, float mean,
+                                                           float sd, float* __restrict out) {
+  for (size_t j = 0; j < n; ++j) {
+    const float z = normal_at(key, i0 + j);
+    const float t = sd * z;
+    out[j] = mean + t;
+  }
+}
+// q[j] = e4m3(v[j] * inv[j / 128])  (one row of FP8 128x128 blocks)
+__attribute__((always_inline)) inline void quant_e4m3_body(const float* __restrict v, size_t n,
+                                                          const float* __restrict inv, uint8_t* __restrict q) {
+  for (size_t b = 0; b * 128 < n; ++b) {
+    const float s = inv[b];
+    const size_t e = std::min<size_t>(128, n - b * 128);
+    const float* vb = v + b * 128;
+    uint8_t* qb = q + b * 128;
+    for (size_t j = 0; j < e; ++j) qb[j] = static_cast<uint8_t>(enc_e4m3(vb[j] * s));
+  }
+}
+// q[j] = e2m1(v[2j] * inv[2j / 32]) | e2m1(v[2j+1] * inv[2j / 32]) << 4  (one row of FP4 1x32
+// groups; n is a multiple of 32)
+__attribute__((always_inline)) inline void quant_e2m1_body(const float* __restrict v, size_t n,
+                                                          const float* __restrict inv, uint8_t* __restrict q) {
+  for (size_t g = 0; g * 32 < n; ++g) {
+    const float s = inv[g];
+    uint8_t c[32];
+    for (int j = 0; j < 32; ++j) c[j] = static_cast<uint8_t>(enc_e2m1(v[g * 32 + j] * s));
+    for (int j = 0; j < 16; ++j) q[g * 16 + j] = static_cast<uint8_t>(c[2 * j] | (c[2 * j + 1] << 4));
+  }
+}
+
+// Bits of max |v[j]| (the bit patterns of non-negative floats order like the floats; an
+// integer reduction vectorises where a float max would not without -ffast-math).
+inline uint32_t abs_max_bits(const float* v, int64_t n) {
+  uint32_t m = 0;
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, std::bit_cast<uint32_t>(v[j]) & 0x7fffffffu);
+  return m;
+}
+
+// Each hot loop is compiled twice: the AVX-512 copy lets the vectoriser use 64-bit lane
+// multiplies and masked blends; both give bit-identical results (integer hashing, exact
+// int->float, the same float roundings, no contraction) -- tested with set_force_portable.
+#if defined(__x86_64__) && defined(__GNUC__)
+const bool kHaveAvx512dq = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#define V4_SYNTH_DUAL(name, params, args)                                                         \
+  void name##_portable params { name##_body args; }                                               \
+  __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) void name##_avx512 params {       \
+    name##_body args;                                                                             \
+  }                                                                                               \
+  void name params {                                                                              \
+    if (kHaveAvx512dq && use_avx512()) return name##_avx512 args;                                 \
+    name##_portable args;                                                                         \
+  }
+#else
+#define V4_SYNTH_DUAL(name, params, args) \
+  void name params { name##_body args; }
+#endif
+V4_SYNTH_DUAL(fill_normal, (uint64_t key, uint64_t i0, size_t n, float mean, float sd, float* out),
+              (key, i0, n, mean, sd, out))
+V4_SYNTH_DUAL(quant_e4m3, (const float* v, size_t n, const float* inv, uint8_t* q), (v, n, inv, q))
+V4_SYNTH_DUAL(quant_e2m1, (const float* v, size_t n, const float* inv, uint8_t* q), (v, n, inv, q))
+#undef V4_SYNTH_DUAL
 
 inline float uniform_at(uint64_t key, uint64_t i) {  // [0, 1)
   return static_cast<float>(bits_at(key, i) >> 40) * (1.0f / 16777216.0f);
@@ -373,24 +442,24 @@ void gen_fp8(const Param& p, uint64_t key, bool f32_scales, ShardFile& f, uint64
   parallel_for(static_cast<size_t>(nbr), 1, [&](size_t b0, size_t b1) {
     std::vector<float> v(static_cast<size_t>(128 * in));
     std::vector<uint8_t> qv(static_cast<size_t>(128 * in));
+    std::vector<uint32_t> amax(static_cast<size_t>(nbc));
+    std::vector<float> inv(static_cast<size_t>(nbc));
     for (size_t band = b0; band < b1; ++band) {
       const int64_t r0 = static_cast<int64_t>(band) * 128, nr = std::min<int64_t>(128, out - r0);
       const uint64_t base = static_cast<uint64_t>(r0 * in);
       const size_t cnt = static_cast<size_t>(nr * in);
-      for (size_t j = 0; j < cnt; ++j) v[j] = sd * normal_at(key, base + j);
+      fill_normal(key, base, cnt, 0.0f, sd, v.data());
+      std::fill(amax.begin(), amax.end(), 0u);
+      for (int64_t r = 0; r < nr; ++r)
+        for (int64_t cb = 0; cb < nbc; ++cb) amax[cb] = std::max(amax[cb], abs_max_bits(&v[r * in + cb * 128], std::min<int64_t>(128, in - cb * 128)));
       for (int64_t cb = 0; cb < nbc; ++cb) {
-        const int64_t c0 = cb * 128, nc = std::min<int64_t>(128, in - c0);
-        float amax = 0.0f;
-        for (int64_t r = 0; r < nr; ++r)
-          for (int64_t c = 0; c < nc; ++c) amax = std::max(amax, std::fabs(v[r * in + c0 + c]));
-        const float s = pow2_ceil(std::max(amax / 448.0f, 1.17549435e-38f));
-        const float inv = 1.0f / s;
-        for (int64_t r = 0; r < nr; ++r)
-          for (int64_t c = 0; c < nc; ++c) qv[r * in + c0 + c] = synth_e4m3(v[r * in + c0 + c] * inv);
+        const float s = pow2_ceil(std::max(std::bit_cast<float>(amax[cb]) / 448.0f, 1.17549435e-38f));
+        inv[cb] = 1.0f / s;
         const size_t si = static_cast<size_t>(static_cast<int64_t>(band) * nbc + cb);
         if (f32_scales) std::memcpy(&scales[si * 4], &s, 4);
         else scales[si] = f32_pow2_to_e8m0(s);
       }
+      for (int64_t r = 0; r < nr; ++r) quant_e4m3(&v[r * in], static_cast<size_t>(in), inv.data(), &qv[r * in]);
       f.write_at(qv.data(), cnt, w_off + base);
     }
   });
@@ -403,23 +472,18 @@ void gen_fp4(const Param& p, uint64_t key, ShardFile& f, uint64_t w_off, uint64_
   constexpr int64_t kRows = 16;
   parallel_for(static_cast<size_t>(cdiv(out, kRows)), 1, [&](size_t c0, size_t c1) {
     std::vector<uint8_t> packed(static_cast<size_t>(kRows * in / 2)), sc(static_cast<size_t>(kRows * groups));
+    std::vector<float> row(static_cast<size_t>(in)), inv(static_cast<size_t>(groups));
     for (size_t chunk = c0; chunk < c1; ++chunk) {
       const int64_t r0 = static_cast<int64_t>(chunk) * kRows, nr = std::min<int64_t>(kRows, out - r0);
       for (int64_t r = 0; r < nr; ++r) {
+        fill_normal(key, static_cast<uint64_t>((r0 + r) * in), static_cast<size_t>(in), 0.0f, sd, row.data());
         for (int64_t g = 0; g < groups; ++g) {
-          float v[32], amax = 0.0f;
-          const uint64_t base = static_cast<uint64_t>((r0 + r) * in + g * 32);
-          for (int j = 0; j < 32; ++j) {
-            v[j] = sd * normal_at(key, base + j);
-            amax = std::max(amax, std::fabs(v[j]));
-          }
+          const float amax = std::bit_cast<float>(abs_max_bits(&row[static_cast<size_t>(g * 32)], 32));
           const float s = pow2_ceil(std::max(amax / 6.0f, 1.17549435e-38f));
-          const float inv = 1.0f / s;
-          uint8_t* dst = &packed[static_cast<size_t>(r * in / 2 + g * 16)];
-          for (int j = 0; j < 16; ++j)
-            dst[j] = static_cast<uint8_t>(synth_e2m1(v[2 * j] * inv) | (synth_e2m1(v[2 * j + 1] * inv) << 4));
+          inv[static_cast<size_t>(g)] = 1.0f / s;
           sc[static_cast<size_t>(r * groups + g)] = f32_pow2_to_e8m0(s);
         }
+        quant_e2m1(row.data(), static_cast<size_t>(in), inv.data(), &packed[static_cast<size_t>(r * in / 2)]);
       }
       f.write_at(packed.data(), static_cast<size_t>(nr * in / 2), w_off + static_cast<uint64_t>(r0 * in / 2));
       f.write_at(sc.data(), static_cast<size_t>(nr * groups), s_off + static_cast<uint64_t>(r0 * groups));
@@ -434,8 +498,21 @@ void gen_plain(const Param& p, uint64_t key, ShardFile& f, uint64_t off) {
   constexpr int64_t kChunk = 1 << 16;
   parallel_for(static_cast<size_t>(cdiv(n, kChunk)), 1, [&](size_t c0, size_t c1) {
     std::vector<uint8_t> buf(static_cast<size_t>(kChunk) * 4);
+    std::vector<float> vals(static_cast<size_t>(kChunk));
     for (size_t chunk = c0; chunk < c1; ++chunk) {
       const int64_t i0 = static_cast<int64_t>(chunk) * kChunk, cnt = std::min(kChunk, n - i0);
+      const size_t es = bf ? 2 : 4;
+      if (p.init == Init::Normal) {  // the bulk (embed, head, BF16 projections): vectorised
+        fill_normal(key, static_cast<uint64_t>(i0), static_cast<size_t>(cnt), p.a, p.b, vals.data());
+        if (bf) {
+          uint16_t* o = reinterpret_cast<uint16_t*>(buf.data());
+          for (int64_t j = 0; j < cnt; ++j) o[j] = f32_to_bf16(vals[static_cast<size_t>(j)]);
+        } else {
+          std::memcpy(buf.data(), vals.data(), static_cast<size_t>(cnt) * 4);
+        }
+        f.write_at(buf.data(), static_cast<size_t>(cnt) * es, off + static_cast<uint64_t>(i0) * es);
+        continue;
+      }
       for (int64_t j = 0; j < cnt; ++j) {
         const uint64_t i = static_cast<uint64_t>(i0 + j);
         float x;
@@ -456,7 +533,6 @@ void gen_plain(const Param& p, uint64_t key, ShardFile& f, uint64_t off) {
           std::memcpy(&buf[static_cast<size_t>(j) * 4], &x, 4);
         }
       }
-      const size_t es = bf ? 2 : 4;
       f.write_at(buf.data(), static_cast<size_t>(cnt) * es, off + static_cast<uint64_t>(i0) * es);
     }
   });
