@@ -17,6 +17,7 @@
 #include "core/safetensors.h"
 #include "core/shared_paths.h"
 #include "model/synth.h"
+#include "model/weights.h"
 
 using namespace v4;
 using json = nlohmann::json;
@@ -472,4 +473,21 @@ TEST(Synth, BadOptionsAreRejected) {
   c = synth_config(o);
   o.expert_dtype = "fp8";  // config says fp4
   EXPECT_THROW(write_synthetic_checkpoint(c, o), InputError);
+}
+
+// What the writer produces passes the model loader's validation, in every layout.
+TEST(Synth, LoadsWithTheModelLoader) {
+  for (auto [ed, sdt] : {std::pair{"fp4", "e8m0"}, {"fp8", "e8m0"}, {"fp8", "f32"}}) {
+    TempDir d(std::string("loader_") + ed + sdt);
+    SynthOptions o = tiny(d.str(), 11);
+    o.layers = 5;
+    o.expert_dtype = ed;
+    o.scale_dtype = sdt;
+    write_synthetic_checkpoint(o);
+    std::unique_ptr<ModelWeights> w;
+    EXPECT_NO_THROW(w = ModelWeights::load(d.str(), true, true)) << ed << "/" << sdt;
+    if (!w) continue;
+    EXPECT_EQ(w->layers.size(), 5u);
+    EXPECT_TRUE(w->mtp.has_value());
+  }
 }
