@@ -8,7 +8,9 @@
 #include "core/error.h"
 #include "core/npy.h"
 #include "core/progress.h"
+#include "engine/bench.h"
 #include "engine/engine.h"
+#include "model/synth.h"
 #include "engine/sampler.h"
 
 namespace v4::cli {
@@ -124,9 +126,69 @@ void run_generate(const GenArgs& a) {
   std::printf("\n");
 }
 
+struct BenchArgs {
+  std::string model, numerics = "exact";
+  int prompt = 256, decode = 32;
+  uint64_t seed = 1;
+  bool quiet = false, json = false;
+};
+
+void run_bench(const BenchArgs& a) {
+  Progress::set_global_quiet(a.quiet);
+  if (a.prompt < 1 || a.decode < 1) throw InputError("--prompt and --decode must be >= 1");
+  auto w = ModelWeights::load(a.model, false, a.quiet);
+  Engine eng(*w, numerics_from(a.numerics));
+  EngineBenchResult r = bench_engine(eng, a.prompt, a.decode, a.seed);
+  if (a.json) {
+    std::printf("{\"prompt_tokens\": %d, \"decode_tokens\": %d, \"threads\": %d, \"prefill_tok_s\": %.3f, "
+                "\"decode_tok_s\": %.3f, \"weight_bytes_per_token\": %.0f, \"mem_bw_bytes_s\": %.0f, "
+                "\"bw_ratio\": %.4f}\n",
+                r.prompt_tokens, r.decode_tokens, r.threads, r.prefill_tok_s, r.decode_tok_s, r.bytes_per_token,
+                r.mem_bw_bytes_s, r.bw_ratio);
+    return;
+  }
+  std::printf("model            %s (%.2f GB of weights)\n", a.model.c_str(), static_cast<double>(w->weight_bytes()) / 1e9);
+  std::printf("threads          %d   kernels: %s\n", r.threads, r.kernels.c_str());
+  std::printf("prefill          %d tokens in %.2f s  = %.1f tokens/s\n", r.prompt_tokens, r.prefill_s, r.prefill_tok_s);
+  std::printf("decode           %d tokens in %.2f s  = %.2f tokens/s (batch 1)\n", r.decode_tokens, r.decode_s, r.decode_tok_s);
+  std::printf("weights/token    %.1f MB read per decoded token\n", r.bytes_per_token / 1e6);
+  std::printf("memory bandwidth %.1f GB/s measured (sequential read)\n", r.mem_bw_bytes_s / 1e9);
+  std::printf("roofline ratio   %.1f%% of bandwidth-bound decode (%.2f tokens/s ceiling)\n", 100 * r.bw_ratio,
+              r.mem_bw_bytes_s / r.bytes_per_token);
+}
+
 }  // namespace
 
 void add_engine_commands(CLI::App& app) {
+  {
+    auto a = std::make_shared<BenchArgs>();
+    auto* c = app.add_subcommand("bench-engine", "Prefill/decode throughput and bandwidth roofline ratio of the engine");
+    c->add_option("--model", a->model, "checkpoint directory")->required();
+    c->add_option("--prompt", a->prompt, "prompt tokens (random ids)");
+    c->add_option("--decode", a->decode, "decode steps");
+    c->add_option("--seed", a->seed, "random seed for the token ids");
+    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_flag("--json", a->json, "machine-readable output");
+    c->add_flag("--quiet,-q", a->quiet, "no progress output");
+    c->callback([a] { run_bench(*a); });
+  }
+  {
+    auto o = std::make_shared<SynthOptions>();
+    auto* c = app.add_subcommand("synth", "Write a synthetic checkpoint (official instruct layout, random weights)");
+    c->add_option("--preset", o->preset, "tiny | flash-shaped | pro-shaped");
+    c->add_option("--out", o->out_dir, "output directory")->required();
+    c->add_option("--experts", o->experts, "routed experts (default 8)");
+    c->add_option("--layers", o->layers, "main layers");
+    c->add_option("--vocab", o->vocab, "vocabulary size (default 129280, the real tokenizer's)");
+    c->add_option("--seed", o->seed, "random seed");
+    c->add_option("--expert-dtype", o->expert_dtype, "fp4 (instruct) | fp8 (Base / FP8 build)");
+    c->add_option("--scale-dtype", o->scale_dtype, "e8m0 | f32 (Base-style FP8 block scales)");
+    c->add_flag("--quiet,-q", o->quiet, "no progress output");
+    c->callback([o] {
+      write_synthetic_checkpoint(*o);
+      std::printf("wrote %s\n", o->out_dir.c_str());
+    });
+  }
   {
     auto a = std::make_shared<LogitsArgs>();
     auto* c = app.add_subcommand("logits", "Write float32 logits [len, vocab] for every prompt position (row i predicts token i+1)");

@@ -113,19 +113,40 @@ V4_AVX512 void dot_2x4(const float* x0, const float* x1, const float* w, size_t 
   r1[0] = hsum(a10); r1[1] = hsum(a11); r1[2] = hsum(a12); r1[3] = hsum(a13);
 }
 
-V4_AVX512 float dot1(const float* x, const float* w, size_t K) {
-  __m512 a = _mm512_setzero_ps(), b = a;
+// One token x 4 rows, with exactly the per-row accumulation order of dot_2x4, so a row's result
+// does not depend on how many tokens are batched together (batching is bit-exact).
+V4_AVX512 void dot_1x4(const float* x0, const float* w, size_t K, float* r0) {
+  __m512 a00 = _mm512_setzero_ps(), a01 = a00, a02 = a00, a03 = a00;
+  const float *w0 = w, *w1 = w + K, *w2 = w + 2 * K, *w3 = w + 3 * K;
   size_t k = 0;
-  for (; k + 32 <= K; k += 32) {
-    a = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(w + k), a);
-    b = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), _mm512_loadu_ps(w + k + 16), b);
+  for (; k + 16 <= K; k += 16) {
+    __m512 xa = _mm512_loadu_ps(x0 + k);
+    a00 = _mm512_fmadd_ps(xa, _mm512_loadu_ps(w0 + k), a00);
+    a01 = _mm512_fmadd_ps(xa, _mm512_loadu_ps(w1 + k), a01);
+    a02 = _mm512_fmadd_ps(xa, _mm512_loadu_ps(w2 + k), a02);
+    a03 = _mm512_fmadd_ps(xa, _mm512_loadu_ps(w3 + k), a03);
   }
+  if (k < K) {
+    __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
+    __m512 xa = _mm512_maskz_loadu_ps(m, x0 + k);
+    a00 = _mm512_fmadd_ps(xa, _mm512_maskz_loadu_ps(m, w0 + k), a00);
+    a01 = _mm512_fmadd_ps(xa, _mm512_maskz_loadu_ps(m, w1 + k), a01);
+    a02 = _mm512_fmadd_ps(xa, _mm512_maskz_loadu_ps(m, w2 + k), a02);
+    a03 = _mm512_fmadd_ps(xa, _mm512_maskz_loadu_ps(m, w3 + k), a03);
+  }
+  r0[0] = hsum(a00); r0[1] = hsum(a01); r0[2] = hsum(a02); r0[3] = hsum(a03);
+}
+
+// Single row, same order as above (used for the last rows when N is not a multiple of 4).
+V4_AVX512 float dot1(const float* x, const float* w, size_t K) {
+  __m512 a = _mm512_setzero_ps();
+  size_t k = 0;
   for (; k + 16 <= K; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), _mm512_loadu_ps(w + k), a);
   if (k < K) {
     __mmask16 m = static_cast<__mmask16>((1u << (K - k)) - 1);
     a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, x + k), _mm512_maskz_loadu_ps(m, w + k), a);
   }
-  return hsum(_mm512_add_ps(a, b));
+  return hsum(a);
 }
 
 }  // namespace
@@ -150,8 +171,7 @@ V4_AVX512 void linear_rows_avx512(const LinearWeight& w, const float* x, int M, 
         std::memcpy(y + static_cast<size_t>(m) * ldy + nb, r0, sizeof r0);
         std::memcpy(y + static_cast<size_t>(m + 1) * ldy + nb, r1, sizeof r1);
       }
-      for (; m < M; ++m)
-        for (int r = 0; r < RB; ++r) y[static_cast<size_t>(m) * ldy + nb + r] = dot1(x + static_cast<size_t>(m) * ldx, wb + r * K, K);
+      for (; m < M; ++m) dot_1x4(x + static_cast<size_t>(m) * ldx, wb, K, y + static_cast<size_t>(m) * ldy + nb);
     } else {
       for (int m = 0; m < M; ++m)
         for (int r = 0; r < nr; ++r) y[static_cast<size_t>(m) * ldy + nb + r] = dot1(x + static_cast<size_t>(m) * ldx, wb + r * K, K);
