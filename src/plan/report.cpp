@@ -97,6 +97,8 @@ json report_json(const CheckReport& r) {
                 {"batch", r.speed.batch},
                 {"per_sequence_at_batch_tokens_per_s", r.speed.per_sequence_at_batch_tokens_per_s},
                 {"aggregate_tokens_per_s", r.speed.aggregate_tokens_per_s},
+                {"max_batch", r.speed.max_batch},
+                {"max_aggregate_tokens_per_s", r.speed.max_aggregate_tokens_per_s},
                 {"tokens_per_month_capacity", r.speed.tokens_per_month_capacity},
                 {"explanation", r.speed.explanation}};
   json sweep = json::array();
@@ -255,10 +257,12 @@ std::string render(const CheckReport& r, bool md) {
   }
 
   w.h("Speed (upper bound, " + r.recommended_model + ")");
-  w.line(fmt::format("one sequence: <= {:.0f} tokens/s; {} sequences: <= {:.0f} tokens/s each, <= {:.0f} tokens/s together "
-                     "(<= {} tokens a month)",
+  w.line(fmt::format("one sequence: <= {:.0f} tokens/s; {} sequences: <= {:.0f} tokens/s each, <= {:.0f} tokens/s together",
                      r.speed.per_sequence_tokens_per_s, r.speed.batch, r.speed.per_sequence_at_batch_tokens_per_s,
-                     r.speed.aggregate_tokens_per_s, fmt_tokens(r.speed.tokens_per_month_capacity)));
+                     r.speed.aggregate_tokens_per_s));
+  w.line(fmt::format("deployment ceiling: {} sequences (all that fit at this context): <= {:.0f} tokens/s, <= {} output "
+                     "tokens a month",
+                     r.speed.max_batch, r.speed.max_aggregate_tokens_per_s, fmt_tokens(r.speed.tokens_per_month_capacity)));
   w.line(r.speed.explanation);
 
   w.h("Cost");

@@ -38,7 +38,9 @@ SpeedBound speed_bound(const FitInput& in, const FitResult& fit, double hours) {
   const double t = step_seconds(s.batch);
   s.per_sequence_at_batch_tokens_per_s = 1.0 / t;
   s.aggregate_tokens_per_s = s.batch / t;
-  s.tokens_per_month_capacity = s.aggregate_tokens_per_s * 3600.0 * hours;
+  s.max_batch = static_cast<int>(std::max<int64_t>(s.batch, std::min<int64_t>(fit.max_concurrency, 4096)));
+  s.max_aggregate_tokens_per_s = s.max_batch / step_seconds(s.max_batch);
+  s.tokens_per_month_capacity = s.max_aggregate_tokens_per_s * 3600.0 * hours;
   s.explanation = fmt::format(
       "upper bound from memory bandwidth only ({} GB/s per {}): a decode step reads {} of active weights "
       "(dense part + {} of {} experts per layer) and {} of KV per sequence at {} context, spread perfectly over "

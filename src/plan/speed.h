@@ -13,7 +13,9 @@ struct SpeedBound {
   double per_sequence_tokens_per_s = 0;      // one sequence alone
   double per_sequence_at_batch_tokens_per_s = 0;
   double aggregate_tokens_per_s = 0;         // all `batch` sequences together
-  double tokens_per_month_capacity = 0;      // aggregate × hours
+  int max_batch = 1;                         // the most sequences that fit (capped at 4096)
+  double max_aggregate_tokens_per_s = 0;     // all of them together
+  double tokens_per_month_capacity = 0;      // max_aggregate × hours: the deployment's ceiling
   std::string explanation;
 };
 

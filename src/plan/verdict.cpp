@@ -95,9 +95,9 @@ Verdict decide(const VerdictInput& in) {
     if (out_tokens > in.speed->tokens_per_month_capacity) {
       nogo = true;
       v.reasons.push_back(fmt::format("{} output tokens a month exceed even the bandwidth ceiling of this deployment "
-                                      "({} a month at {} sequences); more GPUs are needed",
+                                      "({} a month with {} sequences at {} context); more GPUs are needed",
                                       fmt_tokens(out_tokens), fmt_tokens(in.speed->tokens_per_month_capacity),
-                                      in.speed->batch));
+                                      in.speed->max_batch, fmt_context(fi.context)));
     }
   }
 
