@@ -18,7 +18,8 @@ namespace {
 
 struct CheckFlags {
   std::string model, model_dir, gpus, context, concurrency, engine = "vllm", kv_dtype, parallel = "auto";
-  std::string tokens, input_share, cached_share, price_in, price_out, price_cached, gpu_hourly, hours, ops;
+  std::string tokens, input_share, cached_share, price_in, price_out, price_cached, gpu_hourly, gpu_hourly_reserved;
+  std::string hours, ops;
   std::string offpeak_share, offpeak_discount, catalog;
   std::vector<std::string> gpu_specs;
   bool json = false, markdown = false, sweep = false, mtp = false;
@@ -57,6 +58,8 @@ void run(const CheckFlags& f, bool example) {
   if (!f.price_out.empty()) req.cost.price_output = parse_nonneg(f.price_out, "--price-output");
   if (!f.price_cached.empty()) req.cost.price_cached_input = parse_nonneg(f.price_cached, "--price-cached-input");
   if (!f.gpu_hourly.empty()) req.cost.gpu_hourly = parse_nonneg(f.gpu_hourly, "--gpu-hourly");
+  if (!f.gpu_hourly_reserved.empty())
+    req.cost.gpu_hourly_reserved = parse_nonneg(f.gpu_hourly_reserved, "--gpu-hourly-reserved");
   if (!f.hours.empty()) req.cost.hours_per_month = parse_nonneg(f.hours, "--hours-per-month");
   if (!f.ops.empty()) req.cost.ops_usd_per_month = parse_nonneg(f.ops, "--ops-usd-per-month");
   if (!f.offpeak_share.empty()) req.cost.offpeak_share = parse_fraction(f.offpeak_share, "--offpeak-share");
@@ -104,6 +107,8 @@ void add_check_command(CLI::App& app) {
   sub->add_option("--offpeak-share", f.offpeak_share, "fraction of tokens sent in the provider's off-peak window");
   sub->add_option("--offpeak-discount", f.offpeak_discount, "off-peak discount, e.g. 0.5 for half price");
   sub->add_option("--gpu-hourly", f.gpu_hourly, "USD per hour for the whole deployment (on-demand or reserved)");
+  sub->add_option("--gpu-hourly-reserved", f.gpu_hourly_reserved,
+                  "USD per hour for the whole deployment under a reserved/committed contract (compared too)");
   sub->add_option("--hours-per-month", f.hours, "hours the deployment is paid for a month (default 720)");
   sub->add_option("--ops-usd-per-month", f.ops, "other monthly self-hosting cost: staff, power, colocation");
   sub->add_flag("--data-must-stay-onsite", f.onsite, "data may not leave your premises (rules out the hosted API)");

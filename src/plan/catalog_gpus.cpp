@@ -40,26 +40,26 @@ std::vector<GpuSpec> make_gpus() {
                "blackwell", 268.2, 8000, true, true, "NVLink 5, 1.8 TB/s", 1800, 8, "cuda", d,
                "NVIDIA HGX B300 spec (288 GB HBM3e per GPU, 8 TB/s; capacity taken as 288e9 bytes, "
                "driver-visible figure not confirmed)"});
-  g.push_back({"L40S", {"L40S-48G"}, "NVIDIA L40S 48GB (Ada, sm_89)", "ada", 44.5, 864, true, false,
+  g.push_back({"L40S", {"L40S-48G"}, "NVIDIA L40S 48GB (Ada, sm_89)", "ada", 45.0, 864, true, false,
                "PCIe 4.0 x16, 32 GB/s (no NVLink)", 32, 8, "cuda", d,
                "NVIDIA L40S datasheet (48 GB GDDR6 ECC, 864 GB/s; nvidia-smi 46,068 MiB)"});
-  g.push_back({"RTX4090", {"RTX-4090", "4090"}, "NVIDIA GeForce RTX 4090 24GB (Ada, sm_89)", "ada", 23.6,
+  g.push_back({"RTX4090", {"RTX-4090", "4090"}, "NVIDIA GeForce RTX 4090 24GB (Ada, sm_89)", "ada", 24.0,
                1008, true, false, "PCIe 4.0 x16, 32 GB/s (no NVLink, no P2P)", 32, 8, "cuda", d,
-               "NVIDIA RTX 4090 spec page (24 GB GDDR6X, 1,008 GB/s)"});
+               "NVIDIA RTX 4090 spec page (24 GB GDDR6X, 1,008 GB/s; nvidia-smi 24,564 MiB)"});
   g.push_back({"RTX5090", {"RTX-5090", "5090"}, "NVIDIA GeForce RTX 5090 32GB (Blackwell, sm_120)", "blackwell",
-               31.4, 1792, true, true, "PCIe 5.0 x16, 64 GB/s (no NVLink)", 64, 8, "cuda", d,
-               "NVIDIA RTX 5090 spec page (32 GB GDDR7, 1,792 GB/s, 5th-gen tensor cores with FP4)"});
+               31.8, 1792, true, true, "PCIe 5.0 x16, 64 GB/s (no NVLink)", 64, 8, "cuda", d,
+               "NVIDIA RTX 5090 spec page (32 GB GDDR7, 1,792 GB/s, 5th-gen tensor cores with FP4; nvidia-smi 32,607 MiB)"});
   g.push_back({"RTX-PRO-6000", {"RTXPRO6000", "PRO6000", "RTX-PRO-6000-BLACKWELL"},
-               "NVIDIA RTX PRO 6000 Blackwell 96GB (sm_120)", "blackwell", 94.5, 1792, true, true,
+               "NVIDIA RTX PRO 6000 Blackwell 96GB (sm_120)", "blackwell", 95.6, 1792, true, true,
                "PCIe 5.0 x16, 64 GB/s (no NVLink)", 64, 8, "cuda", d,
-               "NVIDIA RTX PRO 6000 Blackwell datasheet (96 GB GDDR7 ECC, 1,792 GB/s)"});
+               "NVIDIA RTX PRO 6000 Blackwell datasheet (96 GB GDDR7 ECC, 1,792 GB/s; nvidia-smi 97,887 MiB)"});
   g.push_back({"DGX-Spark", {"SPARK", "GB10"}, "NVIDIA DGX Spark (GB10, 128 GB unified LPDDR5x)", "blackwell",
                119, 273, true, true, "ConnectX-7 200 Gb/s (25 GB/s) between two units", 25, 1, "cuda", d,
                "NVIDIA DGX Spark spec (128 GB LPDDR5x unified, 273 GB/s; ~119 GiB usable by the GPU; "
                "two units can be linked)"});
   g.push_back({"M3-Ultra-512G", {"M3-ULTRA", "M3ULTRA"}, "Apple Mac Studio M3 Ultra 512 GB unified", "apple",
                512, 819, false, false, "Thunderbolt 5, 120 Gb/s (15 GB/s)", 15, 1, "metal", d,
-               "Apple Mac Studio (2025) tech specs (up to 512 GB unified memory, 819 GB/s)"});
+               "Apple Mac Studio (2025) tech specs (up to 512 GB unified memory, 819 GB/s; macOS lets the GPU wire about 75% by default)"});
   g.push_back({"M4-Max-128G", {"M4-MAX", "M4MAX"}, "Apple MacBook Pro / Mac Studio M4 Max 128 GB unified", "apple",
                128, 546, false, false, "Thunderbolt 5, 120 Gb/s (15 GB/s)", 15, 1, "metal", d,
                "Apple M4 Max tech specs (up to 128 GB unified memory, 546 GB/s)"});

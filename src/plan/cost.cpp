@@ -27,14 +27,20 @@ CostResult compute_cost(const CostInput& c, const std::vector<double>& volumes) 
     if (c.tokens_per_month > 0) r.self_hosted_usd_per_million = self / (c.tokens_per_month / 1e6);
     if (r.hosted_usd_per_million > 0) r.breakeven_tokens_per_month = self / r.hosted_usd_per_million * 1e6;
   }
+  if (c.gpu_hourly_reserved >= 0) {
+    const double self = c.gpu_hourly_reserved * c.hours_per_month + c.ops_usd_per_month;
+    r.self_hosted_reserved_usd_per_month = self;
+    if (r.hosted_usd_per_million > 0) r.breakeven_reserved_tokens_per_month = self / r.hosted_usd_per_million * 1e6;
+  }
   std::vector<double> v = volumes;
   if (c.tokens_per_month > 0) v.push_back(c.tokens_per_month);
   if (r.breakeven_tokens_per_month) v.push_back(*r.breakeven_tokens_per_month);
+  if (r.breakeven_reserved_tokens_per_month) v.push_back(*r.breakeven_reserved_tokens_per_month);
   std::sort(v.begin(), v.end());
   v.erase(std::unique(v.begin(), v.end(), [](double a, double b) { return std::abs(a - b) <= 1e-9 * std::max(a, b); }),
           v.end());
   for (double t : v) {
-    CostRow row{t, hosted_usd(c, t), r.self_hosted_usd_per_month};
+    CostRow row{t, hosted_usd(c, t), r.self_hosted_usd_per_month, r.self_hosted_reserved_usd_per_month};
     r.sweep.push_back(row);
   }
   return r;

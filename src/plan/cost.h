@@ -16,6 +16,7 @@ struct CostInput {
   double offpeak_share = 0;        // fraction of tokens sent in the provider's off-peak window
   double offpeak_discount = 0;     // discount there (0.5 = half price)
   double gpu_hourly = -1;          // USD per hour for the whole deployment; < 0: unknown
+  double gpu_hourly_reserved = -1; // the same under a reserved / committed contract; < 0: not given
   double hours_per_month = 720;    // 720 = 30 days continuous
   double ops_usd_per_month = 0;    // people, power, colocation... added to self-hosting
 };
@@ -24,6 +25,7 @@ struct CostRow {
   double tokens_per_month;
   double hosted_usd;
   std::optional<double> self_hosted_usd;
+  std::optional<double> self_hosted_reserved_usd;
 };
 
 struct CostResult {
@@ -32,6 +34,8 @@ struct CostResult {
   double hosted_usd_per_million = 0;                 // blended hosted price
   std::optional<double> breakeven_tokens_per_month;  // absent when unknown or never
   std::optional<double> self_hosted_usd_per_million; // at the volume
+  std::optional<double> self_hosted_reserved_usd_per_month;
+  std::optional<double> breakeven_reserved_tokens_per_month;
   std::vector<CostRow> sweep;
 };
 

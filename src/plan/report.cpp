@@ -105,12 +105,17 @@ json report_json(const CheckReport& r) {
   for (auto& row : r.cost.sweep)
     sweep.push_back({{"tokens_per_month", row.tokens_per_month},
                      {"hosted_usd_per_month", row.hosted_usd},
-                     {"self_hosted_usd_per_month", opt(row.self_hosted_usd)}});
+                     {"self_hosted_usd_per_month", opt(row.self_hosted_usd)},
+                     {"self_hosted_reserved_usd_per_month", opt(row.self_hosted_reserved_usd)}});
   j["cost"] = {{"self_hosted_usd_per_month", opt(r.cost.self_hosted_usd_per_month)},
                {"hosted_usd_per_month", r.cost.hosted_usd_per_month},
                {"breakeven_tokens_per_month", opt(r.cost.breakeven_tokens_per_month)},
                {"hosted_usd_per_million_blended", r.cost.hosted_usd_per_million},
                {"self_hosted_usd_per_million", opt(r.cost.self_hosted_usd_per_million)},
+               {"self_hosted_reserved_usd_per_month", opt(r.cost.self_hosted_reserved_usd_per_month)},
+               {"breakeven_reserved_tokens_per_month", opt(r.cost.breakeven_reserved_tokens_per_month)},
+               {"gpu_hourly_reserved",
+                r.cost_input.gpu_hourly_reserved >= 0 ? json(r.cost_input.gpu_hourly_reserved) : json(nullptr)},
                {"price_input", r.cost_input.price_input},
                {"price_output", r.cost_input.price_output},
                {"price_cached_input", r.cost_input.price_cached_input >= 0 ? json(r.cost_input.price_cached_input)
@@ -271,29 +276,46 @@ std::string render(const CheckReport& r, bool md) {
                      r.cost_input.price_cached_input >= 0 ? fmt::format(", ${:.4g}/M cached input", r.cost_input.price_cached_input) : "",
                      r.cost.hosted_usd_per_million));
   w.line(r.tariff_note);
+  const std::string ops =
+      r.cost_input.ops_usd_per_month > 0 ? " + " + fmt_usd(r.cost_input.ops_usd_per_month) + " ops" : "";
   if (r.cost.self_hosted_usd_per_month)
-    w.line(fmt::format("self-hosted: ${:.2f}/h x {:.0f} h{} = {} a month", r.cost_input.gpu_hourly, r.cost_input.hours_per_month,
-                       r.cost_input.ops_usd_per_month > 0 ? " + " + fmt_usd(r.cost_input.ops_usd_per_month) + " ops" : "",
-                       fmt_usd(*r.cost.self_hosted_usd_per_month)));
-  else
+    w.line(fmt::format("self-hosted (on-demand): ${:.2f}/h x {:.0f} h{} = {} a month", r.cost_input.gpu_hourly,
+                       r.cost_input.hours_per_month, ops, fmt_usd(*r.cost.self_hosted_usd_per_month)));
+  if (r.cost.self_hosted_reserved_usd_per_month)
+    w.line(fmt::format("self-hosted (reserved): ${:.2f}/h x {:.0f} h{} = {} a month{}", r.cost_input.gpu_hourly_reserved,
+                       r.cost_input.hours_per_month, ops, fmt_usd(*r.cost.self_hosted_reserved_usd_per_month),
+                       r.cost.breakeven_reserved_tokens_per_month
+                           ? ", break-even " + fmt_tokens(*r.cost.breakeven_reserved_tokens_per_month) + " tokens a month"
+                           : ""));
+  if (!r.cost.self_hosted_usd_per_month && !r.cost.self_hosted_reserved_usd_per_month)
     w.line("self-hosted: unknown (pass --gpu-hourly USD for the whole deployment)");
   w.line(fmt::format("at {} tokens a month: hosted {}{}", fmt_tokens(r.cost_input.tokens_per_month),
                      fmt_usd(r.cost.hosted_usd_per_month),
                      r.cost.self_hosted_usd_per_month ? ", self-hosted " + fmt_usd(*r.cost.self_hosted_usd_per_month) : ""));
   if (r.cost.breakeven_tokens_per_month)
-    w.line(fmt::format("break-even: {} tokens a month ({} output tokens, bandwidth ceiling of this deployment: {})",
+    w.line(fmt::format("break-even: {} tokens a month ({} of them output; the bandwidth ceiling of this deployment is {} "
+                       "output tokens a month)",
                        fmt_tokens(*r.cost.breakeven_tokens_per_month),
                        fmt_tokens(*r.cost.breakeven_tokens_per_month * (1 - r.cost_input.input_share)),
                        fmt_tokens(r.speed.tokens_per_month_capacity)));
   std::vector<std::vector<std::string>> crow;
+  const bool with_reserved = r.cost.self_hosted_reserved_usd_per_month.has_value();
   for (auto& row : r.cost.sweep) {
-    std::string cheaper = !row.self_hosted_usd ? "?"
-                          : std::fabs(*row.self_hosted_usd - row.hosted_usd) <= 0.005 * row.hosted_usd ? "break-even"
-                          : *row.self_hosted_usd < row.hosted_usd ? "self-hosted" : "hosted";
-    crow.push_back({fmt_tokens(row.tokens_per_month), fmt_usd(row.hosted_usd),
-                    row.self_hosted_usd ? fmt_usd(*row.self_hosted_usd) : "?", cheaper});
+    std::optional<double> self = row.self_hosted_usd;
+    if (row.self_hosted_reserved_usd && (!self || *row.self_hosted_reserved_usd < *self)) self = row.self_hosted_reserved_usd;
+    std::string cheaper = !self ? "?"
+                          : std::fabs(*self - row.hosted_usd) <= 0.005 * row.hosted_usd ? "break-even"
+                          : *self < row.hosted_usd ? "self-hosted" : "hosted";
+    std::vector<std::string> cells = {fmt_tokens(row.tokens_per_month), fmt_usd(row.hosted_usd),
+                                      row.self_hosted_usd ? fmt_usd(*row.self_hosted_usd) : "?"};
+    if (with_reserved) cells.push_back(fmt_usd(*row.self_hosted_reserved_usd));
+    cells.push_back(cheaper);
+    crow.push_back(cells);
   }
-  w.table({"tokens/month", "hosted", "self-hosted", "cheaper"}, crow);
+  if (with_reserved)
+    w.table({"tokens/month", "hosted", "self-hosted", "reserved", "cheaper"}, crow);
+  else
+    w.table({"tokens/month", "hosted", "self-hosted", "cheaper"}, crow);
 
   w.h("Launch (" + r.recommended_model + ")");
   for (auto& l : r.launch) {

@@ -80,7 +80,10 @@ double parse_fraction(const std::string& s, const std::string& flag) {
   return v;
 }
 
-std::string fmt_gib(double bytes) { return fmt::format("{:.2f} GiB", bytes / kGiB); }
+std::string fmt_gib(double bytes) {
+  if (bytes != 0 && std::fabs(bytes) < 0.1 * kGiB) return fmt::format("{:.1f} MiB", bytes / (1024.0 * 1024.0));
+  return fmt::format("{:.2f} GiB", bytes / kGiB);
+}
 std::string fmt_gb(double bytes) { return fmt::format("{:.2f} GB", bytes / kGB); }
 
 std::string fmt_tokens(double n) {

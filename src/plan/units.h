@@ -19,7 +19,7 @@ double parse_nonneg(const std::string& s, const std::string& flag);
 // A fraction in [0, 1]. Throws InputError.
 double parse_fraction(const std::string& s, const std::string& flag);
 
-std::string fmt_gib(double bytes);          // "78.12 GiB"
+std::string fmt_gib(double bytes);          // "78.12 GiB" (MiB below 0.1 GiB)
 std::string fmt_gb(double bytes);           // "159.61 GB"
 std::string fmt_tokens(double n);           // "200M", "1.5B", "128K" style (decimal)
 std::string fmt_context(int64_t n);         // "128K", "1M", "96,256" (binary suffixes when exact)

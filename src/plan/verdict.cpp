@@ -103,11 +103,16 @@ Verdict decide(const VerdictInput& in) {
 
   // Cost.
   const NonCostReasons& nc = in.non_cost;
-  if (c.self_hosted_usd_per_month) {
-    const double self = *c.self_hosted_usd_per_month, hosted = c.hosted_usd_per_month;
-    std::string be = c.breakeven_tokens_per_month
-                         ? fmt::format("break-even at {} tokens a month", fmt_tokens(*c.breakeven_tokens_per_month))
-                         : std::string("no break-even: the hosted price is zero");
+  if (c.self_hosted_usd_per_month || c.self_hosted_reserved_usd_per_month) {
+    // The cheaper of the on-demand and reserved prices decides.
+    const bool reserved = c.self_hosted_reserved_usd_per_month &&
+                          (!c.self_hosted_usd_per_month || *c.self_hosted_reserved_usd_per_month < *c.self_hosted_usd_per_month);
+    const double self = reserved ? *c.self_hosted_reserved_usd_per_month : *c.self_hosted_usd_per_month;
+    const double hosted = c.hosted_usd_per_month;
+    const auto& be_tokens = reserved ? c.breakeven_reserved_tokens_per_month : c.breakeven_tokens_per_month;
+    std::string be = be_tokens ? fmt::format("break-even at {} tokens a month{}", fmt_tokens(*be_tokens),
+                                             reserved ? " at the reserved price" : "")
+                               : std::string("no break-even: the hosted price is zero");
     if (self > hosted) {
       std::string msg = fmt::format("self-hosting costs {} a month, the hosted API {} at {} tokens a month ({:.1f}x "
                                     "more; {})",

@@ -120,3 +120,14 @@ TEST(PlanCost, UnknownGpuPriceMeansNoBreakEven) {
   z.price_input = z.price_output = 0;
   EXPECT_FALSE(compute_cost(z, {}).breakeven_tokens_per_month.has_value());
 }
+
+TEST(PlanCost, ReservedPriceHasItsOwnBreakEven) {
+  CostInput c = article(0.5);
+  c.gpu_hourly_reserved = 4.50;  // e.g. a 1-year commitment for the same two GPUs
+  c.tokens_per_month = 1e9;
+  CostResult r = compute_cost(c, {1e9});
+  ASSERT_TRUE(r.self_hosted_reserved_usd_per_month.has_value());
+  EXPECT_DOUBLE_EQ(*r.self_hosted_reserved_usd_per_month, 4.50 * 720);
+  EXPECT_NEAR(*r.breakeven_reserved_tokens_per_month, 4.50 * 720 / 0.21 * 1e6, 1);
+  EXPECT_DOUBLE_EQ(*r.sweep.front().self_hosted_reserved_usd, 3240.0);
+}
