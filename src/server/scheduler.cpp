@@ -1,0 +1,379 @@
+#include "server/scheduler.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+
+namespace v4 {
+
+using Clock = std::chrono::steady_clock;
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::Stop: return "stop";
+    case FinishReason::Length: return "length";
+    case FinishReason::Cancelled: return "cancelled";
+    case FinishReason::Error: return "error";
+    default: return "";
+  }
+}
+
+bool RequestHandle::poll(std::vector<TokenEvent>& out, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lk(mu_);
+  cv_.wait_for(lk, timeout, [&] { return !events_.empty() || finished_; });
+  while (!events_.empty()) {
+    out.push_back(std::move(events_.front()));
+    events_.pop_front();
+  }
+  return finished_;
+}
+
+void RequestHandle::cancel() {
+  std::lock_guard<std::mutex> lk(mu_);
+  cancelled_ = true;
+}
+
+bool RequestHandle::cancelled() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return cancelled_;
+}
+
+FinishReason RequestHandle::finish_reason() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return reason_;
+}
+
+std::string RequestHandle::error() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return error_;
+}
+
+int RequestHandle::completion_tokens() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return emitted_;
+}
+
+void RequestHandle::push(const TokenEvent& e) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    events_.push_back(e);
+    ++emitted_;
+  }
+  cv_.notify_all();
+}
+
+void RequestHandle::finish(FinishReason r, const std::string& err) {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (finished_) return;
+    finished_ = true;
+    reason_ = r;
+    error_ = err;
+  }
+  cv_.notify_all();
+}
+
+struct Scheduler::Active {
+  GenRequest req;
+  std::shared_ptr<RequestHandle> h;
+  std::unique_ptr<SequenceState> st;
+  size_t consumed = 0;        // prompt tokens consumed
+  int32_t last = -1;          // last sampled token (decode input)
+  int generated = 0;
+  size_t projected = 0;
+  Sampler sampler;
+  Clock::time_point submitted, last_token;
+  bool first_token = true;
+  std::vector<float> logits;
+  Active(GenRequest r, std::shared_ptr<RequestHandle> hh)
+      : req(std::move(r)), h(std::move(hh)), sampler(req.sampling), submitted(Clock::now()) {}
+  bool prefilling() const { return consumed < req.prompt.size(); }
+};
+
+Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opt, Metrics* metrics)
+    : eng_(engine), opt_(opt), metrics_(metrics), cache_(opt.prefix_cache_bytes) {
+  if (metrics_) {
+    Metrics& m = *metrics_;
+    m.describe("v4host_queue_depth_requests", "gauge", "Requests waiting for admission");
+    m.describe("v4host_running_sequences", "gauge", "Sequences in the running batch");
+    m.describe("v4host_prompt_tokens_total", "counter", "Prompt tokens received");
+    m.describe("v4host_prefill_tokens_total", "counter", "Prompt tokens computed (not served from the prefix cache)");
+    m.describe("v4host_generated_tokens_total", "counter", "Tokens generated");
+    m.describe("v4host_prefix_cache_hit_tokens_total", "counter", "Prompt tokens restored from the prefix cache");
+    m.describe("v4host_prefix_cache_lookups_total", "counter", "Prefix cache lookups by result");
+    m.describe("v4host_prefix_cache_bytes", "gauge", "Bytes held by the prefix cache");
+    m.describe("v4host_kv_bytes", "gauge", "Bytes of per-sequence state in use by cache family");
+    m.describe("v4host_kv_budget_bytes", "gauge", "Admission budget for per-sequence state");
+    m.describe("v4host_forward_steps_total", "counter", "Batched forward passes");
+    m.describe_histogram("v4host_time_to_first_token_seconds", "Time from submission to the first generated token",
+                         {0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120});
+    m.describe_histogram("v4host_inter_token_latency_seconds", "Time between consecutive generated tokens of a request",
+                         {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
+    m.describe_histogram("v4host_batch_size_sequences", "Sequences per forward pass", {1, 2, 4, 8, 16, 32, 64});
+    m.set("v4host_kv_budget_bytes", static_cast<double>(opt_.kv_budget));
+  }
+  thread_ = std::thread([this] { loop(); });
+}
+
+Scheduler::~Scheduler() { stop(); }
+
+void Scheduler::stop() {
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) return;
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard<std::mutex> lk(mu_);
+  for (auto& [r, h] : queue_) h->finish(FinishReason::Cancelled, "server shutting down");
+  queue_.clear();
+}
+
+size_t Scheduler::projected_bytes(size_t tokens) const {
+  return SequenceState::projected_bytes(eng_.config(), static_cast<int64_t>(tokens));
+}
+
+std::shared_ptr<RequestHandle> Scheduler::submit(GenRequest req) {
+  const int V = eng_.config().vocab_size;
+  if (req.prompt.empty()) throw InputError("the prompt is empty");
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= V) throw InputError("prompt token id " + std::to_string(t) + " is outside the vocabulary");
+  if (req.max_tokens < 1) throw InputError("max_tokens must be at least 1");
+  const size_t total = req.prompt.size() + static_cast<size_t>(req.max_tokens);
+  if (static_cast<int64_t>(req.prompt.size()) >= opt_.ctx)
+    throw InputError("the prompt has " + std::to_string(req.prompt.size()) + " tokens; this server's context limit (--ctx) is " +
+                     std::to_string(opt_.ctx));
+  if (static_cast<int64_t>(total) > opt_.ctx)
+    req.max_tokens = static_cast<int>(opt_.ctx - static_cast<int64_t>(req.prompt.size()));
+  if (projected_bytes(req.prompt.size() + static_cast<size_t>(req.max_tokens)) > opt_.kv_budget)
+    throw InputError("the request needs more KV-state memory than the server's --kv-budget allows");
+  if (std::find(req.stop_ids.begin(), req.stop_ids.end(), eng_.config().eos_id) == req.stop_ids.end())
+    req.stop_ids.push_back(eng_.config().eos_id);
+  auto h = std::make_shared<RequestHandle>();
+  h->prompt_tokens = static_cast<int>(req.prompt.size());
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (stop_) throw QueueFull("server is shutting down");
+    if (static_cast<int>(queue_.size()) >= opt_.queue_limit) throw QueueFull("the request queue is full");
+    queue_.emplace_back(std::move(req), h);
+  }
+  if (metrics_) metrics_->inc("v4host_prompt_tokens_total", {}, static_cast<double>(h->prompt_tokens));
+  cv_.notify_all();
+  return h;
+}
+
+size_t Scheduler::queued() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return queue_.size();
+}
+size_t Scheduler::running() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return running_;
+}
+size_t Scheduler::kv_bytes_in_use() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return kv_in_use_;
+}
+
+void Scheduler::loop() {
+  std::vector<std::unique_ptr<Active>> active;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      cv_.wait(lk, [&] { return stop_ || !queue_.empty() || !active.empty(); });
+      if (stop_) break;
+      // Admission: as many queued requests as the batch and the KV budget allow, in order.
+      size_t reserved = 0;
+      for (auto& a : active) reserved += a->projected;
+      while (!queue_.empty() && static_cast<int>(active.size()) < opt_.max_seqs) {
+        auto& [req, h] = queue_.front();
+        if (h->cancelled()) {
+          h->finish(FinishReason::Cancelled);
+          queue_.pop_front();
+          continue;
+        }
+        const size_t need = projected_bytes(req.prompt.size() + static_cast<size_t>(req.max_tokens));
+        if (!active.empty() && reserved + need > opt_.kv_budget) break;
+        auto a = std::make_unique<Active>(std::move(req), h);
+        a->projected = need;
+        reserved += need;
+        queue_.pop_front();
+        active.push_back(std::move(a));
+      }
+    }
+    // Prefix-cache lookups for the newly admitted (outside the queue lock).
+    for (auto& a : active) {
+      if (a->st) continue;
+      a->st = eng_.new_sequence();
+      const size_t hit = cache_.lookup(a->req.prompt, a->req.prompt.size() - 1, a->st.get());
+      a->consumed = hit;
+      a->h->cached_tokens = static_cast<int>(hit);
+      if (metrics_) {
+        metrics_->inc("v4host_prefix_cache_lookups_total", {{"result", hit ? "hit" : "miss"}});
+        metrics_->inc("v4host_prefix_cache_hit_tokens_total", {}, static_cast<double>(hit));
+      }
+    }
+    try {
+      step(active);
+    } catch (const std::exception& e) {
+      // An engine failure ends the affected requests, never the server.
+      for (auto& a : active) a->h->finish(FinishReason::Error, e.what());
+      active.clear();
+    }
+    publish_gauges(active);
+  }
+  for (auto& a : active) a->h->finish(FinishReason::Cancelled, "server shutting down");
+}
+
+void Scheduler::publish_gauges(const std::vector<std::unique_ptr<Active>>& active) {
+  StateBytes b;
+  for (auto& a : active) {
+    if (!a->st) continue;
+    StateBytes s = a->st->bytes();
+    b.window += s.window;
+    b.compressed_c4 += s.compressed_c4;
+    b.indexer += s.indexer;
+    b.compressed_hca += s.compressed_hca;
+    b.frontier += s.frontier;
+  }
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    running_ = active.size();
+    kv_in_use_ = b.total();
+  }
+  if (!metrics_) return;
+  Metrics& m = *metrics_;
+  m.set("v4host_running_sequences", static_cast<double>(active.size()));
+  m.set("v4host_queue_depth_requests", static_cast<double>(queued()));
+  m.set("v4host_kv_bytes", {{"family", "window"}}, static_cast<double>(b.window));
+  m.set("v4host_kv_bytes", {{"family", "compressed_c4"}}, static_cast<double>(b.compressed_c4));
+  m.set("v4host_kv_bytes", {{"family", "indexer"}}, static_cast<double>(b.indexer));
+  m.set("v4host_kv_bytes", {{"family", "compressed_c128"}}, static_cast<double>(b.compressed_hca));
+  m.set("v4host_kv_bytes", {{"family", "compressor_frontier"}}, static_cast<double>(b.frontier));
+  m.set("v4host_prefix_cache_bytes", static_cast<double>(cache_.bytes()));
+}
+
+void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
+  // Drop cancelled sequences at once: their state is freed here.
+  for (auto it = active.begin(); it != active.end();) {
+    if ((*it)->h->cancelled()) {
+      (*it)->h->finish(FinishReason::Cancelled);
+      it = active.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (active.empty()) return;
+  const int V = eng_.config().vocab_size;
+  std::vector<Segment> segs;
+  std::vector<Active*> owners;
+  int budget = std::max(1, opt_.prefill_chunk);
+  for (auto& ap : active) {
+    Active& a = *ap;
+    Segment s;
+    s.state = a.st.get();
+    if (!a.prefilling()) {
+      s.tokens = &a.last;
+      s.n = 1;
+    } else {
+      // Prefill up to len-1 first (that state is what the prefix cache stores), then the last
+      // prompt token alone, which yields the first logits.
+      const size_t len = a.req.prompt.size();
+      size_t end = a.consumed < len - 1 ? len - 1 : len;
+      if (opt_.snapshot_every > 0 && a.consumed < len - 1) {
+        size_t next_snap = (a.consumed / static_cast<size_t>(opt_.snapshot_every) + 1) * static_cast<size_t>(opt_.snapshot_every);
+        end = std::min(end, next_snap);
+      }
+      if (budget <= 0) continue;
+      const int n = static_cast<int>(std::min<size_t>(end - a.consumed, static_cast<size_t>(budget)));
+      budget -= n;
+      s.tokens = a.req.prompt.data() + a.consumed;
+      s.n = n;
+    }
+    const bool yields = !a.prefilling() || a.consumed + static_cast<size_t>(s.n) == a.req.prompt.size();
+    if (yields) {
+      a.logits.resize(static_cast<size_t>(V));
+      s.logits = a.logits.data();
+    }
+    segs.push_back(s);
+    owners.push_back(&a);
+  }
+  if (segs.empty()) return;
+  eng_.forward(segs);
+  if (metrics_) {
+    metrics_->inc("v4host_forward_steps_total");
+    metrics_->observe("v4host_batch_size_sequences", static_cast<double>(segs.size()));
+  }
+  for (size_t i = 0; i < segs.size(); ++i) {
+    Active& a = *owners[i];
+    if (a.prefilling()) {
+      a.consumed += static_cast<size_t>(segs[i].n);
+      if (metrics_) metrics_->inc("v4host_prefill_tokens_total", {}, segs[i].n);
+      const size_t len = a.req.prompt.size();
+      const bool at_snap = opt_.snapshot_every > 0 && a.consumed % static_cast<size_t>(opt_.snapshot_every) == 0;
+      if (a.consumed < len && (a.consumed == len - 1 || at_snap)) cache_.insert(a.req.prompt, a.consumed, *a.st);
+    }
+    if (segs[i].logits) emit_token(a, segs[i].logits);
+  }
+  // Retire finished sequences.
+  for (auto it = active.begin(); it != active.end();) {
+    Active& a = **it;
+    bool done = false;
+    if (!a.prefilling() && a.last >= 0) {
+      if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), a.last) != a.req.stop_ids.end()) {
+        a.h->finish(FinishReason::Stop);
+        done = true;
+      } else if (a.generated >= a.req.max_tokens) {
+        a.h->finish(FinishReason::Length);
+        done = true;
+      }
+    }
+    it = done ? active.erase(it) : it + 1;
+  }
+}
+
+void Scheduler::emit_token(Active& a, const float* logits) {
+  const int V = eng_.config().vocab_size;
+  std::vector<uint8_t> mask;
+  bool masked = false;
+  if (a.req.constraint) {
+    mask.assign(static_cast<size_t>(V), 0);
+    masked = a.req.constraint->mask(mask);
+  }
+  const int32_t tok = a.sampler.sample(logits, V, masked ? &mask : nullptr);
+  if (a.req.constraint) a.req.constraint->accept(tok);
+  a.last = tok;
+  ++a.generated;
+  const auto now = Clock::now();
+  if (metrics_) {
+    if (a.first_token) metrics_->observe("v4host_time_to_first_token_seconds", std::chrono::duration<double>(now - a.submitted).count());
+    else metrics_->observe("v4host_inter_token_latency_seconds", std::chrono::duration<double>(now - a.last_token).count());
+    metrics_->inc("v4host_generated_tokens_total");
+  }
+  a.first_token = false;
+  a.last_token = now;
+  // The stop token itself is not delivered as output.
+  if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) return;
+  TokenEvent e;
+  e.id = tok;
+  if (a.req.top_logprobs >= 0) {
+    float mx = -INFINITY;
+    for (int v = 0; v < V; ++v) mx = std::max(mx, logits[v]);
+    double sum = 0;
+    for (int v = 0; v < V; ++v) sum += std::exp(static_cast<double>(logits[v] - mx));
+    const float lse = mx + static_cast<float>(std::log(sum));
+    e.logprob = logits[tok] - lse;
+    if (a.req.top_logprobs > 0) {
+      std::vector<int32_t> idx(static_cast<size_t>(V));
+      for (int v = 0; v < V; ++v) idx[static_cast<size_t>(v)] = v;
+      const int k = std::min(a.req.top_logprobs, V);
+      std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t x, int32_t y) { return logits[x] > logits[y]; });
+      for (int j = 0; j < k; ++j) e.top.push_back({idx[static_cast<size_t>(j)], logits[idx[static_cast<size_t>(j)]] - lse});
+    }
+  }
+  a.h->push(e);
+}
+
+}  // namespace v4
