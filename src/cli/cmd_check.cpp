@@ -88,7 +88,7 @@ void add_check_command(CLI::App& app) {
   auto& f = *flags;
   sub->add_option("--model", f.model, "catalog model: v4-flash, v4-flash-base, v4-flash-fp8, v4-pro, v4-pro-base, v4-pro-fp8");
   sub->add_option("--model-dir", f.model_dir, "checkpoint directory (config.json + safetensors) for exact bytes");
-  sub->add_option("--gpus", f.gpus, "GPUs as NxTYPE or NODESxNxTYPE, e.g. 2xA100-80G, 8xH100, 16xH200, 2x8xH200");
+  sub->add_option("--gpus", f.gpus, "GPUs as NxTYPE or NODESxNxTYPE, e.g. 2xA100-80G, 8xH100, 16xH200, 2x8xH200 (default 2xH200)");
   sub->add_option("--gpu-spec", f.gpu_specs,
                   "describe a GPU: NAME:memory_gib=96,bandwidth_gbs=1800,fp8=1,fp4=1[,interconnect_gbs=..,max_per_node=..,platform=cuda|metal|cpu]");
   sub->add_option("--catalog", f.catalog, "JSON file overriding/adding GPUs, engine calibration and tariffs");
@@ -106,7 +106,7 @@ void add_check_command(CLI::App& app) {
   sub->add_option("--price-cached-input", f.price_cached, "hosted USD per million cached input tokens");
   sub->add_option("--offpeak-share", f.offpeak_share, "fraction of tokens sent in the provider's off-peak window");
   sub->add_option("--offpeak-discount", f.offpeak_discount, "off-peak discount, e.g. 0.5 for half price");
-  sub->add_option("--gpu-hourly", f.gpu_hourly, "USD per hour for the whole deployment (on-demand or reserved)");
+  sub->add_option("--gpu-hourly", f.gpu_hourly, "USD per hour for the whole deployment (on-demand, or whatever you pay)");
   sub->add_option("--gpu-hourly-reserved", f.gpu_hourly_reserved,
                   "USD per hour for the whole deployment under a reserved/committed contract (compared too)");
   sub->add_option("--hours-per-month", f.hours, "hours the deployment is paid for a month (default 720)");
