@@ -39,6 +39,7 @@ void run(const CheckFlags& f, bool example) {
   req.model_dir = f.model_dir;
   if (!f.gpus.empty()) req.gpus = f.gpus;
   if (!f.context.empty()) req.context = parse_context(f.context, "--context");
+  req.context_given = !f.context.empty() || example;
   if (!f.concurrency.empty()) {
     double c = parse_nonneg(f.concurrency, "--concurrency");
     if (c < 1 || c != static_cast<double>(static_cast<int>(c)))

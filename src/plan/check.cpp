@@ -81,9 +81,11 @@ CheckReport run_check(const CheckRequest& req) {
   for (auto& s : req.gpu_specs) add_gpu_spec(cat.gpus, s);
 
   load_model(req, &r.model, &r.weights);
-  if (req.context < 1) throw InputError("--context must be at least 1 token");
-  if (req.context > r.model.max_context)
-    throw InputError(fmt::format("--context {} is impossible: {} supports at most {} tokens ({})", fmt_int(req.context),
+  CheckRequest& rq = r.request;
+  if (!rq.context_given && rq.context > r.model.max_context) rq.context = r.model.max_context;
+  if (rq.context < 1) throw InputError("--context must be at least 1 token");
+  if (rq.context > r.model.max_context)
+    throw InputError(fmt::format("--context {} is impossible: {} supports at most {} tokens ({})", fmt_int(rq.context),
                                  r.model.name, fmt_int(r.model.max_context), fmt_context(r.model.max_context)));
   r.gpus = parse_gpus(cat.gpus, req.gpus);
   r.engine = find_engine(cat.engines, req.engine);
@@ -95,7 +97,7 @@ CheckReport run_check(const CheckRequest& req) {
   fi.gpus = r.gpus;
   fi.engine = r.engine;
   fi.kv = r.kv;
-  fi.context = req.context;
+  fi.context = rq.context;
   fi.concurrency = req.concurrency;
   fi.parallel = req.parallel;
   fi.mtp = req.mtp;
@@ -160,7 +162,7 @@ CheckReport run_check(const CheckRequest& req) {
   r.verdict = decide(vi);
 
   const std::string ref = req.model_dir.empty() ? served_in.model.hf_repo : req.model_dir;
-  const int64_t ctx = served_fit.fits ? std::min<int64_t>(req.context, served_fit.max_context_single)
+  const int64_t ctx = served_fit.fits ? std::min<int64_t>(rq.context, served_fit.max_context_single)
                                       : std::max<int64_t>(served_fit.max_context_single, 1);
   const int64_t seqs = served_fit.fits ? std::min<int64_t>(req.concurrency, served_fit.max_concurrency) : 1;
   for (const char* e : {"v4host", "vllm", "sglang"}) {

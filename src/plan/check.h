@@ -21,6 +21,7 @@ struct CheckRequest {
   std::vector<std::string> gpu_specs;    // --gpu-spec entries
   std::string catalog_file;              // --catalog
   int64_t context = 131072;
+  bool context_given = true;             // false: the default, lowered to the model's maximum if needed
   int concurrency = 8;
   std::string engine = "vllm";
   std::string kv_dtype;                  // "" = engine default

@@ -15,7 +15,7 @@ Precision check_precision(const ModelConfig& m, const GpuSpec& gpu, const Engine
   if (engine.name == "v4host") {
     p.status = "native";
     p.explanation = "v4host runs on the CPU and decodes " + fmt_name + " in software";
-    if (gpu.platform != "cpu")
+    if (gpu.platform == "cuda")
       p.explanation += " (it does not use the " + gpu.name + " GPUs; its fit is host RAM: describe the host with "
                        "--gpu-spec host:memory_gib=..,bandwidth_gbs=..,platform=cpu)";
     return p;

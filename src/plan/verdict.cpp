@@ -81,7 +81,7 @@ Verdict decide(const VerdictInput& in) {
   } else {
     v.reasons.push_back(p.explanation);
   }
-  if (fi.engine.name == "v4host" && fi.gpus.gpu.platform != "cpu") {
+  if (fi.engine.name == "v4host" && fi.gpus.gpu.platform == "cuda") {
     cond = true;
     v.conditions.push_back("v4host is a CPU engine: check the fit against the host's RAM with --gpu-spec "
                            "host:memory_gib=..,bandwidth_gbs=..,platform=cpu, or choose --engine vllm|sglang");

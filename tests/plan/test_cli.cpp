@@ -216,7 +216,8 @@ TEST(PlanCli, ModelDirReadsExactBytes) {
                                 "--price-input 0.1 --price-output 0.2");
   EXPECT_NE(s["model"]["weights_source"].get<std::string>().find("no .safetensors shards"), std::string::npos);
   // A model without a known tariff needs prices.
-  CmdResult r = check("--model-dir '" + dir.string() + "' --gpus 1xH100 --context 4096", true);
+  // (No --context: the default 128K is lowered to the model's 4,096 maximum.)
+  CmdResult r = check("--model-dir '" + dir.string() + "' --gpus 1xH100", true);
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.out.find("--price-input"), std::string::npos);
   fs::remove_all(dir);
