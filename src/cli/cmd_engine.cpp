@@ -2,8 +2,10 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 
 #include "cli/commands.h"
+#include "cli/demo_model.h"
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -184,7 +186,18 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--expert-dtype", o->expert_dtype, "fp4 (instruct) | fp8 (Base / FP8 build)");
     c->add_option("--scale-dtype", o->scale_dtype, "e8m0 | f32 (Base-style FP8 block scales)");
     c->add_flag("--quiet,-q", o->quiet, "no progress output");
-    c->callback([o] {
+    auto tok = std::make_shared<std::string>();
+    c->add_option("--tokenizer", *tok, "tokenizer.json to copy into the checkpoint (default: built from the V3 npm tokenizer when present)");
+    c->callback([o, tok] {
+      if (!tok->empty()) {
+        std::ifstream f(*tok, std::ios::binary);
+        if (!f) throw InputError("cannot read --tokenizer " + *tok);
+        o->tokenizer_json.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+      } else {
+        o->tokenizer_json = synthetic_tokenizer_json();
+        if (o->tokenizer_json.empty())
+          std::fprintf(stderr, "v4host: note: no tokenizer.json written (V3 npm tokenizer not found; run scripts/setup.sh)\n");
+      }
       write_synthetic_checkpoint(*o);
       std::printf("wrote %s\n", o->out_dir.c_str());
     });
