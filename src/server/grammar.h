@@ -1,0 +1,153 @@
+// Constrained decoding: grammars compiled from JSON schemas and from the DSML tool-call markup,
+// and an incremental byte-level matcher (issue 4, part 6). See docs/constrained-decoding.md.
+//
+// A Grammar is a set of rules; every rule is a byte-level DFA whose edges either consume a byte
+// or call another rule (a recursive transition network, i.e. a pushdown automaton). A matcher
+// state is a small set of stacks (nondeterminism from anyOf / shared prefixes is kept as a set,
+// never backtracked). Grammars are built so that every accepted prefix can be completed: no
+// dead ends, so a mask is never empty before the grammar is complete.
+//
+// JSON is generated in one canonical layout: Python json.dumps(ensure_ascii=False) separators
+// (", " between items, ": " after keys), no other whitespace, object members in the schema's
+// property order (see compile_json_schema). That is also exactly the form DSML string="false"
+// values take (spec §6.4).
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace v4 {
+
+class Grammar;
+using GrammarPtr = std::shared_ptr<const Grammar>;
+
+// ---- compilers (all throw v4::InputError naming the problem for a bad/unsupported schema) ----
+
+// JSON-schema subset: type (string or array of types), properties / required /
+// additionalProperties, enum, const, items / prefixItems, minItems / maxItems, string
+// minLength / maxLength, integer / number (JSON number syntax; minimum / maximum /
+// exclusiveMinimum / exclusiveMaximum on integers; on numbers they restrict output to integers
+// in range), boolean, null, anyOf / oneOf (oneOf treated as anyOf), allOf (shallow merge),
+// $ref to #, #/$defs/... or #/definitions/... (recursion allowed), nested objects.
+// Annotations (description, title, default, examples, format, $schema, $id, ...) are ignored.
+// Objects: members are generated in the schema's property order (the order of `properties`
+// as given; use the ordered_json overload to keep the client's order), required members always,
+// optional ones may be skipped; with `properties` present no other members are generated
+// (additionalProperties is not used for generation then); with no `properties`, any members
+// (values per additionalProperties when it is a schema; none when it is false).
+// Unsupported (InputError): pattern, patternProperties, not, if/then/else, uniqueItems: true,
+// contains, multipleOf, propertyNames, dependent*, unevaluated*, $ref to other documents.
+GrammarPtr compile_json_schema(const nlohmann::json& schema);
+GrammarPtr compile_json_schema(const nlohmann::ordered_json& schema);
+
+// Any JSON object (response_format json_object), same canonical layout.
+GrammarPtr compile_json_object();
+
+// The DSML tool block (spec §6.4), from "\n\n<｜DSML｜tool_calls>\n" through
+// "</｜DSML｜tool_calls>". `openai_tools` is the request's `tools` array
+// ([{type: "function", function: {name, parameters}}]); forced_name restricts to one tool
+// (empty: any of them). Parameters are emitted in the order of `parameters.properties`;
+// required ones always, optional ones may be skipped. A parameter whose schema is a plain
+// {type: "string"} (no length limits) is emitted as string="true" raw text that cannot contain
+// the "｜DSML｜" marker (so it ends at the first "</｜DSML｜parameter>"); a string enum/const as
+// string="true" one of its values; everything else as string="false" JSON matching the schema.
+// One invoke unless parallel_tool_calls.
+GrammarPtr compile_dsml_tool_calls(const nlohmann::json& openai_tools, const std::string& forced_name,
+                                   bool parallel_tool_calls);
+GrammarPtr compile_dsml_tool_calls(const nlohmann::ordered_json& openai_tools,
+                                   const std::string& forced_name, bool parallel_tool_calls);
+
+// ---- compiled grammar (immutable; shared by every matcher of a request) ----
+class Grammar {
+ public:
+  // Number of DFA states over all rules, and of byte classes.
+  uint32_t num_states() const { return static_cast<uint32_t>(final_.size()); }
+  uint32_t num_classes() const { return nclass_; }
+  uint32_t num_rules() const { return static_cast<uint32_t>(rule_start_.size()); }
+
+  // ---- runtime tables (used by GrammarMatcher / TokenMasker; not a stable API) ----
+  struct Call {
+    uint32_t callee_start;  // DFA state the callee starts in
+    uint32_t ret;           // state of the caller after the callee returns
+  };
+  int32_t next(uint32_t state, uint8_t byte) const { return trans_[state * nclass_ + cls_[byte]]; }
+  bool is_final(uint32_t state) const { return final_[state] != 0; }
+  bool first_has(uint32_t state, uint8_t byte) const {
+    return (first_[state][byte >> 6] >> (byte & 63)) & 1;
+  }
+  const Call* calls_begin(uint32_t state) const { return calls_.data() + call_off_[state]; }
+  const Call* calls_end(uint32_t state) const { return calls_.data() + call_off_[state + 1]; }
+  bool has_calls(uint32_t state) const { return call_off_[state] != call_off_[state + 1]; }
+  uint32_t root_start() const { return rule_start_[root_]; }
+  // Shortest number of bytes that finishes the rule from `state` (to a final state).
+  uint32_t min_finish(uint32_t state) const { return min_finish_[state]; }
+  uint8_t class_rep(uint32_t cls) const { return class_rep_[cls]; }
+  uint8_t byte_class(uint8_t b) const { return cls_[b]; }
+
+ private:
+  friend struct GrammarCompiler;
+  friend class GrammarMatcher;
+  uint32_t nclass_ = 0;
+  std::array<uint8_t, 256> cls_{};
+  std::array<uint8_t, 256> class_rep_{};  // one byte of each class
+  std::vector<int32_t> trans_;             // state * nclass + class -> state or -1
+  std::vector<uint8_t> final_;
+  std::vector<std::array<uint64_t, 4>> first_;  // bytes consumable from the state (direct or by calls)
+  std::vector<uint32_t> call_off_;
+  std::vector<Call> calls_;
+  std::vector<uint32_t> rule_start_;
+  std::vector<uint32_t> min_finish_;
+  uint32_t root_ = 0;
+};
+
+// ---- per-request matcher: a set of parse stacks; copy it to snapshot / roll back ----
+class GrammarMatcher {
+ public:
+  static constexpr size_t kMaxDepth = 256;    // stack frames (JSON nesting) beyond this are refused
+  static constexpr size_t kMaxConfigs = 64;   // ambiguity kept at most (extra parses are dropped)
+
+  explicit GrammarMatcher(GrammarPtr grammar);
+
+  // Consume bytes; false (and state unchanged) if they are not a valid continuation.
+  bool accept(std::string_view bytes);
+  bool can_accept(std::string_view bytes) const;
+  // An accepting state: the output so far is a complete sentence (EOS allowed).
+  bool is_complete() const;
+  // True when nothing but completion (EOS) can follow.
+  bool is_terminated() const;
+  // A shortest byte string that completes the output (empty if already complete). Useful to
+  // close the output when the token budget runs out.
+  std::string shortest_completion() const;
+  const GrammarPtr& grammar() const { return g_; }
+
+  // ---- internals shared with TokenMasker ----
+  // A set of stacks stored flat: stack i is data[off[i] .. off[i+1]), bottom first; the last
+  // element is the current DFA state, the others are return states.
+  struct Stacks {
+    std::vector<uint32_t> data;
+    std::vector<uint32_t> off{0};
+    size_t size() const { return off.size() - 1; }
+    bool empty() const { return off.size() == 1; }
+    void clear() {
+      data.clear();
+      off.resize(1);
+    }
+    // Append a stack = prefix[0..n) + [top]; skipped if already present.
+    void add(const uint32_t* prefix, size_t n, uint32_t top);
+  };
+  // out := every stack reachable from `in` by consuming byte b (out is cleared first).
+  static void step(const Grammar& g, const Stacks& in, uint8_t b, Stacks& out);
+  static bool complete(const Grammar& g, const Stacks& s);
+  const Stacks& stacks() const { return cur_; }
+
+ private:
+  GrammarPtr g_;
+  Stacks cur_;
+};
+
+}  // namespace v4
