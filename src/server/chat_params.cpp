@@ -6,7 +6,7 @@
 
 namespace v4 {
 
-using json = nlohmann::json;
+using json = text::ojson;  // ordered: tool schemas keep the client's key order
 using text::ojson;
 
 namespace {
@@ -312,9 +312,9 @@ ChatParams parse_chat_params(const json& body, bool default_thinking) {
       sys["content"] = "";
       msgs.insert(msgs.begin(), sys);
     }
-    if (want_tools) msgs[0]["tools"] = ojson::parse(p.tools.dump());
+    if (want_tools) msgs[0]["tools"] = p.tools;
     if (want_format)
-      msgs[0]["response_format"] = p.response_format == "json_schema" ? ojson::parse(p.response_schema.dump())
+      msgs[0]["response_format"] = p.response_format == "json_schema" ? p.response_schema
                                                                        : ojson::parse(R"({"type": "json_object"})");
   }
   p.messages = std::move(msgs);

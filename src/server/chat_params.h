@@ -1,5 +1,5 @@
 // Parsing and validation of OpenAI chat-completion / completion request bodies into what the
-// service needs: the messages for the V4 encoder, the reasoning mode (every way clients ask for
+// service needs (bodies are parsed with key order kept: tool schemas are rendered as sent): the messages for the V4 encoder, the reasoning mode (every way clients ask for
 // it), sampling, limits, stop strings, logprobs, tools / tool_choice and response_format.
 #pragma once
 #include <optional>
@@ -28,19 +28,19 @@ struct ChatParams {
   std::vector<std::string> stop;
   bool logprobs = false;
   int top_logprobs = 0;
-  nlohmann::json tools = nlohmann::json::array();  // OpenAI tools
+  text::ojson tools = text::ojson::array();  // OpenAI tools (client key order kept)
   std::string tool_choice = "auto";  // auto | none | required | function
   std::string tool_choice_name;
   bool parallel_tool_calls = true;
   std::string response_format = "text";  // text | json_object | json_schema
-  nlohmann::json response_schema;
+  text::ojson response_schema;
   bool stream = false;
   bool include_usage = false;
   int n = 1;
 };
 
 // Throws ApiError (400, naming the parameter) on anything invalid.
-ChatParams parse_chat_params(const nlohmann::json& body, bool default_thinking);
+ChatParams parse_chat_params(const text::ojson& body, bool default_thinking);
 
 // Shared by /v1/completions.
 struct CompletionParams {
@@ -56,10 +56,10 @@ struct CompletionParams {
   bool stream = false;
   bool include_usage = false;
 };
-CompletionParams parse_completion_params(const nlohmann::json& body);
+CompletionParams parse_completion_params(const text::ojson& body);
 
 // Common sampling fields: temperature, top_p, min_p, top_k, seed.
-void parse_sampling(const nlohmann::json& body, SamplingParams& s);
-std::vector<std::string> parse_stop(const nlohmann::json& body);
+void parse_sampling(const text::ojson& body, SamplingParams& s);
+std::vector<std::string> parse_stop(const text::ojson& body);
 
 }  // namespace v4

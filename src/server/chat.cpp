@@ -1,0 +1,164 @@
+// POST /v1/chat/completions (OpenAI), streaming and not.
+#include <httplib.h>
+
+#include <chrono>
+
+#include "server/api_error.h"
+#include "server/chat_run.h"
+#include "server/service.h"
+#include "server/sse.h"
+#include "server/submit.h"
+
+namespace v4 {
+
+using json = nlohmann::json;
+using Kind = text::Delta::Kind;
+
+namespace {
+
+json usage_json(const ChatRun& run) {
+  const int c = run.completion_tokens();
+  return {{"prompt_tokens", run.prompt_tokens()},
+          {"completion_tokens", c},
+          {"total_tokens", run.prompt_tokens() + c},
+          {"prompt_tokens_details", {{"cached_tokens", run.handle()->cached_tokens}}},
+          {"completion_tokens_details", {{"reasoning_tokens", run.reasoning_tokens()}}}};
+}
+
+// finish_reason "tool_calls" only when a valid call was produced.
+std::string openai_finish(const ChatRun& run) {
+  std::string r = run.finish_reason();
+  if (r != "tool_calls") return r;
+  for (auto& c : run.message().tool_calls)
+    if (!c.error) return r;
+  return run.handle()->finish_reason() == FinishReason::Length ? "length" : "stop";
+}
+
+}  // namespace
+
+void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto body = parse_body(req.body);
+  ChatParams p = parse_chat_params(body, opt_.default_thinking);
+  check_model(p.model);
+  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts);
+  if (!run->warning().empty()) res.set_header("x-v4host-warning", run->warning());
+  const std::string id = new_id("chatcmpl-", next_id_++);
+  const int64_t created = static_cast<int64_t>(std::time(nullptr));
+  auto finish_metrics = [this, run] {
+    metrics_.inc("v4host_reasoning_tokens_total", {}, run->reasoning_tokens());
+    if (int f = run->tool_call_failures()) metrics_.inc("v4host_tool_call_parse_failures_total", {}, f);
+  };
+
+  if (!run->params().stream) {
+    auto ev = collect_all(run->handle());
+    if (run->handle()->finish_reason() == FinishReason::Error) throw ApiError(500, "generation failed: " + run->handle()->error());
+    bool stop = false;
+    run->feed(ev, &stop);
+    run->finish();
+    finish_metrics();
+    const text::ParsedMessage& m = run->message();
+    json msg = {{"role", "assistant"}, {"content", nullptr}};
+    if (!m.content.empty() || m.tool_calls.empty()) msg["content"] = m.content;
+    if (run->params().reasoning.thinking) msg["reasoning_content"] = m.reasoning;
+    json calls = json::array(), errors = json::array();
+    for (auto& c : m.tool_calls) {
+      if (c.error) {
+        json e = json::parse(c.error->to_json().dump());
+        e["id"] = c.id;
+        e["name"] = c.name;
+        errors.push_back(e);
+      } else {
+        calls.push_back(json::parse(c.to_openai().dump()));
+      }
+    }
+    if (!calls.empty()) msg["tool_calls"] = calls;
+    if (!errors.empty()) msg["tool_call_errors"] = errors;
+    json choice = {{"index", 0}, {"message", msg}, {"finish_reason", openai_finish(*run)}, {"logprobs", nullptr}};
+    if (run->params().logprobs) {
+      // Logprobs of the tokens actually delivered (a stop string may cut the tail).
+      choice["logprobs"] = {{"content", run->logprobs_json(ev)}};
+    }
+    json r = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id_},
+              {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({choice})}, {"usage", usage_json(*run)}};
+    res.set_content(r.dump(), "application/json");
+    log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
+                run->completion_tokens(), run->finish_reason());
+    return;
+  }
+
+  auto chunk = [=, this](const json& delta, const json& finish, const json& logprobs) {
+    json c = {{"index", 0}, {"delta", delta}, {"finish_reason", finish}, {"logprobs", logprobs}};
+    return sse_data(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
+                         {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({c})}}
+                        .dump());
+  };
+  auto to_events = [=](const std::vector<text::Delta>& ds, std::vector<std::string>& out) {
+    for (auto& d : ds) {
+      switch (d.kind) {
+        case Kind::Reasoning:
+          out.push_back(chunk({{"reasoning_content", d.text}}, nullptr, nullptr));
+          break;
+        case Kind::Content:
+          out.push_back(chunk({{"content", d.text}}, nullptr, nullptr));
+          break;
+        case Kind::ToolCallBegin:
+          out.push_back(chunk({{"tool_calls", json::array({{{"index", d.index}, {"id", d.id}, {"type", "function"},
+                                                              {"function", {{"name", d.name}, {"arguments", ""}}}}})}},
+                              nullptr, nullptr));
+          break;
+        case Kind::ToolCallArguments:
+          out.push_back(chunk({{"tool_calls", json::array({{{"index", d.index}, {"function", {{"arguments", d.text}}}}})}},
+                              nullptr, nullptr));
+          break;
+        case Kind::ToolCallEnd:
+          if (d.error) {
+            json e = json::parse(d.error->to_json().dump());
+            e["index"] = d.index;
+            out.push_back(chunk({{"tool_call_errors", json::array({e})}}, nullptr, nullptr));
+          }
+          break;
+      }
+    }
+  };
+  SseCallbacks cb;
+  auto first = std::make_shared<bool>(true);
+  cb.on_tokens = [=, this](const std::vector<TokenEvent>& ev, bool* stop) {
+    std::vector<std::string> out;
+    if (*first) {
+      out.push_back(chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
+      *first = false;
+    }
+    to_events(run->feed(ev, stop), out);
+    if (run->params().logprobs) out.push_back(chunk(json::object(), nullptr, {{"content", run->logprobs_json(ev)}}));
+    (void)this;
+    return out;
+  };
+  cb.on_finish = [=, this]() {
+    std::vector<std::string> out;
+    if (*first) {
+      out.push_back(chunk({{"role", "assistant"}, {"content", ""}}, nullptr, nullptr));
+      *first = false;
+    }
+    to_events(run->finish(), out);
+    finish_metrics();
+    if (run->handle()->finish_reason() == FinishReason::Error)
+      out.push_back(sse_data(ApiError(500, "generation failed: " + run->handle()->error()).body().dump()));
+    out.push_back(chunk(json::object(), openai_finish(*run), nullptr));
+    if (run->params().include_usage)
+      out.push_back(sse_data(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
+                                  {"choices", json::array()}, {"usage", usage_json(*run)}}
+                                 .dump()));
+    out.push_back("data: [DONE]\n\n");
+    return out;
+  };
+  cb.on_close = [this, run, t0, path = req.path](bool completed) {
+    if (!completed) metrics_.inc("v4host_client_disconnects_total");
+    std::fprintf(stderr, "POST %s 200 %.3fs prompt=%d completion=%d stream%s\n", path.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
+                 run->completion_tokens(), completed ? "" : " (client disconnected)");
+  };
+  respond_sse(res, run->handle(), std::move(cb), opt_.keepalive_s);
+}
+
+}  // namespace v4

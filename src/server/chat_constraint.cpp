@@ -1,0 +1,98 @@
+#include "server/chat_constraint.h"
+
+namespace v4 {
+
+ChatConstraint::ChatConstraint(const TokenMasker& masker, const text::Tokenizer& tok, ChatConstraintSpec spec)
+    : masker_(masker), tok_(tok), spec_(std::move(spec)), eos_(masker.eos_id()) {
+  think_end_ = tok.token_to_id("</think>").value_or(-1);
+  dsml_ = tok.token_to_id("\xEF\xBD\x9C" "DSML" "\xEF\xBD\x9C").value_or(-1);
+  answer_min_bytes_ = spec_.grammar ? static_cast<int>(GrammarMatcher(spec_.grammar).shortest_completion().size()) : 0;
+  phase_ = spec_.thinking ? Phase::Reasoning : (spec_.forced ? Phase::Grammar : Phase::Free);
+  if (phase_ == Phase::Grammar) engage("");
+}
+
+void ChatConstraint::engage(const std::string& already) {
+  m_.emplace(spec_.grammar);
+  if (!already.empty() && !m_->accept(already)) m_->accept("");
+  phase_ = Phase::Grammar;
+}
+
+bool ChatConstraint::mask(std::vector<uint8_t>& allowed) {
+  const int left = spec_.max_tokens - generated_;
+  switch (phase_) {
+    case Phase::Reasoning:
+      // Forced answers need room: end the reasoning once its budget is used.
+      // (The answer needs at most as many tokens as its shortest completion has bytes.)
+      if (spec_.forced && think_end_ >= 0 && (reasoning_ >= spec_.reasoning_budget || left <= 2 + answer_min_bytes_)) {
+        std::fill(allowed.begin(), allowed.end(), 0);
+        allowed[static_cast<size_t>(think_end_)] = 1;
+        return true;
+      }
+      return false;
+    case Phase::Free:
+      return false;
+    case Phase::Done:
+      std::fill(allowed.begin(), allowed.end(), 0);
+      allowed[static_cast<size_t>(eos_)] = 1;
+      return true;
+    case Phase::Grammar:
+      break;
+  }
+  const std::string close = m_->shortest_completion();
+  if (static_cast<int>(close.size()) + 1 >= left) {
+    // Closing mode: only tokens along the shortest completion, so it ends within the budget.
+    std::fill(allowed.begin(), allowed.end(), 0);
+    if (close.empty()) {
+      allowed[static_cast<size_t>(eos_)] = 1;
+      return true;
+    }
+    // Greedy along the completion: the longest allowed token that is a prefix of it.
+    masker_.fill(*m_, allowed);
+    int32_t best = -1;
+    size_t best_len = 0;
+    for (size_t id = 0; id < allowed.size(); ++id) {
+      if (!allowed[id]) continue;
+      allowed[id] = 0;
+      const std::string& b = tok_.token_bytes(static_cast<int32_t>(id));
+      if (!b.empty() && b.size() > best_len && close.compare(0, b.size(), b) == 0) {
+        best = static_cast<int32_t>(id);
+        best_len = b.size();
+      }
+    }
+    const bool any = best >= 0;
+    if (any) allowed[static_cast<size_t>(best)] = 1;
+    if (any) return true;
+  }
+  masker_.fill(*m_, allowed);
+  return true;
+}
+
+void ChatConstraint::accept(int32_t token) {
+  ++generated_;
+  switch (phase_) {
+    case Phase::Reasoning:
+      if (token == think_end_) {
+        phase_ = Phase::Free;
+        if (spec_.forced) engage("");
+      } else if (token == dsml_ && spec_.grammar && !spec_.forced) {
+        engage("\n\n<" + tok_.token_bytes(token));  // a tool block opened inside the reasoning
+      } else {
+        ++reasoning_;
+      }
+      return;
+    case Phase::Free:
+      if (token == dsml_ && spec_.grammar) engage("\n\n<" + tok_.token_bytes(token));
+      return;
+    case Phase::Grammar:
+      if (token == eos_) {
+        phase_ = Phase::Done;
+        return;
+      }
+      m_->accept(tok_.token_bytes(token));
+      return;
+    case Phase::Done:
+      return;
+  }
+}
+
+}  // namespace v4

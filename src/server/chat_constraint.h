@@ -1,0 +1,44 @@
+// The TokenConstraint of a chat request: free reasoning, then — depending on the request — a
+// forced DSML tool block (tool_choice required / named), JSON output (response_format), or a
+// tool-call grammar that engages lazily when the model opens a DSML block (tool_choice auto).
+// When the token budget is about to run out the grammar is closed along its shortest
+// completion, so a constrained output is always complete and valid.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "server/grammar.h"
+#include "server/scheduler.h"
+#include "server/token_mask.h"
+#include "text/tokenizer.h"
+
+namespace v4 {
+
+struct ChatConstraintSpec {
+  GrammarPtr grammar;            // what the answer must match once it starts
+  bool forced = false;           // the answer must be `grammar` (else: lazy tool block)
+  bool thinking = false;         // output starts in reasoning
+  int max_tokens = 0;
+  int reasoning_budget = 0;      // forced mode: </think> is forced after this many reasoning tokens
+};
+
+class ChatConstraint : public TokenConstraint {
+ public:
+  ChatConstraint(const TokenMasker& masker, const text::Tokenizer& tok, ChatConstraintSpec spec);
+  bool mask(std::vector<uint8_t>& allowed) override;
+  void accept(int32_t token) override;
+
+ private:
+  enum class Phase { Reasoning, Free, Grammar, Done };
+  void engage(const std::string& already);
+  const TokenMasker& masker_;
+  const text::Tokenizer& tok_;
+  ChatConstraintSpec spec_;
+  Phase phase_;
+  std::optional<GrammarMatcher> m_;
+  int generated_ = 0, reasoning_ = 0;
+  int answer_min_bytes_ = 0;
+  int32_t think_end_ = -1, dsml_ = -1, eos_;
+};
+
+}  // namespace v4

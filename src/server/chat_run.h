@@ -1,0 +1,60 @@
+// One chat generation shared by the OpenAI and Anthropic endpoints: renders the conversation
+// with the official V4 encoder, submits it, and turns generated tokens into reasoning, content
+// and tool-call deltas (DSML parser), applying stop strings and collecting logprobs.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/chat_params.h"
+#include "server/scheduler.h"
+#include "server/stop_strings.h"
+#include "text/dsml_parser.h"
+#include "text/tokenizer.h"
+
+namespace v4 {
+
+class Service;
+class TokenMasker;
+
+class ChatRun {
+ public:
+  // Throws ApiError for bad requests (encoding rejects, context overflow, queue full).
+  ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, const TokenMasker* masker, int64_t ctx,
+          bool log_prompt);
+
+  const ChatParams& params() const { return p_; }
+  std::shared_ptr<RequestHandle> handle() const { return h_; }
+  int prompt_tokens() const { return prompt_tokens_; }
+  int completion_tokens() const { return h_->completion_tokens(); }
+  int reasoning_tokens() const { return reasoning_tokens_; }
+  const std::string& warning() const { return warning_; }
+
+  // Converts new tokens into deltas; sets *stop when a stop string was hit.
+  std::vector<text::Delta> feed(const std::vector<TokenEvent>& ev, bool* stop);
+  std::vector<text::Delta> finish();
+
+  // "stop" | "length" | "tool_calls" (valid after finish()).
+  std::string finish_reason() const;
+  bool stopped_by_string() const { return stop_.stopped(); }
+  const text::ParsedMessage& message() const { return parser_.message(); }
+  nlohmann::json logprobs_json(const std::vector<TokenEvent>& ev) const;  // OpenAI chat logprobs.content[]
+  int tool_call_failures() const;
+
+ private:
+  void route(std::vector<text::Delta>& in, std::vector<text::Delta>& out, bool final);
+  ChatParams p_;
+  const text::Tokenizer& tok_;
+  std::shared_ptr<RequestHandle> h_;
+  text::DsmlParser parser_;
+  text::StreamDecoder dec_;
+  StopMatcher stop_;
+  int prompt_tokens_ = 0, reasoning_tokens_ = 0;
+  bool in_reasoning_;
+  int32_t think_end_ = -1;
+  std::string warning_;
+};
+
+}  // namespace v4

@@ -1,0 +1,87 @@
+// v4host serve: the OpenAI- and Anthropic-compatible HTTP service over the scheduler.
+// Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/messages, GET /v1/models,
+// GET /health, GET /metrics.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "text/tokenizer.h"
+
+namespace httplib {
+class Server;
+class DataSink;
+struct Request;
+struct Response;
+}  // namespace httplib
+
+namespace v4 {
+
+class TokenMasker;
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string api_key;             // empty = no authentication
+  std::string served_model_name;   // default: the model directory's name
+  bool log_prompts = false;
+  bool default_thinking = true;    // reasoning mode when a request does not say
+  size_t max_body_bytes = 8u << 20;
+  int http_threads = 64;           // concurrent connections served (streams hold one each)
+  double keepalive_s = 5.0;        // SSE comment interval while nothing else is sent
+  SchedulerOptions sched;
+};
+
+class Service {
+ public:
+  Service(const ServeOptions& opt, const ModelWeights& weights, Engine& engine, const text::Tokenizer& tok);
+  ~Service();
+
+  // Binds; returns the bound port (opt.port 0 = any free port). Throws InputError if it cannot bind.
+  int bind();
+  void serve();   // blocks until stop()
+  void stop();
+  const std::string& model_id() const { return model_id_; }
+  Metrics& metrics() { return metrics_; }
+  Scheduler& scheduler() { return *sched_; }
+
+  // The think-max floor: contexts below this are refused for reasoning_effort max.
+  static constexpr int64_t kThinkMaxMinCtx = 393216;
+
+ private:
+  friend struct ChatHandler;
+  friend struct CompletionHandler;
+  friend struct MessagesHandler;
+  void routes();
+  bool authorized(const httplib::Request& req, httplib::Response& res);
+  void check_model(const std::string& model) const;
+  void log_request(const httplib::Request& req, int status, double secs, int prompt, int completion, const std::string& extra);
+  std::vector<int32_t> tokenize(const std::string& text) const;
+
+  void handle_chat(const httplib::Request& req, httplib::Response& res);
+  void handle_completions(const httplib::Request& req, httplib::Response& res);
+  void handle_messages(const httplib::Request& req, httplib::Response& res);
+
+  ServeOptions opt_;
+  const ModelWeights& weights_;
+  Engine& engine_;
+  const text::Tokenizer& tok_;
+  Metrics metrics_;
+  std::unique_ptr<Scheduler> sched_;
+  std::unique_ptr<TokenMasker> masker_;  // constrained decoding over this vocabulary
+  std::unique_ptr<httplib::Server> http_;
+  std::string model_id_;
+  int64_t created_ = 0;
+  std::atomic<uint64_t> next_id_{1};
+};
+
+// Parses a JSON request body; throws ApiError 400 with the parser's message.
+nlohmann::ordered_json parse_body(const std::string& body);
+std::string new_id(const char* prefix, uint64_t n);
+
+}  // namespace v4
