@@ -210,7 +210,30 @@ void DsmlParser::emit_text(State which, std::string_view s, bool final_piece) {
   } else {
     text.assign(s);
   }
+  append_text(kind, std::move(text));
+}
+
+void DsmlParser::append_text(Delta::Kind kind, std::string text) {
+  // Markup must not appear even across emissions (e.g. "<｜DS" + dropped tag + "ML｜"): if the end
+  // of what was already sent plus the new text would form a marker, drop the completing bytes.
+  static const std::string bad[] = {std::string(tokens::kDsml), "|DSML|", kThinkStart, kThinkEnd, kEos, kBos};
+  std::string& tail = kind == Delta::Kind::Content ? tail_content_ : tail_reasoning_;
+  for (bool again = true; again && !text.empty();) {
+    again = false;
+    std::string joined = tail + text;
+    for (const auto& b : bad) {
+      size_t pos = joined.find(b);
+      if (pos != std::string::npos && pos < tail.size() && pos + b.size() > tail.size()) {
+        text.erase(0, pos + b.size() - tail.size());
+        warn("text that would complete a markup sequence dropped");
+        again = true;
+        break;
+      }
+    }
+  }
   if (text.empty()) return;
+  tail += text;
+  if (tail.size() > 32) tail.erase(0, tail.size() - 32);
   any_text_ = true;
   if (kind == Delta::Kind::Content) msg_.content += text;
   else msg_.reasoning += text;
@@ -222,10 +245,7 @@ void DsmlParser::flush_pending_text(bool) {
   if (held_ws_.empty()) return;
   std::string ws;
   ws.swap(held_ws_);
-  any_text_ = true;
-  msg_.content += ws;
-  if (!out_.empty() && out_.back().kind == Delta::Kind::Content) out_.back().text += ws;
-  else out_.push_back(make_delta(Delta::Kind::Content, std::move(ws)));
+  append_text(Delta::Kind::Content, std::move(ws));
 }
 
 bool DsmlParser::step_text(bool final) {
@@ -276,11 +296,7 @@ bool DsmlParser::step_text(bool final) {
         ws.swap(held_ws_);
         if (ws.size() >= 2 && ws.compare(ws.size() - 2, 2, "\n\n") == 0) ws.resize(ws.size() - 2);
         else ws.clear();
-        if (!ws.empty()) {
-          msg_.content += ws;
-          if (!out_.empty() && out_.back().kind == Delta::Kind::Content) out_.back().text += ws;
-          else out_.push_back(make_delta(Delta::Kind::Content, std::move(ws)));
-        }
+        if (!ws.empty()) append_text(Delta::Kind::Content, std::move(ws));
       }
       state_ = State::Block;
       return true;
@@ -373,6 +389,7 @@ bool DsmlParser::read_tag(Tag& t, bool final, bool& malformed) {
       while (k < attrs.size() && !is_ws(attrs[k]) && attrs[k] != '/') ++k;
       val.assign(attrs.substr(s, k - s));
     }
+    if (!utf8_valid(val)) val = utf8_lossy(val);
     if (key == "name") {
       t.attr_name = val;
       t.has_name = true;
@@ -604,7 +621,7 @@ void DsmlParser::end_param() {
       emit_args(std::string(tv));
     } else {
       if (param_mode_ == ParamMode::Json) warn("parameter \"" + param_key_ + "\" is not valid JSON; kept as a string");
-      emit_args(py_json_string(param_raw_));
+      emit_args(py_json_string(utf8_valid(param_raw_) ? param_raw_ : utf8_lossy(param_raw_)));
     }
   }
   param_mode_ = ParamMode::String;

@@ -93,6 +93,7 @@ class DsmlParser {
   bool read_tag(Tag& t, bool final, bool& malformed);
   void emit_text(State which, std::string_view s, bool final_piece);
   void flush_pending_text(bool final);
+  void append_text(Delta::Kind kind, std::string text);
   void begin_call(const std::string& name, bool has_name);
   void end_call(std::optional<ToolCallError> err);
   void begin_param(const Tag& t);
@@ -108,6 +109,7 @@ class DsmlParser {
   std::vector<Delta> out_;
   ParsedMessage msg_;
   bool any_text_ = false;         // some reasoning/content already emitted
+  std::string tail_content_, tail_reasoning_;  // last bytes sent, to stop markup forming across sends
   std::string held_ws_;           // trailing content whitespace held back (may precede a tool block)
   std::string utf8_hold_;         // incomplete UTF-8 tail of the text being emitted
   State utf8_hold_state_ = State::Content;
