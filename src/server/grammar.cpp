@@ -415,7 +415,8 @@ void expand_calls(const Grammar& g, std::vector<uint32_t>& prefix, uint32_t s, u
 }
 }  // namespace
 
-void GrammarMatcher::step(const Grammar& g, const Stacks& in, uint8_t b, Stacks& out) {
+void GrammarMatcher::step(const Grammar& g, const Stacks& in, uint8_t b, Stacks& out,
+                          std::vector<uint32_t>* escapes) {
   out.clear();
   thread_local std::vector<uint32_t> prefix;
   for (size_t i = 0; i < in.size(); ++i) {
@@ -432,8 +433,18 @@ void GrammarMatcher::step(const Grammar& g, const Stacks& in, uint8_t b, Stacks&
         }
       }
       if (!g.is_final(s)) break;
+      if (d == 0 && escapes && std::find(escapes->begin(), escapes->end(), s) == escapes->end())
+        escapes->push_back(s);
     }
   }
+}
+
+std::shared_ptr<void> Grammar::attached_cache(uint64_t key, const std::function<std::shared_ptr<void>()>& make) const {
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  for (auto& [k, c] : caches_)
+    if (k == key) return c;
+  caches_.emplace_back(key, make());
+  return caches_.back().second;
 }
 
 bool GrammarMatcher::complete(const Grammar& g, const Stacks& s) {

@@ -14,7 +14,9 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,6 +91,10 @@ class Grammar {
   uint8_t class_rep(uint32_t cls) const { return class_rep_[cls]; }
   uint8_t byte_class(uint8_t b) const { return cls_[b]; }
 
+  // A cache a TokenMasker keeps per (grammar, vocabulary), owned by the grammar so it lives
+  // exactly as long as the grammar; created by `make` on first use (thread-safe).
+  std::shared_ptr<void> attached_cache(uint64_t key, const std::function<std::shared_ptr<void>()>& make) const;
+
  private:
   friend struct GrammarCompiler;
   friend class GrammarMatcher;
@@ -103,6 +109,8 @@ class Grammar {
   std::vector<uint32_t> rule_start_;
   std::vector<uint32_t> min_finish_;
   uint32_t root_ = 0;
+  mutable std::mutex cache_mu_;
+  mutable std::vector<std::pair<uint64_t, std::shared_ptr<void>>> caches_;
 };
 
 // ---- per-request matcher: a set of parse stacks; copy it to snapshot / roll back ----
@@ -141,7 +149,10 @@ class GrammarMatcher {
     void add(const uint32_t* prefix, size_t n, uint32_t top);
   };
   // out := every stack reachable from `in` by consuming byte b (out is cleared first).
-  static void step(const Grammar& g, const Stacks& in, uint8_t b, Stacks& out);
+  // With `escapes`, the bottom frame is never popped: when a stack would pop it, its state is
+  // appended to *escapes instead (used to precompute context-independent masks).
+  static void step(const Grammar& g, const Stacks& in, uint8_t b, Stacks& out,
+                   std::vector<uint32_t>* escapes = nullptr);
   static bool complete(const Grammar& g, const Stacks& s);
   const Stacks& stacks() const { return cur_; }
 

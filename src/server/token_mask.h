@@ -3,6 +3,7 @@
 // subtrees pruned). See docs/constrained-decoding.md.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -31,11 +32,31 @@ class TokenMasker {
   // Convenience: the allowed ids.
   std::vector<int32_t> allowed(const GrammarMatcher& m) const;
 
+  // The mask without the per-state cache: one walk of the whole trie with the real stacks.
+  void fill_uncached(const GrammarMatcher& m, std::vector<uint8_t>& mask) const;
+
   size_t vocab_size() const { return vocab_; }
   size_t trie_nodes() const { return byte_.size(); }
   int32_t eos_id() const { return eos_; }
 
  private:
+  struct StateMask;
+  struct Cache;
+  std::shared_ptr<const StateMask> state_mask(const Grammar& g, uint32_t state) const;
+  // Stacks before a trie node: either one stack = prefix + [top] (the walk's shared prefix, only
+  // the top state differs: no copying), or a general set.
+  struct Level {
+    bool simple = true;
+    uint32_t top = 0;
+    GrammarMatcher::Stacks full;
+  };
+  // Walk trie nodes [begin, end) (a subtree or the whole trie); levels[depth(begin) - 1] holds
+  // the stacks before node `begin`; simple levels use prefix[0 .. plen).
+  void walk(const Grammar& g, uint32_t begin, uint32_t end, const uint32_t* prefix, size_t plen,
+            std::vector<Level>& levels, std::vector<uint8_t>& mask) const;
+  void walk_stacks(const Grammar& g, const GrammarMatcher::Stacks& stacks, std::vector<uint8_t>& mask) const;
+
+  uint64_t id_ = 0;  // key of this masker's caches inside grammars
   size_t vocab_ = 0;
   int32_t eos_ = -1;
   size_t max_depth_ = 0;
