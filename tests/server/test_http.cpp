@@ -1,0 +1,255 @@
+// The HTTP API end to end (in-process server, real sockets): every endpoint, streaming,
+// reasoning modes, tool calls and constrained output, and every error case as a 4xx in the
+// OpenAI shape.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "server_fixture.h"
+#include "text/json_schema.h"
+#include "text/py_json.h"
+
+using namespace v4;
+using json = nlohmann::json;
+
+namespace {
+
+test::ServerFixture& server() {
+  static test::ServerFixture* f = [] {
+    auto* s = new test::ServerFixture();
+    ServeOptions o;
+    o.max_body_bytes = 64 * 1024;
+    o.sched.ctx = 2048;
+    o.keepalive_s = 0.5;
+    std::string why = s->start(o);
+    if (!why.empty()) {
+      delete s;
+      return static_cast<test::ServerFixture*>(nullptr);
+    }
+    return s;
+  }();
+  return *f;
+}
+#define NEED_SERVER() \
+  if (!&server()) GTEST_SKIP() << "V3 tokenizer not installed: run scripts/setup.sh"
+
+json post(const std::string& path, const json& body, int* status = nullptr, const httplib::Headers& h = {}) {
+  auto c = server().client();
+  auto r = c.Post(path.c_str(), h, body.dump(), "application/json");
+  EXPECT_TRUE(r) << "no response";
+  if (!r) return {};
+  if (status) *status = r->status;
+  return json::parse(r->body);
+}
+
+json chat(json extra) {
+  if (extra.is_null()) extra = json::object();
+  json b = {{"model", "test-model"}, {"messages", {{{"role", "user"}, {"content", "Hello there"}}}}, {"max_tokens", 16}};
+  b.update(extra);
+  return b;
+}
+
+// SSE body -> the JSON payloads of its data lines (without [DONE]); *done set if [DONE] seen.
+std::vector<json> sse(const std::string& body, bool* done) {
+  std::vector<json> out;
+  size_t p = 0;
+  while ((p = body.find("data: ", p)) != std::string::npos) {
+    size_t e = body.find("\n\n", p);
+    std::string d = body.substr(p + 6, e - p - 6);
+    if (d == "[DONE]") *done = true;
+    else out.push_back(json::parse(d));
+    p = e;
+  }
+  return out;
+}
+
+TEST(Http, HealthModelsMetrics) {
+  NEED_SERVER();
+  auto c = server().client();
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(json::parse(h->body)["status"], "ok");
+  auto m = c.Get("/v1/models");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(json::parse(m->body)["data"][0]["id"], "test-model");
+  post("/v1/chat/completions", chat(json::object()));
+  auto met = c.Get("/metrics");
+  ASSERT_TRUE(met);
+  for (const char* name : {"v4host_requests_total", "v4host_generated_tokens_total", "v4host_time_to_first_token_seconds_bucket",
+                           "v4host_kv_bytes{family=\"window\"}", "v4host_prefix_cache_hit_tokens_total", "v4host_queue_depth_requests"})
+    EXPECT_NE(met->body.find(name), std::string::npos) << name;
+}
+
+TEST(Http, ChatNonStreamAndUsage) {
+  NEED_SERVER();
+  json r = post("/v1/chat/completions", chat({{"thinking", {{"type", "disabled"}}}, {"max_tokens", 7}}));
+  EXPECT_EQ(r["object"], "chat.completion");
+  EXPECT_EQ(r["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(r["choices"][0]["message"]["content"].is_string());
+  EXPECT_FALSE(r["choices"][0]["message"].contains("reasoning_content"));
+  EXPECT_GT(r["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_LE(r["usage"]["completion_tokens"].get<int>(), 7);
+  EXPECT_EQ(r["usage"]["total_tokens"], r["usage"]["prompt_tokens"].get<int>() + r["usage"]["completion_tokens"].get<int>());
+}
+
+TEST(Http, ThinkingModeReturnsReasoningContent) {
+  NEED_SERVER();
+  json r = post("/v1/chat/completions", chat({{"reasoning_effort", "high"}, {"max_tokens", 6}}));
+  ASSERT_TRUE(r["choices"][0]["message"].contains("reasoning_content")) << r.dump();
+  EXPECT_GT(r["usage"]["completion_tokens_details"]["reasoning_tokens"].get<int>(), 0);
+}
+
+TEST(Http, ChatStreamWithUsage) {
+  NEED_SERVER();
+  auto c = server().client();
+  json b = chat({{"stream", true}, {"stream_options", {{"include_usage", true}}}, {"max_tokens", 9}});
+  auto r = c.Post("/v1/chat/completions", b.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  bool done = false;
+  auto ev = sse(r->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(ev.size(), 3u);
+  EXPECT_EQ(ev.front()["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_TRUE(ev.back()["choices"].empty());
+  EXPECT_EQ(ev.back()["usage"]["completion_tokens"], 9);
+  EXPECT_EQ(ev[ev.size() - 2]["choices"][0]["finish_reason"], "length");
+}
+
+TEST(Http, ForcedToolCallIsValidAgainstTheSchema) {
+  NEED_SERVER();
+  json tool = json::parse(R"({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string"}, "days": {"type": "integer", "minimum": 1, "maximum": 7},
+      "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city", "days"]}}})");
+  for (int seed = 0; seed < 3; ++seed) {
+    json r = post("/v1/chat/completions", chat({{"tools", {tool}}, {"tool_choice", "required"}, {"seed", seed}, {"max_tokens", 250}}));
+    auto& msg = r["choices"][0]["message"];
+    ASSERT_TRUE(msg.contains("tool_calls")) << r.dump();
+    EXPECT_EQ(r["choices"][0]["finish_reason"], "tool_calls");
+    auto& call = msg["tool_calls"][0];
+    EXPECT_EQ(call["function"]["name"], "get_weather");
+    auto args = text::ojson::parse(call["function"]["arguments"].get<std::string>());
+    auto schema = text::ojson::parse(tool["function"]["parameters"].dump());
+    EXPECT_TRUE(text::validate_json_schema(args, schema).empty()) << args.dump();
+  }
+}
+
+TEST(Http, ResponseFormatJsonSchemaValidates) {
+  NEED_SERVER();
+  json schema = json::parse(R"({"type": "object", "properties": {"name": {"type": "string", "maxLength": 20},
+      "age": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3}},
+      "required": ["name", "age", "tags"]})");
+  for (int seed = 0; seed < 3; ++seed) {
+    json r = post("/v1/chat/completions", chat({{"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "p"}, {"schema", schema}}}}},
+                                               {"seed", seed}, {"max_tokens", 80}, {"thinking", {{"type", "disabled"}}}}));
+    std::string content = r["choices"][0]["message"]["content"];
+    auto v = text::ojson::parse(content);
+    EXPECT_TRUE(text::validate_json_schema(v, text::ojson::parse(schema.dump())).empty()) << content;
+  }
+}
+
+TEST(Http, CompletionsTextAndTokenIds) {
+  NEED_SERVER();
+  json r = post("/v1/completions", {{"model", "test-model"}, {"prompt", "Once upon a time"}, {"max_tokens", 5}, {"logprobs", 2}});
+  EXPECT_EQ(r["object"], "text_completion");
+  EXPECT_EQ(r["usage"]["completion_tokens"], 5);
+  EXPECT_EQ(r["choices"][0]["logprobs"]["token_logprobs"].size(), 5u);
+  json r2 = post("/v1/completions", {{"model", "test-model"}, {"prompt", {0, 100, 200}}, {"max_tokens", 3}, {"temperature", 0}});
+  EXPECT_EQ(r2["usage"]["prompt_tokens"], 3);
+}
+
+TEST(Http, AnthropicMessages) {
+  NEED_SERVER();
+  json r = post("/v1/messages", {{"model", "test-model"}, {"max_tokens", 8}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}});
+  EXPECT_EQ(r["type"], "message");
+  EXPECT_EQ(r["stop_reason"], "max_tokens");
+  EXPECT_EQ(r["usage"]["output_tokens"], 8);
+  int st = 0;
+  json e = post("/v1/messages", {{"model", "test-model"}, {"messages", {{{"role", "user"}, {"content", "Hi"}}}}}, &st);
+  EXPECT_EQ(st, 400);
+  EXPECT_EQ(e["type"], "error");
+  EXPECT_EQ(e["error"]["type"], "invalid_request_error");
+}
+
+TEST(Http, PrefixCacheHitsOnAGrowingConversation) {
+  NEED_SERVER();
+  // Agent-style: a fixed system prompt and a growing history. In thinking mode the first turn's
+  // prompt ends with <｜Assistant｜><think>; the cache holds its state just before <think>, which
+  // is exactly the prefix the next turn (…<｜Assistant｜></think>answer<EOS><｜User｜>…) shares.
+  json sys = {{"role", "system"}, {"content", "You are a careful assistant. Answer briefly and cite sources. " + std::string(300, '-')}};
+  json u1 = {{"role", "user"}, {"content", "first question"}};
+  json b1 = {{"model", "test-model"}, {"messages", {sys, u1}}, {"max_tokens", 2}, {"temperature", 0}};
+  json r1 = post("/v1/chat/completions", b1);
+  const int p1 = r1["usage"]["prompt_tokens"];
+  json b2 = {{"model", "test-model"},
+             {"messages", {sys, u1, {{"role", "assistant"}, {"content", "an answer"}}, {{"role", "user"}, {"content", "second"}}}},
+             {"max_tokens", 2},
+             {"temperature", 0}};
+  json r2 = post("/v1/chat/completions", b2);
+  EXPECT_EQ(r2["usage"]["prompt_tokens_details"]["cached_tokens"].get<int>(), p1 - 1) << r2.dump();
+  EXPECT_GT(r2["usage"]["prompt_tokens"].get<int>(), p1);
+}
+
+struct ErrCase {
+  const char* name;
+  std::string body;
+  int status;
+  const char* needle;
+};
+
+TEST(Http, ErrorsAre4xxInTheOpenAIShape) {
+  NEED_SERVER();
+  const std::string huge(100 * 1024, 'a');
+  std::vector<ErrCase> cases = {
+      {"malformed json", "{\"model\": ", 400, "not valid JSON"},
+      {"empty body", "", 400, "empty"},
+      {"not an object", "[1,2]", 400, "JSON object"},
+      {"unknown model", chat({{"model", "gpt-9"}}).dump(), 404, "does not exist"},
+      {"no messages", json{{"model", "test-model"}}.dump(), 400, "messages"},
+      {"bad role", chat({{"messages", {{{"role", "wizard"}, {"content", "x"}}}}}).dump(), 400, "role"},
+      {"temperature", chat({{"temperature", 7}}).dump(), 400, "temperature"},
+      {"top_p type", chat({{"top_p", "high"}}).dump(), 400, "top_p"},
+      {"max_tokens", chat({{"max_tokens", 0}}).dump(), 400, "max_tokens"},
+      {"top_logprobs without logprobs", chat({{"top_logprobs", 3}}).dump(), 400, "logprobs"},
+      {"stop type", chat({{"stop", 5}}).dump(), 400, "stop"},
+      {"invalid tools", chat({{"tools", {{{"type", "function"}, {"function", {{"name", "bad name!"}}}}}}}).dump(), 400, "tool name"},
+      {"tools schema", chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}, {"parameters", {{"type", "string"}}}}}}}}}).dump(), 400, "object"},
+      {"tool_choice unknown", chat({{"tools", {{{"type", "function"}, {"function", {{"name", "f"}}}}}}, {"tool_choice", {{"type", "function"}, {"function", {{"name", "g"}}}}}}).dump(), 400, "not in 'tools'"},
+      {"unsupported schema", chat({{"response_format", {{"type", "json_schema"}, {"json_schema", {{"name", "x"}, {"schema", {{"type", "string"}, {"pattern", "a+"}}}}}}}}).dump(), 400, "pattern"},
+      {"context overflow", chat({{"messages", {{{"role", "user"}, {"content", std::string(30000, 'z') + " end"}}}}}).dump(), 400, "context"},
+      {"oversize body", chat({{"messages", {{{"role", "user"}, {"content", huge}}}}}).dump(), 413, "exceeds"},
+  };
+  auto c = server().client();
+  for (auto& k : cases) {
+    auto r = c.Post("/v1/chat/completions", k.body, "application/json");
+    ASSERT_TRUE(r) << k.name;
+    EXPECT_EQ(r->status, k.status) << k.name << ": " << r->body;
+    json j = json::parse(r->body, nullptr, false);
+    ASSERT_TRUE(j.is_object() && j.contains("error")) << k.name << ": " << r->body;
+    EXPECT_TRUE(j["error"].contains("message") && j["error"].contains("type")) << k.name;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find(k.needle), std::string::npos) << k.name << ": " << r->body;
+  }
+  // The server is still healthy afterwards.
+  auto h = c.Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+}
+
+TEST(Http, ApiKeyRequiredWhenConfigured) {
+  test::ServerFixture f;
+  ServeOptions o;
+  o.api_key = "sekret";
+  std::string why = f.start(o, 3);
+  if (!why.empty()) GTEST_SKIP() << why;
+  auto c = f.client();
+  auto r = c.Get("/v1/models");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 401);
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "authentication_error");
+  auto ok = c.Get("/v1/models", {{"Authorization", "Bearer sekret"}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+}  // namespace
