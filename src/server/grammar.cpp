@@ -542,4 +542,28 @@ std::string GrammarMatcher::shortest_completion() const {
   return out;
 }
 
+GrammarPtr GrammarCache::get_or_compile(const std::string& key, const std::function<GrammarPtr()>& compile) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (size_t i = 0; i < entries_.size(); ++i) {
+      if (entries_[i].first == key) {
+        auto e = std::move(entries_[i]);
+        entries_.erase(entries_.begin() + static_cast<std::ptrdiff_t>(i));
+        entries_.push_back(std::move(e));
+        return entries_.back().second;
+      }
+    }
+  }
+  GrammarPtr g = compile();  // may throw InputError; nothing is cached then
+  std::lock_guard<std::mutex> lock(mu_);
+  entries_.emplace_back(key, g);
+  while (entries_.size() > capacity_) entries_.erase(entries_.begin());
+  return g;
+}
+
+size_t GrammarCache::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_.size();
+}
+
 }  // namespace v4

@@ -64,6 +64,21 @@ GrammarPtr compile_dsml_tool_calls(const nlohmann::json& openai_tools, const std
 GrammarPtr compile_dsml_tool_calls(const nlohmann::ordered_json& openai_tools,
                                    const std::string& forced_name, bool parallel_tool_calls);
 
+// Compiled grammars by key (e.g. "schema:" + schema text, or the tools JSON + tool_choice):
+// compiling costs milliseconds and each grammar keeps its token-mask cache warm, so repeated
+// requests with the same schema / tools reuse both. LRU, thread-safe.
+class GrammarCache {
+ public:
+  explicit GrammarCache(size_t capacity = 64) : capacity_(capacity) {}
+  GrammarPtr get_or_compile(const std::string& key, const std::function<GrammarPtr()>& compile);
+  size_t size() const;
+
+ private:
+  size_t capacity_;
+  mutable std::mutex mu_;
+  std::vector<std::pair<std::string, GrammarPtr>> entries_;  // most recent last
+};
+
 // ---- compiled grammar (immutable; shared by every matcher of a request) ----
 class Grammar {
  public:

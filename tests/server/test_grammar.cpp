@@ -285,3 +285,23 @@ TEST(GrammarDsml, BadTools) {
                    "", false),
                v4::InputError);
 }
+
+TEST(Grammar, CacheReusesCompiledGrammars) {
+  v4::GrammarCache cache(2);
+  int compiles = 0;
+  auto make = [&] {
+    ++compiles;
+    return v4::compile_json_object();
+  };
+  auto a = cache.get_or_compile("a", make);
+  EXPECT_EQ(cache.get_or_compile("a", make), a);
+  cache.get_or_compile("b", make);
+  cache.get_or_compile("c", make);  // evicts "a" (least recently used)
+  EXPECT_EQ(compiles, 3);
+  EXPECT_NE(cache.get_or_compile("a", make), a);
+  EXPECT_EQ(compiles, 4);
+  EXPECT_EQ(cache.size(), 2u);
+  EXPECT_THROW(cache.get_or_compile("bad", [] { return v4::compile_json_schema(ojson::parse(R"({"not": {}})")); }),
+               v4::InputError);
+  EXPECT_EQ(cache.size(), 2u);
+}
