@@ -8,5 +8,6 @@ void add_engine_commands(CLI::App& app);  // logits, generate, synth, bench-engi
 void add_text_commands(CLI::App& app);    // tokenize, detokenize, render
 void add_serve_command(CLI::App& app);    // serve
 void add_check_command(CLI::App& app);    // check
+void add_bench_serve_command(CLI::App& app);  // bench-serve
 
 }  // namespace v4::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   v4::cli::add_text_commands(app);
   v4::cli::add_serve_command(app);
   v4::cli::add_check_command(app);
+  v4::cli::add_bench_serve_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
