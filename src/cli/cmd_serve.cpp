@@ -28,8 +28,28 @@ struct ServeArgs {
   std::string model, numerics = "exact";
   bool demo = false, quiet = false, no_thinking = false;
   ServeOptions opt;
-  int64_t kv_budget_mb = 4096, prefix_cache_mb = 1024;
+  std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M";
 };
+
+// "4294967296", "4G", "512M", "64K" (binary units) -> bytes.
+size_t parse_bytes(const std::string& flag, const std::string& v) {
+  size_t pos = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (const std::exception&) {
+    throw InputError(flag + ": expected a size such as 4G, 512M or a byte count, got '" + v + "'");
+  }
+  std::string unit = v.substr(pos);
+  double mul = 1;
+  if (unit == "K" || unit == "KiB" || unit == "k") mul = 1024.0;
+  else if (unit == "M" || unit == "MiB") mul = 1024.0 * 1024;
+  else if (unit == "G" || unit == "GiB") mul = 1024.0 * 1024 * 1024;
+  else if (unit == "T" || unit == "TiB") mul = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B") throw InputError(flag + ": unknown unit '" + unit + "' (use K, M, G or T)");
+  if (x < 0) throw InputError(flag + " must not be negative");
+  return static_cast<size_t>(x * mul);
+}
 
 void run_serve(ServeArgs& a) {
   Progress::set_global_quiet(a.quiet);
@@ -54,9 +74,11 @@ void run_serve(ServeArgs& a) {
   if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official or cachesim");
   if (a.opt.sched.ctx < 16) throw InputError("--ctx must be at least 16");
   if (a.opt.sched.max_seqs < 1) throw InputError("--max-seqs must be at least 1");
-  if (a.kv_budget_mb < 1) throw InputError("--kv-budget must be positive");
-  a.opt.sched.kv_budget = static_cast<size_t>(a.kv_budget_mb) << 20;
-  a.opt.sched.prefix_cache_bytes = static_cast<size_t>(std::max<int64_t>(0, a.prefix_cache_mb)) << 20;
+  a.opt.sched.kv_budget = parse_bytes("--kv-budget", a.kv_budget);
+  if (a.opt.sched.kv_budget == 0) throw InputError("--kv-budget must be positive");
+  a.opt.sched.prefix_cache_bytes = parse_bytes("--prefix-cache", a.prefix_cache);
+  a.opt.max_body_bytes = parse_bytes("--max-body", a.max_body);
+  if (a.opt.max_body_bytes < 1024) throw InputError("--max-body must be at least 1K");
   a.opt.default_thinking = !a.no_thinking;
   std::string tok_path = text::model_tokenizer_path(dir);
   if (tok_path.empty()) throw InputError("no tokenizer.json in " + dir + " (it ships with the official checkpoints)");
@@ -90,8 +112,9 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--served-model-name", a->opt.served_model_name, "model id clients must send (default: directory name)");
   c->add_option("--ctx", a->opt.sched.ctx, "max tokens per sequence (prompt + completion)");
   c->add_option("--max-seqs", a->opt.sched.max_seqs, "sequences decoded together");
-  c->add_option("--kv-budget", a->kv_budget_mb, "MiB of per-sequence state across running sequences");
-  c->add_option("--prefix-cache", a->prefix_cache_mb, "MiB for the exact prefix cache (0 = off)");
+  c->add_option("--kv-budget", a->kv_budget, "bytes of per-sequence state across running sequences (e.g. 4G, 512M; default 4G)");
+  c->add_option("--prefix-cache", a->prefix_cache, "bytes for the exact prefix cache (e.g. 1G; 0 = off)");
+  c->add_option("--max-body", a->max_body, "largest accepted request body (default 8M)");
   c->add_option("--prefill-chunk", a->opt.sched.prefill_chunk, "prompt tokens per scheduler step");
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
   c->add_option("--numerics", a->numerics, "exact | official | cachesim");

@@ -149,12 +149,121 @@ V4_AVX512 float dot1(const float* x, const float* w, size_t K) {
   return hsum(a);
 }
 
+// ---- decode (M = 1): weights are decoded into registers and used at once, without the row
+// buffer. Per row the arithmetic is exactly the buffered path's (same values, same FMA order),
+// so results do not depend on the batch size.
+// Row decoders: `scale(k)` is the multiplier of the block holding k (fetched once per block by
+// the caller), `at(k, s)` the 16 weights at k already multiplied by it.
+struct DecF32 {
+  const float* p;
+  static constexpr size_t kBlock = 1u << 30;
+  V4_AVX512 float scale(size_t) const { return 1.0f; }
+  V4_AVX512 __m512 at(size_t k, __m512) const { return _mm512_loadu_ps(p + k); }
+};
+struct DecBF16 {
+  const uint16_t* p;
+  static constexpr size_t kBlock = 1u << 30;
+  V4_AVX512 float scale(size_t) const { return 1.0f; }
+  V4_AVX512 __m512 at(size_t k, __m512) const {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k))), 16));
+  }
+};
+struct DecFP8 {
+  const uint8_t* p;
+  const LinearWeight* w;
+  int n;
+  static constexpr size_t kBlock = 128;
+  V4_AVX512 float scale(size_t k) const { return w->scale_at(n, static_cast<int>(k)) * 256.0f; }
+  V4_AVX512 __m512 at(size_t k, __m512 s) const { return _mm512_mul_ps(e4m3x16_to_ps(p + k), s); }
+};
+struct DecFP4 {
+  const uint8_t* p;
+  const LinearWeight* w;
+  int n;
+  static constexpr size_t kBlock = 32;
+  V4_AVX512 float scale(size_t k) const { return w->scale_at(n, static_cast<int>(k)); }
+  V4_AVX512 __m512 at(size_t k, __m512 s) const {
+    static const float kLut[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f,
+                                   -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+    __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + k / 2));
+    __m128i lo = _mm_and_si128(b, _mm_set1_epi8(0x0f));
+    __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), _mm_set1_epi8(0x0f));
+    __m512 v = _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(lo, hi)), _mm512_loadu_ps(kLut));
+    return _mm512_mul_ps(v, s);
+  }
+};
+
+// One token, rows [n, n+R): accumulators per row over 16-wide chunks in k order (the buffered
+// path's order), the K tail through the dequantised row.
+template <int R, class Dec>
+V4_AVX512 inline void rows_m1(const LinearWeight& w, const Dec* d, const float* x, float* y, int n) {
+  const size_t K = static_cast<size_t>(w.cols), K16 = K / 16 * 16;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K16; k0 += Dec::kBlock) {
+    __m512 sc[R];
+    for (int r = 0; r < R; ++r) sc[r] = _mm512_set1_ps(d[r].scale(k0));
+    const size_t k1 = std::min(K16, k0 + Dec::kBlock);
+    for (size_t k = k0; k < k1; k += 16) {
+      const __m512 xa = _mm512_loadu_ps(x + k);
+      for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(xa, d[r].at(k, sc[r]), acc[r]);
+    }
+  }
+  if (K16 < K) {
+    const __mmask16 tm = static_cast<__mmask16>((1u << (K - K16)) - 1);
+    thread_local std::vector<float> row;
+    row.resize(K);
+    const __m512 xa = _mm512_maskz_loadu_ps(tm, x + K16);
+    for (int r = 0; r < R; ++r) {
+      dequant_row_impl(w, n + r, row.data());
+      acc[r] = _mm512_fmadd_ps(xa, _mm512_maskz_loadu_ps(tm, row.data() + K16), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = hsum(acc[r]);
+}
+
+template <class Make>
+V4_AVX512 void rows_m1_all(const LinearWeight& w, const float* x, float* y, int n0, int n1, Make make) {
+  using Dec = decltype(make(0));
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const Dec d[4] = {make(n), make(n + 1), make(n + 2), make(n + 3)};
+    rows_m1<4>(w, d, x, y, n);
+  }
+  for (; n < n1; ++n) {
+    const Dec d[1] = {make(n)};
+    rows_m1<1>(w, d, x, y, n);
+  }
+}
+
+V4_AVX512 void linear_rows_m1(const LinearWeight& w, const float* x, float* y, int n0, int n1) {
+  const size_t K = static_cast<size_t>(w.cols);
+  switch (w.format) {
+    case WFormat::F32:
+      rows_m1_all(w, x, y, n0, n1, [&](int n) { return DecF32{static_cast<const float*>(w.data) + n * K}; });
+      return;
+    case WFormat::BF16:
+      rows_m1_all(w, x, y, n0, n1, [&](int n) { return DecBF16{static_cast<const uint16_t*>(w.data) + n * K}; });
+      return;
+    case WFormat::FP8:
+      rows_m1_all(w, x, y, n0, n1, [&](int n) { return DecFP8{static_cast<const uint8_t*>(w.data) + n * K, &w, n}; });
+      return;
+    case WFormat::FP4:
+      rows_m1_all(w, x, y, n0, n1, [&](int n) { return DecFP4{static_cast<const uint8_t*>(w.data) + n * (K / 2), &w, n}; });
+      return;
+  }
+}
+
 }  // namespace
 
 void dequant_row_avx512(const LinearWeight& w, int n, float* out) { dequant_row_impl(w, n, out); }
 
 V4_AVX512 void linear_rows_avx512(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy, int n0,
                                   int n1) {
+  if (M == 1) {
+    linear_rows_m1(w, x, y, n0, n1);
+    return;
+  }
   constexpr int RB = 4;
   const size_t K = static_cast<size_t>(w.cols);
   thread_local std::vector<float> buf;

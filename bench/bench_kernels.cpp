@@ -1,0 +1,73 @@
+// Linear-kernel throughput per weight format (batch 1 = decode, batch 64 = prefill), reported as
+// weight bytes/s (decode is bandwidth-bound) and GFLOP/s. Compare bytes/s with the machine's
+// read bandwidth (`v4host bench-engine` measures it) for the roofline ratio.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/float_formats.h"
+#include "kernels/linear.h"
+
+using namespace v4;
+
+namespace {
+
+struct Weight {
+  std::vector<uint8_t> data, scale;
+  LinearWeight w;
+};
+
+Weight make(WFormat f, int N, int K) {
+  Weight o;
+  std::mt19937 rng(1);
+  o.w.format = f;
+  o.w.rows = N;
+  o.w.cols = K;
+  const size_t n = static_cast<size_t>(N), k = static_cast<size_t>(K);
+  switch (f) {
+    case WFormat::BF16: o.data.resize(n * k * 2); break;
+    case WFormat::FP8: o.data.resize(n * k); o.scale.assign(((n + 127) / 128) * ((k + 127) / 128), 120); break;
+    case WFormat::FP4: o.data.resize(n * k / 2); o.scale.assign(n * k / 32, 120); break;
+    case WFormat::F32: o.data.resize(n * k * 4); break;
+  }
+  for (auto& b : o.data) b = static_cast<uint8_t>(rng() & 0x77);  // finite codes in every format
+  if (f == WFormat::F32 || f == WFormat::BF16) {
+    // small finite floats
+    if (f == WFormat::F32) {
+      float* p = reinterpret_cast<float*>(o.data.data());
+      for (size_t i = 0; i < n * k; ++i) p[i] = 0.01f * static_cast<float>(i % 97);
+    } else {
+      uint16_t* p = reinterpret_cast<uint16_t*>(o.data.data());
+      for (size_t i = 0; i < n * k; ++i) p[i] = f32_to_bf16(0.01f * static_cast<float>(i % 97));
+    }
+  }
+  o.w.data = o.data.data();
+  o.w.scale_format = o.scale.empty() ? ScaleFormat::None : ScaleFormat::E8M0;
+  o.w.scale = o.scale.empty() ? nullptr : o.scale.data();
+  return o;
+}
+
+void BM_Linear(benchmark::State& st, WFormat f, int N, int K) {
+  const int M = static_cast<int>(st.range(0));
+  Weight w = make(f, N, K);
+  std::vector<float> x(static_cast<size_t>(M) * K, 0.5f), y(static_cast<size_t>(M) * N);
+  for (auto _ : st) {
+    linear(w.w, x.data(), M, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.w.bytes()) * st.iterations(), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.SetLabel(cpu_summary());
+}
+
+}  // namespace
+
+// V4-Flash shapes: wq_b (FP8 32768x1024), wo_b (FP8 4096x8192), an FP4 expert w1 (2048x4096),
+// the BF16 LM head slice (16384x4096).
+BENCHMARK_CAPTURE(BM_Linear, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, bf16_head_slice, WFormat::BF16, 16384, 4096)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, f32_hc_fn, WFormat::F32, 24, 16384)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
