@@ -2,6 +2,7 @@
 // data of awkward sizes; relative error, never exact float equality.
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
 #include <random>
 
@@ -120,10 +121,32 @@ TEST_P(LinearKernels, FastPathsMatchFloat32Reference) {
 INSTANTIATE_TEST_SUITE_P(Formats, LinearKernels,
                          ::testing::Values(Case{WFormat::F32, 37, 61, 3}, Case{WFormat::F32, 129, 200, 1},
                                            Case{WFormat::BF16, 33, 77, 5}, Case{WFormat::BF16, 300, 257, 2},
+                                           Case{WFormat::BF16, 70, 4100, 1}, Case{WFormat::F32, 6, 1000, 1},
                                            Case{WFormat::FP8, 131, 259, 3}, Case{WFormat::FP8, 257, 130, 1},
                                            Case{WFormat::FP8, 200, 384, 7, ScaleFormat::F32},
                                            Case{WFormat::FP4, 67, 96, 3}, Case{WFormat::FP4, 130, 320, 1},
                                            Case{WFormat::FP4, 5, 32, 9}));
+
+// A token's outputs do not depend on how many tokens share the call (continuous batching is
+// exact): the decode path (M = 1) and the batched path give bit-identical rows.
+TEST(LinearKernels, RowsAreIndependentOfBatchSize) {
+  for (WFormat f : {WFormat::F32, WFormat::BF16, WFormat::FP8, WFormat::FP4}) {
+    std::mt19937 rng(99);
+    const int N = 37, K = f == WFormat::FP4 ? 160 : 150, M = 5;
+    Owned w = make_weight(f, N, K, rng);
+    std::normal_distribution<float> nd(0.f, 1.f);
+    std::vector<float> x(static_cast<size_t>(M) * K);
+    for (auto& v : x) v = nd(rng);
+    std::vector<float> batched(static_cast<size_t>(M) * N), single(static_cast<size_t>(N));
+    linear(w.w, x.data(), M, batched.data());
+    for (int m = 0; m < M; ++m) {
+      linear(w.w, x.data() + static_cast<size_t>(m) * K, 1, single.data());
+      for (int n = 0; n < N; ++n)
+        ASSERT_EQ(std::bit_cast<uint32_t>(single[static_cast<size_t>(n)]), std::bit_cast<uint32_t>(batched[static_cast<size_t>(m * N + n)]))
+            << "format " << static_cast<int>(f) << " token " << m << " row " << n;
+    }
+  }
+}
 
 TEST(LinearKernels, StridedInputAndOutput) {
   std::mt19937 rng(7);
