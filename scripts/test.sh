@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build (Release, Ninja) and run the whole test suite under CTest.
+# Build (Release, Ninja) and run the whole test suite: bounded fuzzing of the text layer, then
+# every GoogleTest and node (official SDK) test under CTest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
-ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
-# Bounded fuzzing of the text layer (tokenizer, renderer JSON, DSML parser) when available.
+# Tokenizer, renderer JSON and DSML parser under libFuzzer for a bounded time (skips without clang).
 if [ -x scripts/fuzz.sh ]; then bash scripts/fuzz.sh; fi
+ctest --test-dir build --output-on-failure -j"$(nproc)" "$@"
