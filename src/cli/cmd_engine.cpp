@@ -13,6 +13,8 @@
 #include "engine/bench.h"
 #include "engine/engine.h"
 #include "model/synth.h"
+#include "text/tokenizer.h"
+#include "text/tokenizer_builder.h"
 #include "engine/sampler.h"
 
 namespace v4::cli {
@@ -90,7 +92,7 @@ void run_logits(const LogitsArgs& a) {
 }
 
 struct GenArgs {
-  std::string model, tokens, numerics = "exact";
+  std::string model, tokens, prompt, numerics = "exact";
   int n = 16;
   float temperature = 0, top_p = 1;
   uint64_t seed = 0;
@@ -99,7 +101,18 @@ struct GenArgs {
 
 void run_generate(const GenArgs& a) {
   Progress::set_global_quiet(a.quiet);
-  auto tokens = read_tokens(a.tokens);
+  if (a.tokens.empty() == a.prompt.empty()) throw InputError("give exactly one of --tokens IN.npy or --prompt TEXT");
+  std::unique_ptr<text::Tokenizer> tok;
+  std::vector<int32_t> tokens;
+  if (!a.prompt.empty()) {
+    std::string path = text::model_tokenizer_path(a.model);
+    if (path.empty()) throw InputError("--prompt needs " + a.model + "/tokenizer.json");
+    tok = text::Tokenizer::from_file(path);
+    tokens = tok->encode(a.prompt);  // raw text; use `v4host render` for chat prompts
+    if (tokens.empty()) throw InputError("--prompt is empty");
+  } else {
+    tokens = read_tokens(a.tokens);
+  }
   if (a.n < 0) throw InputError("-n must be >= 0");
   if (a.temperature < 0 || a.top_p <= 0 || a.top_p > 1) throw InputError("need --temperature >= 0 and 0 < --top-p <= 1");
   auto w = ModelWeights::load(a.model, false, a.quiet);
@@ -115,16 +128,20 @@ void run_generate(const GenArgs& a) {
   s.logits = logits.data();
   eng.forward(std::span<Segment>(&s, 1));
   std::vector<int32_t> out;
+  std::unique_ptr<text::StreamDecoder> dec;
+  if (tok) dec = std::make_unique<text::StreamDecoder>(*tok);
   for (int i = 0; i < a.n; ++i) {
     int32_t t = sampler.sample(logits.data(), V);
     out.push_back(t);
-    std::printf("%s%d", i ? " " : "", t);
+    if (dec) std::fputs(dec->push(t).c_str(), stdout);
+    else std::printf("%s%d", i ? " " : "", t);
     std::fflush(stdout);
     if (i + 1 == a.n) break;
     s.tokens = &out.back();
     s.n = 1;
     eng.forward(std::span<Segment>(&s, 1));
   }
+  if (dec) std::fputs(dec->finish().c_str(), stdout);
   std::printf("\n");
 }
 
@@ -219,7 +236,8 @@ void add_engine_commands(CLI::App& app) {
     auto a = std::make_shared<GenArgs>();
     auto* c = app.add_subcommand("generate", "Continue a prompt of token ids; prints the generated ids");
     c->add_option("--model", a->model, "checkpoint directory")->required();
-    c->add_option("--tokens", a->tokens, "prompt token ids (.npy)")->required();
+    c->add_option("--tokens", a->tokens, "prompt token ids (.npy); prints generated ids");
+    c->add_option("--prompt", a->prompt, "prompt text (tokenized with the model's tokenizer.json); prints text");
     c->add_option("-n", a->n, "tokens to generate");
     c->add_option("--temperature", a->temperature, "0 = greedy");
     c->add_option("--top-p", a->top_p, "nucleus sampling");
