@@ -1,0 +1,235 @@
+// Bounded load test of the real `v4host serve` binary: N concurrent streaming clients (OpenAI and
+// Anthropic routes) for a fixed time, with random early disconnects. Every completed stream must
+// be well-formed, the server must stay up, /metrics must show the disconnects, and at the end
+// nothing may be left running, KV state must be back to zero and the RSS back near its post-warm-up
+// baseline (slack for allocator caching, not for growth with the number of requests).
+// Env: V4HOST_LOAD_SECONDS (default 75), V4HOST_LOAD_CLIENTS (default 32).
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { after, before, describe, test } from 'node:test';
+
+import { getMetrics, makeModel, mibArg, parseSse, rssBytes, skipReason, startServer, sumFamily } from './v4host_server.mjs';
+
+const SECONDS = Number(process.env.V4HOST_LOAD_SECONDS || 75);
+const CLIENTS = Number(process.env.V4HOST_LOAD_CLIENTS || 32);
+const MODEL = 'load-model';
+const MiB = 1024 * 1024;
+// RSS may end this much above the post-warm-up baseline (malloc arenas keep freed pages around).
+const RSS_SLACK = 48 * MiB;
+
+let skip = skipReason();
+let model = { dir: '' };
+if (!skip) {
+  model = makeModel({ layers: 4, seed: 17 });
+  skip = model.why;
+}
+if (skip) console.log(`# SKIP load: ${skip}`);
+
+// A deterministic PRNG so a failure can be replayed (seed printed).
+function rng(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+const WORDS = ('the quick brown fox jumps over a lazy dog while seven wizards quietly judge boxing matches near ' +
+  'ancient rivers under bright stars and compile code for tomorrow morning').split(' ');
+const sentence = (rand, n) => Array.from({ length: n }, () => WORDS[Math.floor(rand() * WORDS.length)]).join(' ');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// One streaming request. `abortAfterMs` >= 0 aborts the stream that long after the headers arrive.
+async function oneStream(base, rand, { abortAfterMs = -1 } = {}) {
+  const anthropic = rand() < 0.25;
+  const maxTokens = 4 + Math.floor(rand() * 48);
+  const prompt = sentence(rand, 3 + Math.floor(rand() * 150));
+  const includeUsage = rand() < 0.7;
+  const thinking = rand() < 0.5;
+  const path = anthropic ? '/v1/messages' : '/v1/chat/completions';
+  const body = anthropic
+    ? { model: MODEL, max_tokens: maxTokens, stream: true, messages: [{ role: 'user', content: prompt }],
+      ...(thinking ? { thinking: { type: 'enabled', budget_tokens: 1024 } } : {}) }
+    : { model: MODEL, max_tokens: maxTokens, stream: true, messages: [{ role: 'user', content: prompt }],
+      temperature: rand() < 0.5 ? 0 : 0.8, seed: Math.floor(rand() * 1000),
+      ...(includeUsage ? { stream_options: { include_usage: true } } : {}),
+      ...(thinking ? { reasoning_effort: 'high' } : { thinking: { type: 'disabled' } }) };
+  const ac = new AbortController();
+  const res = await fetch(base + path, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: ac.signal,
+  });
+  if (res.status === 429) {  // queue full: a well-formed refusal is allowed
+    assert.ok(res.headers.get('retry-after'), '429 carries Retry-After');
+    await res.text();
+    return { kind: 'refused' };
+  }
+  assert.equal(res.status, 200, `${path} -> ${res.status}`);
+  assert.match(res.headers.get('content-type') || '', /text\/event-stream/);
+  let timer;
+  if (abortAfterMs >= 0) timer = setTimeout(() => ac.abort(), abortAfterMs);
+  const reader = res.body.getReader();
+  const dec = new TextDecoder();
+  let text = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += dec.decode(value, { stream: true });
+    }
+  } catch (e) {
+    if (ac.signal.aborted) return { kind: 'aborted', partial: text.length };
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  text += dec.decode();
+  if (anthropic) checkAnthropicStream(text, maxTokens);
+  else checkOpenAIStream(text, maxTokens, includeUsage);
+  return { kind: 'completed', anthropic };
+}
+
+function checkOpenAIStream(text, maxTokens, includeUsage) {
+  const ev = parseSse(text);
+  assert.ok(ev.length >= 3, `too few events: ${text.slice(0, 500)}`);
+  assert.equal(ev[ev.length - 1].data, '[DONE]', 'stream ends with [DONE]');
+  const chunks = ev.slice(0, -1).map((e) => {
+    assert.notEqual(e.data, '[DONE]', '[DONE] only at the end');
+    return JSON.parse(e.data);
+  });
+  for (const c of chunks) {
+    assert.ok(!c.error, `error in stream: ${JSON.stringify(c)}`);
+    assert.equal(c.object, 'chat.completion.chunk');
+  }
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const finishes = chunks.flatMap((c) => c.choices).filter((c) => c.finish_reason);
+  assert.equal(finishes.length, 1, 'exactly one finish_reason');
+  assert.ok(['stop', 'length'].includes(finishes[0].finish_reason), finishes[0].finish_reason);
+  const last = chunks[chunks.length - 1];
+  if (includeUsage) {
+    assert.deepEqual(last.choices, []);
+    const u = last.usage;
+    assert.equal(u.total_tokens, u.prompt_tokens + u.completion_tokens);
+    assert.ok(u.completion_tokens >= 1 && u.completion_tokens <= maxTokens, `completion_tokens ${u.completion_tokens}`);
+    if (finishes[0].finish_reason === 'length') assert.equal(u.completion_tokens, maxTokens);
+  } else {
+    assert.ok(!chunks.some((c) => c.usage), 'no usage chunk unless asked for');
+  }
+}
+
+function checkAnthropicStream(text, maxTokens) {
+  const ev = parseSse(text);
+  assert.ok(ev.length >= 3, `too few events: ${text.slice(0, 500)}`);
+  const data = ev.map((e) => {
+    const d = JSON.parse(e.data);
+    assert.equal(d.type, e.event, 'event name matches data.type');
+    return d;
+  });
+  assert.equal(data[0].type, 'message_start');
+  assert.equal(data[data.length - 1].type, 'message_stop');
+  const delta = data[data.length - 2];
+  assert.equal(delta.type, 'message_delta');
+  assert.ok(['end_turn', 'max_tokens'].includes(delta.delta.stop_reason), delta.delta.stop_reason);
+  assert.ok(delta.usage.output_tokens >= 1 && delta.usage.output_tokens <= maxTokens);
+  let open = -1;
+  for (const d of data.slice(1, -2)) {
+    if (d.type === 'content_block_start') { assert.equal(open, -1); open = d.index; }
+    else if (d.type === 'content_block_delta') assert.equal(d.index, open);
+    else if (d.type === 'content_block_stop') { assert.equal(d.index, open); open = -1; }
+    else assert.fail(`unexpected event ${d.type}`);
+  }
+  assert.equal(open, -1, 'every block closed');
+}
+
+async function waitIdle(base, timeoutMs = 30000) {
+  const t0 = Date.now();
+  let m;
+  while (Date.now() - t0 < timeoutMs) {
+    m = await getMetrics(base);
+    if (m.get('v4host_running_sequences') === 0 && m.get('v4host_queue_depth_requests') === 0 && sumFamily(m, 'v4host_kv_bytes') === 0) return m;
+    await sleep(200);
+  }
+  return m;
+}
+
+describe(`load: ${CLIENTS} streaming clients for ${SECONDS} s`, { skip: skip || false }, () => {
+  let srv;
+
+  before(async () => {
+    srv = await startServer(model.dir, ['--served-model-name', MODEL, '--max-seqs', '16', '--queue', '64', '--ctx', '4096',
+      '--prefix-cache', mibArg('--prefix-cache', 16)]);
+  });
+
+  after(async () => {
+    if (srv) {
+      const ex = await srv.stop();
+      assert.ok(!ex.sig || ex.sig === 'SIGTERM', `server exited cleanly (${JSON.stringify(ex)})`);
+    }
+    if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true });
+  });
+
+  test('every stream well-formed, disconnects freed, memory back to baseline', { timeout: (SECONDS + 240) * 1000 }, async () => {
+    const seed = Number(process.env.V4HOST_LOAD_SEED || Date.now() % 100000);
+    console.log(`# load seed ${seed} (V4HOST_LOAD_SEED to replay)`);
+    // Warm-up: two full rounds without disconnects fill the allocator, buffers and prefix cache.
+    for (let round = 0; round < 2; ++round) {
+      const r = rng(seed + 1000 + round);
+      const out = await Promise.all(Array.from({ length: CLIENTS }, () => oneStream(srv.base, r)));
+      assert.ok(out.every((o) => o.kind === 'completed'));
+    }
+    const m0 = await waitIdle(srv.base);
+    const rss0 = rssBytes(srv.proc.pid);
+    const cache0 = m0.get('v4host_prefix_cache_bytes') || 0;
+    const disc0 = m0.get('v4host_client_disconnects_total') || 0;
+
+    const deadline = Date.now() + SECONDS * 1000;
+    const stats = { completed: 0, aborted: 0, refused: 0, anthropic: 0 };
+    let peakRss = rss0;
+    const sampler = setInterval(() => { try { peakRss = Math.max(peakRss, rssBytes(srv.proc.pid)); } catch { /* exited */ } }, 1000);
+    const client = async (id) => {
+      const rand = rng(seed * 100 + id);
+      while (Date.now() < deadline) {
+        const abort = rand() < 0.3;
+        const o = await oneStream(srv.base, rand, { abortAfterMs: abort ? Math.floor(rand() * 1500) : -1 });
+        stats[o.kind] += 1;
+        if (o.anthropic) stats.anthropic += 1;
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: CLIENTS }, (_, i) => client(i)));
+    } finally {
+      clearInterval(sampler);
+    }
+    console.log(`# ${JSON.stringify(stats)}`);
+    assert.ok(stats.completed >= CLIENTS, `completed ${stats.completed}`);
+    assert.ok(stats.aborted >= 1, 'some streams were aborted');
+
+    // The server is healthy, idle, and has freed every sequence.
+    assert.equal(srv.exited(), null, `server died:\n${srv.log().slice(-4000)}`);
+    const h = await fetch(`${srv.base}/health`);
+    assert.equal(h.status, 200);
+    const m1 = await waitIdle(srv.base);
+    assert.equal(m1.get('v4host_running_sequences'), 0, 'no running sequences');
+    assert.equal(m1.get('v4host_queue_depth_requests'), 0, 'empty queue');
+    for (const fam of ['window', 'compressed_c4', 'indexer', 'compressed_c128', 'compressor_frontier'])
+      assert.equal(m1.get(`v4host_kv_bytes{family="${fam}"}`), 0, `kv_bytes ${fam} back to 0`);
+    const disconnects = (m1.get('v4host_client_disconnects_total') || 0) - disc0;
+    console.log(`# server saw ${disconnects} disconnects of ${stats.aborted} aborted streams`);
+    assert.ok(disconnects >= 1, '/metrics counts the disconnects');
+    assert.ok(disconnects <= stats.aborted, 'no disconnects beyond those the clients caused');
+    // Every request answered 200 on the streaming routes; none failed server-side.
+    for (const [k, v] of m1) if (k.startsWith('v4host_requests_total{') && /status="5/.test(k)) assert.fail(`${k} = ${v}`);
+
+    await sleep(500);
+    const rss1 = rssBytes(srv.proc.pid);
+    const cache1 = m1.get('v4host_prefix_cache_bytes') || 0;
+    const requests = stats.completed + stats.aborted + stats.refused;
+    const growth = rss1 - rss0 - Math.max(0, cache1 - cache0);
+    console.log(`# RSS baseline ${(rss0 / MiB).toFixed(1)} MiB, peak ${(peakRss / MiB).toFixed(1)} MiB, end ${(rss1 / MiB).toFixed(1)} MiB; ` +
+      `prefix cache ${(cache0 / MiB).toFixed(1)} -> ${(cache1 / MiB).toFixed(1)} MiB; ${requests} requests, ` +
+      `${(growth / Math.max(1, requests) / 1024).toFixed(2)} KiB/request net growth`);
+    assert.ok(growth <= RSS_SLACK, `RSS grew ${(growth / MiB).toFixed(1)} MiB over ${requests} requests (slack ${RSS_SLACK / MiB} MiB)`);
+  });
+});
