@@ -45,10 +45,6 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
   if (!run->warning().empty()) res.set_header("x-v4host-warning", run->warning());
   const std::string id = new_id("chatcmpl-", next_id_++);
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
-  auto finish_metrics = [this, run] {
-    metrics_.inc("v4host_reasoning_tokens_total", {}, run->reasoning_tokens());
-    if (int f = run->tool_call_failures()) metrics_.inc("v4host_tool_call_parse_failures_total", {}, f);
-  };
 
   if (!run->params().stream) {
     auto ev = collect_all(run->handle());
@@ -56,7 +52,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     bool stop = false;
     run->feed(ev, &stop);
     run->finish();
-    finish_metrics();
+    record_chat(*run);
     const text::ParsedMessage& m = run->message();
     json msg = {{"role", "assistant"}, {"content", nullptr}};
     if (!m.content.empty() || m.tool_calls.empty()) msg["content"] = m.content;
@@ -141,7 +137,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
       *first = false;
     }
     to_events(run->finish(), out);
-    finish_metrics();
+    record_chat(*run);
     if (run->handle()->finish_reason() == FinishReason::Error)
       out.push_back(sse_data(ApiError(500, "generation failed: " + run->handle()->error()).body().dump()));
     out.push_back(chunk(json::object(), openai_finish(*run), nullptr));
@@ -152,12 +148,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     out.push_back("data: [DONE]\n\n");
     return out;
   };
-  cb.on_close = [this, run, t0, path = req.path](bool completed) {
-    if (!completed) metrics_.inc("v4host_client_disconnects_total");
-    std::fprintf(stderr, "POST %s 200 %.3fs prompt=%d completion=%d stream%s\n", path.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
-                 run->completion_tokens(), completed ? "" : " (client disconnected)");
-  };
+  cb.on_close = stream_logger(req, t0, run->handle());
   respond_sse(res, run->handle(), std::move(cb), opt_.keepalive_s);
 }
 

@@ -141,12 +141,7 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
     out.push_back("data: [DONE]\n\n");
     return out;
   };
-  cb.on_close = [this, req_path = req.path, h, prompt_n, t0](bool completed) {
-    if (!completed) metrics_.inc("v4host_client_disconnects_total");
-    std::fprintf(stderr, "POST %s 200 %.3fs prompt=%d completion=%d stream%s\n", req_path.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), prompt_n,
-                 h->completion_tokens(), completed ? "" : " (client disconnected)");
-  };
+  cb.on_close = stream_logger(req, t0, h);
   respond_sse(res, h, std::move(cb), opt_.keepalive_s);
 }
 

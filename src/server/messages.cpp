@@ -172,16 +172,12 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
   }
   const std::string id = new_id("msg_", next_id_++);
   const bool stream = body.value("stream", false);
-  auto finish_metrics = [this, run] {
-    metrics_.inc("v4host_reasoning_tokens_total", {}, run->reasoning_tokens());
-    if (int f = run->tool_call_failures()) metrics_.inc("v4host_tool_call_parse_failures_total", {}, f);
-  };
   if (!stream) {
     auto ev = collect_all(run->handle());
     bool stop = false;
     run->feed(ev, &stop);
     run->finish();
-    finish_metrics();
+    record_chat(*run);
     const text::ParsedMessage& m = run->message();
     json content = json::array();
     if (run->params().reasoning.thinking && !m.reasoning.empty())
@@ -257,23 +253,18 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
     to_events(run->feed(ev, stop), out);
     return out;
   };
-  cb.on_finish = [=]() {
+  cb.on_finish = [=, this]() {
     std::vector<std::string> out;
     start(out);
     to_events(run->finish(), out);
     close_block(out);
-    finish_metrics();
+    record_chat(*run);
     out.push_back(ev_json("message_delta", {{"delta", {{"stop_reason", stop_reason(*run)}, {"stop_sequence", nullptr}}},
                                             {"usage", {{"output_tokens", run->completion_tokens()}}}}));
     out.push_back(ev_json("message_stop", json::object()));
     return out;
   };
-  cb.on_close = [this, run, t0, path = req.path](bool completed) {
-    if (!completed) metrics_.inc("v4host_client_disconnects_total");
-    std::fprintf(stderr, "POST %s 200 %.3fs prompt=%d completion=%d stream%s\n", path.c_str(),
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
-                 run->completion_tokens(), completed ? "" : " (client disconnected)");
-  };
+  cb.on_close = stream_logger(req, t0, run->handle());
   respond_sse(res, run->handle(), std::move(cb), opt_.keepalive_s);
 }
 

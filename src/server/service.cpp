@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "server/api_error.h"
+#include "server/chat_run.h"
 #include "server/token_mask.h"
 
 namespace v4 {
@@ -96,6 +97,21 @@ void Service::check_model(const std::string& model) const {
 }
 
 std::vector<int32_t> Service::tokenize(const std::string& text) const { return tok_.encode(text); }
+
+void Service::record_chat(const ChatRun& run) {
+  metrics_.inc("v4host_reasoning_tokens_total", {}, run.reasoning_tokens());
+  if (int f = run.tool_call_failures()) metrics_.inc("v4host_tool_call_parse_failures_total", {}, f);
+}
+
+std::function<void(bool)> Service::stream_logger(const httplib::Request& req, std::chrono::steady_clock::time_point t0,
+                                                 std::shared_ptr<RequestHandle> h) {
+  return [this, path = req.path, t0, h](bool completed) {
+    if (!completed) metrics_.inc("v4host_client_disconnects_total");
+    std::fprintf(stderr, "POST %s 200 %.3fs prompt=%d completion=%d stream%s\n", path.c_str(),
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), h->prompt_tokens,
+                 h->completion_tokens(), completed ? "" : " (client disconnected)");
+  };
+}
 
 void Service::log_request(const httplib::Request& req, int status, double secs, int prompt, int completion,
                           const std::string& extra) {

@@ -3,6 +3,7 @@
 // GET /health, GET /metrics.
 #pragma once
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@ struct Response;
 namespace v4 {
 
 class TokenMasker;
+class ChatRun;
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
@@ -62,6 +64,11 @@ class Service {
   void check_model(const std::string& model) const;
   void log_request(const httplib::Request& req, int status, double secs, int prompt, int completion, const std::string& extra);
   std::vector<int32_t> tokenize(const std::string& text) const;
+  // Counters every finished chat generation feeds (reasoning tokens, tool-call parse failures).
+  void record_chat(const ChatRun& run);
+  // The per-request log line and disconnect counter of a finished SSE stream.
+  std::function<void(bool)> stream_logger(const httplib::Request& req, std::chrono::steady_clock::time_point t0,
+                                          std::shared_ptr<RequestHandle> h);
 
   void handle_chat(const httplib::Request& req, httplib::Response& res);
   void handle_completions(const httplib::Request& req, httplib::Response& res);
