@@ -45,8 +45,11 @@ inline float round_e2m1(float f) { return e2m1_to_f32(f32_to_e2m1(f)); }
 
 // UE8M0 scale byte b => 2^(b-127); 0xff is NaN.
 inline float e8m0_to_f32(uint8_t b) {
-  if (b == 0xff) return std::nanf("");
-  return std::ldexp(1.0f, static_cast<int>(b) - 127);
+  // Built from the bits (on the hot path of every FP8/FP4 block): exponent field b, or the
+  // subnormal 2^-127 for b == 0.
+  if (b == 0xff) return std::bit_cast<float>(0x7fc00000u);
+  if (b == 0) return std::bit_cast<float>(0x00400000u);
+  return std::bit_cast<float>(static_cast<uint32_t>(b) << 23);
 }
 // Exponent byte of a power of two (caller guarantees p is a normal power of two).
 inline uint8_t f32_pow2_to_e8m0(float p) {

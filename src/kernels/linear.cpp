@@ -22,20 +22,6 @@ size_t LinearWeight::bytes() const {
   return 0;
 }
 
-float LinearWeight::scale_at(int n, int k) const {
-  size_t idx;
-  if (format == WFormat::FP8) {
-    size_t kb = (static_cast<size_t>(cols) + 127) / 128;
-    idx = static_cast<size_t>(n / 128) * kb + static_cast<size_t>(k / 128);
-  } else if (format == WFormat::FP4) {
-    idx = static_cast<size_t>(n) * static_cast<size_t>(cols / 32) + static_cast<size_t>(k / 32);
-  } else {
-    return 1.0f;
-  }
-  if (scale_format == ScaleFormat::F32) return static_cast<const float*>(scale)[idx];
-  return e8m0_to_f32(static_cast<const uint8_t*>(scale)[idx]);
-}
-
 void LinearWeight::dequant_row(int n, float* out) const {
   const size_t K = static_cast<size_t>(cols);
   switch (format) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/float_formats.h"
+
 namespace v4 {
 
 enum class WFormat { F32, BF16, FP8, FP4 };
@@ -26,7 +28,20 @@ struct LinearWeight {
   size_t bytes() const;  // bytes of weight + scale storage touched by one full pass
   // Dequantises row n into out[0..cols).
   void dequant_row(int n, float* out) const;
-  float scale_at(int n, int k) const;  // the multiplier applied to element (n, k)
+  // The multiplier applied to element (n, k) (inline: called once per weight block).
+  float scale_at(int n, int k) const {
+    size_t idx;
+    if (format == WFormat::FP8) {
+      const size_t kb = (static_cast<size_t>(cols) + 127) / 128;
+      idx = static_cast<size_t>(n / 128) * kb + static_cast<size_t>(k / 128);
+    } else if (format == WFormat::FP4) {
+      idx = static_cast<size_t>(n) * static_cast<size_t>(cols / 32) + static_cast<size_t>(k / 32);
+    } else {
+      return 1.0f;
+    }
+    if (scale_format == ScaleFormat::F32) return static_cast<const float*>(scale)[idx];
+    return e8m0_to_f32(static_cast<const uint8_t*>(scale)[idx]);
+  }
 };
 
 // y[m*ldy + n] = Σ_k x[m*ldx + k] · W[n,k]  (threaded over N). ldx/ldy default to K/N.
