@@ -26,6 +26,17 @@ struct ApiError : std::runtime_error {
     if (!code.empty()) e["code"] = code;
     return {{"error", e}};
   }
+  // The Anthropic Messages shape: {"type": "error", "error": {"type": ..., "message": ...}}.
+  nlohmann::json anthropic_body() const {
+    std::string t = status == 401 ? "authentication_error" : status == 404 ? "not_found_error"
+                    : status == 413 ? "request_too_large" : status == 429 ? "rate_limit_error"
+                    : status >= 500 ? "api_error" : "invalid_request_error";
+    return {{"type", "error"}, {"error", {{"type", t}, {"message", what()}}}};
+  }
+  // The shape the client of `path` expects.
+  std::string body_for(const std::string& path) const {
+    return (path == "/v1/messages" ? anthropic_body() : body()).dump();
+  }
 };
 
 inline ApiError bad_param(const std::string& param, const std::string& msg) { return ApiError(400, msg, param); }

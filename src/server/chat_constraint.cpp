@@ -18,6 +18,12 @@ void ChatConstraint::engage(const std::string& already) {
 }
 
 bool ChatConstraint::mask(std::vector<uint8_t>& allowed) {
+  if (!spec_.grammar) {  // only the tool-call ban
+    if (!spec_.ban_tool_calls || dsml_ < 0) return false;
+    std::fill(allowed.begin(), allowed.end(), 1);
+    allowed[static_cast<size_t>(dsml_)] = 0;
+    return true;
+  }
   const int left = spec_.max_tokens - generated_;
   switch (phase_) {
     case Phase::Reasoning:

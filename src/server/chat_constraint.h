@@ -20,6 +20,7 @@ struct ChatConstraintSpec {
   bool thinking = false;         // output starts in reasoning
   int max_tokens = 0;
   int reasoning_budget = 0;      // forced mode: </think> is forced after this many reasoning tokens
+  bool ban_tool_calls = false;   // tool_choice "none": the DSML marker is never sampled
 };
 
 class ChatConstraint : public TokenConstraint {

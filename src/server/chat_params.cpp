@@ -303,7 +303,9 @@ ChatParams parse_chat_params(const json& body, bool default_thinking) {
     msgs.push_back(o);
   }
   // Request-level tools and response format live on the (possibly inserted) first system message.
-  const bool want_tools = !p.tools.empty() && p.tool_choice != "none";
+  // Tools stay in the prompt with tool_choice "none" (as OpenAI does: the model still sees them,
+  // and the prompt prefix stays cacheable across turns); the server then forbids the call markup.
+  const bool want_tools = !p.tools.empty();
   const bool want_format = p.response_format == "json_schema" || p.response_format == "json_object";
   if (want_tools || want_format) {
     if (msgs[0]["role"] != "system") {

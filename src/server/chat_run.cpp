@@ -72,6 +72,12 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
     spec.max_tokens = g.max_tokens;
     spec.reasoning_budget = std::max(8, g.max_tokens / 2);
     g.constraint = std::make_shared<ChatConstraint>(*masker, tok_, spec);
+  } else if (masker && !p_.tools.empty() && p_.tool_choice == "none") {
+    ChatConstraintSpec spec;
+    spec.ban_tool_calls = true;
+    spec.thinking = p_.reasoning.thinking;
+    spec.max_tokens = g.max_tokens;
+    g.constraint = std::make_shared<ChatConstraint>(*masker, tok_, spec);
   }
   h_ = submit_or_throw(sched, std::move(g));
 }

@@ -49,7 +49,7 @@ json to_openai(const json& body) {
   o["thinking"] = {{"type", "disabled"}};
   if (body.contains("thinking") && body["thinking"].is_object()) {
     const std::string t = body["thinking"].value("type", "");
-    if (t != "enabled" && t != "disabled" && t != "adaptive") throw bad_param("thinking.type", "must be 'enabled' or 'disabled'");
+    if (t != "enabled" && t != "disabled" && t != "adaptive") throw bad_param("thinking.type", "'thinking.type' must be 'enabled' or 'disabled'");
     o["thinking"] = {{"type", t == "disabled" ? "disabled" : "enabled"}};
   }
   json msgs = json::array();
@@ -130,12 +130,6 @@ json to_openai(const json& body) {
   return o;
 }
 
-json anthropic_error(const ApiError& e) {
-  std::string type = e.status == 401 ? "authentication_error" : e.status == 404 ? "not_found_error"
-                     : e.status == 429 ? "rate_limit_error" : e.status >= 500 ? "api_error" : "invalid_request_error";
-  return {{"type", "error"}, {"error", {{"type", type}, {"message", e.what()}}}};
-}
-
 std::string stop_reason(const ChatRun& run) {
   for (auto& c : run.message().tool_calls)
     if (!c.error) return "tool_use";
@@ -154,22 +148,13 @@ json usage(const ChatRun& run) {
 
 void Service::handle_messages(const httplib::Request& req, httplib::Response& res) {
   const auto t0 = std::chrono::steady_clock::now();
-  std::shared_ptr<ChatRun> run;
-  json body;
-  try {
-    body = parse_body(req.body);
-    json oai = to_openai(body);
-    if (!oai["model"].is_string()) throw bad_param("model", "'model' is required (a string)");
-    ChatParams p = parse_chat_params(oai, false);
-    check_model(p.model);
-    run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts);
-  } catch (const ApiError& e) {
-    res.status = e.status;
-    if (e.status == 429) res.set_header("Retry-After", "1");
-    res.set_content(anthropic_error(e).dump(), "application/json");
-    log_request(req, e.status, 0, 0, 0, e.what());
-    return;
-  }
+  // Errors propagate as ApiError; the route wrapper answers them in the Anthropic shape.
+  json body = parse_body(req.body);
+  json oai = to_openai(body);
+  if (!oai["model"].is_string()) throw bad_param("model", "'model' is required (a string)");
+  ChatParams p = parse_chat_params(oai, false);
+  check_model(p.model);
+  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts);
   const std::string id = new_id("msg_", next_id_++);
   const bool stream = body.value("stream", false);
   if (!stream) {

@@ -148,7 +148,8 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenRequest req) {
   if (static_cast<int64_t>(total) > opt_.ctx)
     req.max_tokens = static_cast<int>(opt_.ctx - static_cast<int64_t>(req.prompt.size()));
   if (projected_bytes(req.prompt.size() + static_cast<size_t>(req.max_tokens)) > opt_.kv_budget)
-    throw InputError("the request needs more KV-state memory than the server's --kv-budget allows");
+    throw KvBudgetExceeded("the request needs more KV-state memory (prompt + max_tokens) than the server's --kv-budget allows; "
+                           "lower max_tokens or raise --kv-budget");
   if (std::find(req.stop_ids.begin(), req.stop_ids.end(), eng_.config().eos_id) == req.stop_ids.end())
     req.stop_ids.push_back(eng_.config().eos_id);
   auto h = std::make_shared<RequestHandle>();

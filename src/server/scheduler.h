@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/error.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "server/metrics.h"
@@ -84,6 +85,11 @@ struct SchedulerOptions {
   int queue_limit = 64;               // waiting requests beyond which submit() refuses
   size_t prefix_cache_bytes = size_t(1) << 30;
   int snapshot_every = 512;           // also cache long prompts at these boundaries
+};
+
+// Thrown by submit() when a request could never fit the --kv-budget (a 400 for the client).
+struct KvBudgetExceeded : InputError {
+  using InputError::InputError;
 };
 
 // Thrown by submit() when the queue is full: the HTTP layer answers 429 with Retry-After.

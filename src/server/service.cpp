@@ -86,7 +86,7 @@ bool Service::authorized(const httplib::Request& req, httplib::Response& res) {
   if (got == opt_.api_key) return true;
   ApiError e(401, got.empty() ? "missing API key: send 'Authorization: Bearer <key>'" : "invalid API key", "", "invalid_api_key");
   res.status = 401;
-  res.set_content(e.body().dump(), "application/json");
+  res.set_content(e.body_for(req.path), "application/json");
   return false;
 }
 
@@ -132,10 +132,10 @@ void Service::routes() {
                       : res.status == 404 ? "no route " + req.method + " " + req.path
                       : res.status == 405 ? "method not allowed"
                                           : "request failed";
-    res.set_content(ApiError(res.status, msg).body().dump(), "application/json");
+    res.set_content(ApiError(res.status, msg).body_for(req.path), "application/json");
     metrics_.inc("v4host_requests_total", {{"route", "other"}, {"status", std::to_string(res.status)}});
   });
-  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+  s.set_exception_handler([](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
     std::string msg = "internal error";
     try {
       std::rethrow_exception(ep);
@@ -144,7 +144,7 @@ void Service::routes() {
     } catch (...) {
     }
     res.status = 500;
-    res.set_content(ApiError(500, msg).body().dump(), "application/json");
+    res.set_content(ApiError(500, msg).body_for(req.path), "application/json");
   });
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     json j = {{"status", "ok"}, {"model", model_id_}, {"running", sched_->running()}, {"queued", sched_->queued()}};
@@ -182,11 +182,11 @@ void Service::routes() {
       } catch (const ApiError& e) {
         res.status = e.status;
         if (e.status == 429) res.set_header("Retry-After", "1");
-        res.set_content(e.body().dump(), "application/json");
+        res.set_content(e.body_for(req.path), "application/json");
         log_request(req, e.status, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0, 0, e.what());
       } catch (const InputError& e) {
         res.status = 400;
-        res.set_content(ApiError(400, e.what()).body().dump(), "application/json");
+        res.set_content(ApiError(400, e.what()).body_for(req.path), "application/json");
         log_request(req, 400, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 0, 0, e.what());
       }
       metrics_.inc("v4host_requests_total", {{"route", route}, {"status", std::to_string(res.status)}});

@@ -9,6 +9,8 @@ std::shared_ptr<RequestHandle> submit_or_throw(Scheduler& s, GenRequest req) {
     return s.submit(std::move(req));
   } catch (const QueueFull& e) {
     throw ApiError(429, std::string(e.what()) + "; retry shortly", "", "queue_full");
+  } catch (const KvBudgetExceeded& e) {
+    throw ApiError(400, e.what(), "max_tokens", "kv_budget_exceeded");
   } catch (const InputError& e) {
     throw ApiError(400, e.what(), "messages", "context_length_exceeded");
   }

@@ -149,6 +149,16 @@ TEST(Http, ResponseFormatJsonSchemaValidates) {
   }
 }
 
+TEST(Http, ToolChoiceNoneKeepsToolsInThePromptButNeverCalls) {
+  NEED_SERVER();
+  json tool = {{"type", "function"}, {"function", {{"name", "lookup"}, {"parameters", {{"type", "object"}, {"properties", {{"q", {{"type", "string"}}}}}}}}}};
+  json plain = post("/v1/chat/completions", chat({{"max_tokens", 4}}));
+  json none = post("/v1/chat/completions", chat({{"max_tokens", 24}, {"tools", {tool}}, {"tool_choice", "none"}}));
+  EXPECT_GT(none["usage"]["prompt_tokens"].get<int>(), plain["usage"]["prompt_tokens"].get<int>() + 50);
+  EXPECT_FALSE(none["choices"][0]["message"].contains("tool_calls"));
+  EXPECT_NE(none["choices"][0]["finish_reason"], "tool_calls");
+}
+
 TEST(Http, CompletionsTextAndTokenIds) {
   NEED_SERVER();
   json r = post("/v1/completions", {{"model", "test-model"}, {"prompt", "Once upon a time"}, {"max_tokens", 5}, {"logprobs", 2}});
@@ -250,6 +260,13 @@ TEST(Http, ApiKeyRequiredWhenConfigured) {
   auto ok = c.Get("/v1/models", {{"Authorization", "Bearer sekret"}});
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
+  // Anthropic clients get their own error shape.
+  auto a = c.Post("/v1/messages", {{"x-api-key", "wrong"}}, "{}", "application/json");
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->status, 401);
+  auto aj = json::parse(a->body);
+  EXPECT_EQ(aj["type"], "error");
+  EXPECT_EQ(aj["error"]["type"], "authentication_error");
 }
 
 }  // namespace
