@@ -7,6 +7,13 @@
 
 namespace v4 {
 
+// Serialises a response. Text that reaches a response (model output, echoed client strings) may
+// hold ill-formed UTF-8; it is replaced with U+FFFD instead of failing the request.
+template <class J>
+std::string wire(const J& j) {
+  return j.dump(-1, ' ', false, J::error_handler_t::replace);
+}
+
 struct ApiError : std::runtime_error {
   int status;
   std::string type, param, code;
@@ -35,7 +42,7 @@ struct ApiError : std::runtime_error {
   }
   // The shape the client of `path` expects.
   std::string body_for(const std::string& path) const {
-    return (path == "/v1/messages" ? anthropic_body() : body()).dump();
+    return wire(path == "/v1/messages" ? anthropic_body() : body());
   }
 };
 

@@ -60,12 +60,12 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     json calls = json::array(), errors = json::array();
     for (auto& c : m.tool_calls) {
       if (c.error) {
-        json e = json::parse(c.error->to_json().dump());
+        json e = json::parse(wire(c.error->to_json()));
         e["id"] = c.id;
         e["name"] = c.name;
         errors.push_back(e);
       } else {
-        calls.push_back(json::parse(c.to_openai().dump()));
+        calls.push_back(json::parse(wire(c.to_openai())));
       }
     }
     if (!calls.empty()) msg["tool_calls"] = calls;
@@ -77,7 +77,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     }
     json r = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id_},
               {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({choice})}, {"usage", usage_json(*run)}};
-    res.set_content(r.dump(), "application/json");
+    res.set_content(wire(r), "application/json");
     log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
                 run->completion_tokens(), run->finish_reason());
     return;
@@ -85,9 +85,8 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
 
   auto chunk = [=, this](const json& delta, const json& finish, const json& logprobs) {
     json c = {{"index", 0}, {"delta", delta}, {"finish_reason", finish}, {"logprobs", logprobs}};
-    return sse_data(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
-                         {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({c})}}
-                        .dump());
+    return sse_data(wire(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
+                         {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({c})}}));
   };
   auto to_events = [=](const std::vector<text::Delta>& ds, std::vector<std::string>& out) {
     for (auto& d : ds) {
@@ -109,7 +108,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
           break;
         case Kind::ToolCallEnd:
           if (d.error) {
-            json e = json::parse(d.error->to_json().dump());
+            json e = json::parse(wire(d.error->to_json()));
             e["index"] = d.index;
             out.push_back(chunk({{"tool_call_errors", json::array({e})}}, nullptr, nullptr));
           }
@@ -139,12 +138,11 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     to_events(run->finish(), out);
     record_chat(*run);
     if (run->handle()->finish_reason() == FinishReason::Error)
-      out.push_back(sse_data(ApiError(500, "generation failed: " + run->handle()->error()).body().dump()));
+      out.push_back(sse_data(ApiError(500, "generation failed: " + run->handle()->error()).body_for("")));
     out.push_back(chunk(json::object(), openai_finish(*run), nullptr));
     if (run->params().include_usage)
-      out.push_back(sse_data(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
-                                  {"choices", json::array()}, {"usage", usage_json(*run)}}
-                                 .dump()));
+      out.push_back(sse_data(wire(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
+                                  {"choices", json::array()}, {"usage", usage_json(*run)}})));
     out.push_back("data: [DONE]\n\n");
     return out;
   };

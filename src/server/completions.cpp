@@ -93,7 +93,7 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
     if (p.logprobs >= 0) choice["logprobs"] = lp.body();
     json r = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
               {"choices", json::array({choice})}, {"usage", usage()}};
-    res.set_content(r.dump(), "application/json");
+    res.set_content(wire(r), "application/json");
     log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), prompt_n,
                 h->completion_tokens(), "");
     return;
@@ -106,9 +106,8 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
   auto st = std::make_shared<State>(State{text::StreamDecoder(tok_), StopMatcher(p.stop)});
   auto chunk = [=, this](const std::string& text, const json& finish, const json& logprobs) {
     json c = {{"index", 0}, {"text", text}, {"finish_reason", finish}, {"logprobs", logprobs}};
-    return sse_data(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
-                         {"choices", json::array({c})}}
-                        .dump());
+    return sse_data(wire(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
+                         {"choices", json::array({c})}}));
   };
   SseCallbacks cb;
   cb.on_tokens = [=, this](const std::vector<TokenEvent>& ev, bool* stop) {
@@ -132,12 +131,11 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
     std::vector<std::string> out;
     std::string tail = st->stop.stopped() ? "" : st->stop.feed(st->dec.finish()) + st->stop.flush();
     if (h->finish_reason() == FinishReason::Error)
-      out.push_back(sse_data(ApiError(500, "generation failed: " + h->error()).body().dump()));
+      out.push_back(sse_data(ApiError(500, "generation failed: " + h->error()).body_for("")));
     out.push_back(chunk(tail, reason(st->stop.stopped()), nullptr));
     if (p.include_usage)
-      out.push_back(sse_data(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
-                                  {"choices", json::array()}, {"usage", usage()}}
-                                 .dump()));
+      out.push_back(sse_data(wire(json{{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
+                                  {"choices", json::array()}, {"usage", usage()}})));
     out.push_back("data: [DONE]\n\n");
     return out;
   };

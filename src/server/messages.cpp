@@ -173,7 +173,7 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
         content.push_back({{"type", "tool_use"}, {"id", c.id}, {"name", c.name}, {"input", json::parse(c.arguments)}});
     json r = {{"id", id}, {"type", "message"}, {"role", "assistant"}, {"model", model_id_}, {"content", content},
               {"stop_reason", stop_reason(*run)}, {"stop_sequence", nullptr}, {"usage", usage(*run)}};
-    res.set_content(r.dump(), "application/json");
+    res.set_content(wire(r), "application/json");
     log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
                 run->completion_tokens(), stop_reason(*run));
     return;
@@ -188,7 +188,7 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
   auto started = std::make_shared<bool>(false);
   auto ev_json = [](const char* type, json j) {
     j["type"] = type;
-    return sse_event(type, j.dump());
+    return sse_event(type, wire(j));
   };
   auto close_block = [=](std::vector<std::string>& out) {
     if (bl->open.empty()) return;

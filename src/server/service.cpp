@@ -148,7 +148,7 @@ void Service::routes() {
   });
   s.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
     json j = {{"status", "ok"}, {"model", model_id_}, {"running", sched_->running()}, {"queued", sched_->queued()}};
-    res.set_content(j.dump(), "application/json");
+    res.set_content(wire(j), "application/json");
   });
   s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(metrics_.render(), "text/plain; version=0.0.4");
@@ -157,17 +157,17 @@ void Service::routes() {
     if (!authorized(req, res)) return;
     json m = {{"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "v4host"},
               {"max_model_len", opt_.sched.ctx}};
-    res.set_content(json{{"object", "list"}, {"data", json::array({m})}}.dump(), "application/json");
+    res.set_content(wire(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
   });
   s.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
     if (!authorized(req, res)) return;
     if (req.matches[1] != model_id_) {
       res.status = 404;
-      res.set_content(ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "model_not_found").body().dump(),
+      res.set_content(ApiError(404, "the model '" + std::string(req.matches[1]) + "' does not exist", "model", "model_not_found").body_for(""),
                       "application/json");
       return;
     }
-    res.set_content(json{{"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "v4host"}}.dump(),
+    res.set_content(wire(json{{"id", model_id_}, {"object", "model"}, {"created", created_}, {"owned_by", "v4host"}}),
                     "application/json");
   });
   auto guarded = [this](const char* route, void (Service::*fn)(const httplib::Request&, httplib::Response&)) {
