@@ -41,7 +41,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
   auto body = parse_body(req.body);
   ChatParams p = parse_chat_params(body, opt_.default_thinking);
   check_model(p.model);
-  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts);
+  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts, grammars_.get());
   if (!run->warning().empty()) res.set_header("x-v4host-warning", run->warning());
   const std::string id = new_id("chatcmpl-", next_id_++);
   const int64_t created = static_cast<int64_t>(std::time(nullptr));

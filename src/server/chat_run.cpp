@@ -23,7 +23,7 @@ text::ParserOptions parser_options(const ChatParams& p) {
 }  // namespace
 
 ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, const TokenMasker* masker, int64_t ctx,
-                 bool log_prompt)
+                 bool log_prompt, GrammarCache* grammars)
     : p_(std::move(p)), tok_(tok), parser_(parser_options(p_)), dec_(tok), stop_(p_.stop), in_reasoning_(p_.reasoning.thinking) {
   // Think Max wants a long context (model card: >= 384K); below that fall back to High.
   constexpr int64_t kMaxCtx = 393216;
@@ -58,12 +58,21 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
   const bool json_out = p_.response_format == "json_schema" || p_.response_format == "json_object";
   if (masker && (tools_on || json_out)) {
     ChatConstraintSpec spec;
+    const bool dsml = forced_tool || (tools_on && !json_out);
+    const std::string forced_name = p_.tool_choice == "function" ? p_.tool_choice_name : "";
+    auto compile = [&]() -> GrammarPtr {
+      if (dsml) return compile_dsml_tool_calls(p_.tools, forced_name, p_.parallel_tool_calls);
+      return p_.response_format == "json_schema" ? compile_json_schema(p_.response_schema) : compile_json_object();
+    };
     try {
-      if (forced_tool || (tools_on && !json_out))
-        spec.grammar = compile_dsml_tool_calls(p_.tools, p_.tool_choice == "function" ? p_.tool_choice_name : "",
-                                               p_.parallel_tool_calls);
-      else
-        spec.grammar = p_.response_format == "json_schema" ? compile_json_schema(p_.response_schema) : compile_json_object();
+      if (grammars) {
+        const std::string key = dsml ? "dsml:" + forced_name + (p_.parallel_tool_calls ? "|p|" : "|1|") + p_.tools.dump()
+                                : p_.response_format == "json_schema" ? "schema:" + p_.response_schema.dump()
+                                                                      : std::string("json_object");
+        spec.grammar = grammars->get_or_compile(key, compile);
+      } else {
+        spec.grammar = compile();
+      }
     } catch (const InputError& e) {
       throw ApiError(400, e.what(), json_out && !forced_tool ? "response_format" : "tools");
     }

@@ -18,12 +18,15 @@ namespace v4 {
 
 class Service;
 class TokenMasker;
+class GrammarCache;
 
 class ChatRun {
  public:
   // Throws ApiError for bad requests (encoding rejects, context overflow, queue full).
+  // `masker` null disables constrained decoding; `grammars` (optional) reuses compiled grammars
+  // (and their warm token-mask caches) across requests with the same tools / schema.
   ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, const TokenMasker* masker, int64_t ctx,
-          bool log_prompt);
+          bool log_prompt, GrammarCache* grammars = nullptr);
 
   const ChatParams& params() const { return p_; }
   std::shared_ptr<RequestHandle> handle() const { return h_; }

@@ -154,7 +154,7 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
   if (!oai["model"].is_string()) throw bad_param("model", "'model' is required (a string)");
   ChatParams p = parse_chat_params(oai, false);
   check_model(p.model);
-  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts);
+  auto run = std::make_shared<ChatRun>(std::move(p), *sched_, tok_, masker_.get(), opt_.sched.ctx, opt_.log_prompts, grammars_.get());
   const std::string id = new_id("msg_", next_id_++);
   const bool stream = body.value("stream", false);
   if (!stream) {

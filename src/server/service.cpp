@@ -50,6 +50,7 @@ Service::Service(const ServeOptions& opt, const ModelWeights& weights, Engine& e
     if (tok.is_added(i)) mo.special_ids.push_back(i);
   }
   masker_ = std::make_unique<TokenMasker>(vocab, weights.cfg.eos_id, mo);
+  grammars_ = std::make_unique<GrammarCache>(64);
   sched_ = std::make_unique<Scheduler>(engine, opt.sched, &metrics_);
   routes();
 }

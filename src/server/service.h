@@ -24,6 +24,7 @@ struct Response;
 namespace v4 {
 
 class TokenMasker;
+class GrammarCache;
 class ChatRun;
 
 struct ServeOptions {
@@ -81,6 +82,7 @@ class Service {
   Metrics metrics_;
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<TokenMasker> masker_;  // constrained decoding over this vocabulary
+  std::unique_ptr<GrammarCache> grammars_;  // compiled grammars reused across requests
   std::unique_ptr<httplib::Server> http_;
   std::string model_id_;
   int64_t created_ = 0;
