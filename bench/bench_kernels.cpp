@@ -66,8 +66,8 @@ void BM_Linear(benchmark::State& st, WFormat f, int N, int K) {
 
 // V4-Flash shapes: wq_b (FP8 32768x1024), wo_b (FP8 4096x8192), an FP4 expert w1 (2048x4096),
 // the BF16 LM head slice (16384x4096).
-BENCHMARK_CAPTURE(BM_Linear, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, bf16_head_slice, WFormat::BF16, 16384, 4096)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, f32_hc_fn, WFormat::F32, 24, 16384)->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, bf16_head_slice, WFormat::BF16, 16384, 4096)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, f32_hc_fn, WFormat::F32, 24, 16384)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -158,12 +158,16 @@ V4_AVX512 float dot1(const float* x, const float* w, size_t K) {
 struct DecF32 {
   const float* p;
   static constexpr size_t kBlock = 1u << 30;
+  static constexpr size_t kBytesPer16 = 64;
+  const void* addr(size_t k) const { return p + k; }
   V4_AVX512 __m512 block(size_t) const { return _mm512_setzero_ps(); }
   V4_AVX512 __m512 at(size_t k, __m512) const { return _mm512_loadu_ps(p + k); }
 };
 struct DecBF16 {
   const uint16_t* p;
   static constexpr size_t kBlock = 1u << 30;
+  static constexpr size_t kBytesPer16 = 32;
+  const void* addr(size_t k) const { return p + k; }
   V4_AVX512 __m512 block(size_t) const { return _mm512_setzero_ps(); }
   V4_AVX512 __m512 at(size_t k, __m512) const {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k))), 16));
@@ -174,6 +178,8 @@ struct DecFP8 {
   const LinearWeight* w;
   int n;
   static constexpr size_t kBlock = 128;
+  static constexpr size_t kBytesPer16 = 16;
+  const void* addr(size_t k) const { return p + k; }
   V4_AVX512 __m512 block(size_t k) const { return _mm512_set1_ps(w->scale_at(n, static_cast<int>(k)) * 256.0f); }
   V4_AVX512 __m512 at(size_t k, __m512 s) const { return _mm512_mul_ps(e4m3x16_to_ps(p + k), s); }
 };
@@ -182,6 +188,8 @@ struct DecFP4 {
   const LinearWeight* w;
   int n;
   static constexpr size_t kBlock = 32;
+  static constexpr size_t kBytesPer16 = 8;
+  const void* addr(size_t k) const { return p + k / 2; }
   // The e2m1 value table times the group's scale: a permute then yields e2m1(code)·scale directly
   // (one multiply per 32 weights instead of one per 16; the products are the same floats).
   V4_AVX512 __m512 block(size_t k) const {
@@ -200,8 +208,11 @@ struct DecFP4 {
 // One token, rows [n, n+R): accumulators per row over 16-wide chunks in k order (the buffered
 // path's order), the K tail through the dequantised row.
 template <int R, class Dec>
-V4_AVX512 inline void rows_m1(const LinearWeight& w, const Dec* d, const float* x, float* y, int n) {
+V4_AVX512 inline void rows_m1(const LinearWeight& w, const Dec* d, const float* x, float* y, int n, ptrdiff_t ahead) {
   const size_t K = static_cast<size_t>(w.cols), K16 = K / 16 * 16;
+  // Software prefetch of the next row block (`ahead` bytes further), one cache line at a time:
+  // rows are short (1–8 KB), too short for the hardware prefetcher to ramp up on its own.
+  constexpr size_t kLine = 64 / Dec::kBytesPer16 * 16;  // weights per cache line
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (size_t k0 = 0; k0 < K16; k0 += Dec::kBlock) {
@@ -209,6 +220,8 @@ V4_AVX512 inline void rows_m1(const LinearWeight& w, const Dec* d, const float* 
     for (int r = 0; r < R; ++r) sc[r] = d[r].block(k0);
     const size_t k1 = std::min(K16, k0 + Dec::kBlock);
     for (size_t k = k0; k < k1; k += 16) {
+      if (ahead && k % kLine == 0)
+        for (int r = 0; r < R; ++r) _mm_prefetch(static_cast<const char*>(d[r].addr(k)) + ahead, _MM_HINT_T0);
       const __m512 xa = _mm512_loadu_ps(x + k);
       for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(xa, d[r].at(k, sc[r]), acc[r]);
     }
@@ -229,14 +242,15 @@ V4_AVX512 inline void rows_m1(const LinearWeight& w, const Dec* d, const float* 
 template <class Make>
 V4_AVX512 void rows_m1_all(const LinearWeight& w, const float* x, float* y, int n0, int n1, Make make) {
   using Dec = decltype(make(0));
+  const ptrdiff_t row_bytes = static_cast<ptrdiff_t>(w.cols / 16) * static_cast<ptrdiff_t>(Dec::kBytesPer16);
   int n = n0;
   for (; n + 4 <= n1; n += 4) {
     const Dec d[4] = {make(n), make(n + 1), make(n + 2), make(n + 3)};
-    rows_m1<4>(w, d, x, y, n);
+    rows_m1<4>(w, d, x, y, n, n + 8 <= n1 ? 4 * row_bytes : 0);
   }
   for (; n < n1; ++n) {
     const Dec d[1] = {make(n)};
-    rows_m1<1>(w, d, x, y, n);
+    rows_m1<1>(w, d, x, y, n, 0);
   }
 }
 
