@@ -270,3 +270,31 @@ TEST(Http, ApiKeyRequiredWhenConfigured) {
 }
 
 }  // namespace
+
+namespace {
+
+// A long prefill (tiny prefill chunks) keeps the SSE connection alive with comment lines before
+// the first token, and the stream still ends normally.
+TEST(HttpKeepAlive, SseCommentsDuringLongPrefill) {
+  test::ServerFixture f;
+  ServeOptions o;
+  o.keepalive_s = 0.02;
+  o.sched.prefill_chunk = 4;
+  o.sched.ctx = 4096;
+  std::string why = f.start(o, 3);
+  if (!why.empty()) GTEST_SKIP() << why;
+  std::string words;
+  for (int i = 0; i < 400; ++i) words += "word" + std::to_string(i) + " ";
+  json b = {{"model", "test-model"}, {"messages", {{{"role", "user"}, {"content", words}}}}, {"max_tokens", 2}, {"stream", true}};
+  auto c = f.client();
+  auto r = c.Post("/v1/chat/completions", b.dump(), "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  const size_t ka = r->body.find(": keep-alive");
+  const size_t first_data = r->body.find("data: ");
+  ASSERT_NE(ka, std::string::npos) << "no keep-alive comment during a long prefill";
+  EXPECT_LT(ka, first_data);
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+}
+
+}  // namespace
