@@ -3,6 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
 #include "core/error.h"
 
 namespace v4 {
@@ -180,10 +184,23 @@ size_t Scheduler::kv_bytes_in_use() const {
 
 void Scheduler::loop() {
   std::vector<std::unique_ptr<Active>> active;
+  bool busy = false;
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);
+      if (busy && queue_.empty() && active.empty()) {
+        // Going idle: hand freed sequence state back to the OS, so a long-running server's
+        // resident memory returns to its baseline between bursts (glibc keeps freed blocks in
+        // per-thread arenas otherwise).
+        busy = false;
+        lk.unlock();
+#ifdef __GLIBC__
+        malloc_trim(0);
+#endif
+        lk.lock();
+      }
       cv_.wait(lk, [&] { return stop_ || !queue_.empty() || !active.empty(); });
+      busy = true;
       if (stop_) break;
       // Admission: as many queued requests as the batch and the KV budget allow, in order.
       size_t reserved = 0;
