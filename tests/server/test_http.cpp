@@ -14,24 +14,27 @@ using json = nlohmann::json;
 
 namespace {
 
-test::ServerFixture& server() {
-  static test::ServerFixture* f = [] {
-    auto* s = new test::ServerFixture();
+// One server per test process, shut down (thread joined, model directory removed) at exit.
+struct SharedServer {
+  std::unique_ptr<test::ServerFixture> fixture;
+  std::string why_not;  // skip reason when it could not start
+  SharedServer() {
+    fixture = std::make_unique<test::ServerFixture>();
     ServeOptions o;
     o.max_body_bytes = 64 * 1024;
     o.sched.ctx = 2048;
     o.keepalive_s = 0.5;
-    std::string why = s->start(o);
-    if (!why.empty()) {
-      delete s;
-      return static_cast<test::ServerFixture*>(nullptr);
-    }
-    return s;
-  }();
-  return *f;
+    why_not = fixture->start(o);
+    if (!why_not.empty()) fixture.reset();
+  }
+};
+SharedServer& shared_server() {
+  static SharedServer s;
+  return s;
 }
+test::ServerFixture& server() { return *shared_server().fixture; }
 #define NEED_SERVER() \
-  if (!&server()) GTEST_SKIP() << "V3 tokenizer not installed: run scripts/setup.sh"
+  if (!shared_server().fixture) GTEST_SKIP() << shared_server().why_not
 
 json post(const std::string& path, const json& body, int* status = nullptr, const httplib::Headers& h = {}) {
   auto c = server().client();
