@@ -55,9 +55,7 @@ void hc_pre(const ModelConfig& cfg, const HcWeights& hw, const float* X, int M, 
     std::vector<float> pre(static_cast<size_t>(hc));
     for (size_t t = t0; t < t1; ++t) {
       const float* v = X + t * hc * D;
-      double ss = 0;
-      for (int i = 0; i < hc * D; ++i) ss += static_cast<double>(v[i]) * v[i];
-      const float r = 1.0f / std::sqrt(static_cast<float>(ss / (hc * D)) + cfg.norm_eps);
+      const float r = inv_rms(v, hc * D, cfg.norm_eps);
       float* mt = m.data() + t * nmix;
       for (int i = 0; i < nmix; ++i) mt[i] *= r;
       hc_split_sinkhorn(mt, hw.scale.data(), hw.base.data(), hc, cfg.hc_sinkhorn_iters, cfg.hc_eps, pre.data(),
@@ -107,9 +105,9 @@ void run_block(const Ctx& c, const BlockWeights& b, float* X, int M, const int32
   hc_post(cfg, f.data(), X, M, mix);
 }
 
-// hc_head reduction, final norm and logits for the selected rows of X.
-void head_logits(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
-                 const std::vector<int>& rows, float* const* outs) {
+// hc_head reduction, final norm and logits for up to 256 selected rows of X.
+void head_logits_block(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
+                       const std::vector<int>& rows, float* const* outs) {
   const int hc = cfg.hc_mult, D = cfg.dim, R = static_cast<int>(rows.size());
   if (R == 0) return;
   std::vector<float> xs(static_cast<size_t>(R) * hc * D), m(static_cast<size_t>(R) * hc), y(static_cast<size_t>(R) * D);
@@ -117,9 +115,7 @@ void head_logits(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeig
   linear(hw.hc_fn, xs.data(), R, m.data());
   for (int i = 0; i < R; ++i) {
     const float* v = xs.data() + static_cast<size_t>(i) * hc * D;
-    double ss = 0;
-    for (int k = 0; k < hc * D; ++k) ss += static_cast<double>(v[k]) * v[k];
-    const float r = 1.0f / std::sqrt(static_cast<float>(ss / (hc * D)) + cfg.norm_eps);
+    const float r = inv_rms(v, hc * D, cfg.norm_eps);
     float* yi = y.data() + static_cast<size_t>(i) * D;
     std::fill(yi, yi + D, 0.f);
     for (int s = 0; s < hc; ++s) {
@@ -132,6 +128,16 @@ void head_logits(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeig
   linear(lm, y.data(), R, logits.data());
   for (int i = 0; i < R; ++i)
     if (outs[i]) std::copy_n(logits.data() + static_cast<size_t>(i) * cfg.vocab_size, cfg.vocab_size, outs[i]);
+}
+
+// Logits for the selected rows of X, in blocks so long all-logits segments need a bounded buffer.
+void head_logits(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
+                 const std::vector<int>& rows, float* const* outs) {
+  for (size_t i = 0; i < rows.size(); i += 256) {
+    const size_t e = std::min(rows.size(), i + 256);
+    head_logits_block(cfg, hw, lm, X, std::vector<int>(rows.begin() + static_cast<long>(i), rows.begin() + static_cast<long>(e)),
+                      outs + i);
+  }
 }
 
 }  // namespace
@@ -203,12 +209,7 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
         outs.push_back(s.logits);
       }
     }
-    // Bound the logits buffer for long all-logits segments.
-    for (size_t i = 0; i < rows.size(); i += 256) {
-      size_t e = std::min(rows.size(), i + 256);
-      std::vector<int> r(rows.begin() + static_cast<long>(i), rows.begin() + static_cast<long>(e));
-      head_logits(cfg, w_.head, w_.lm_head, X.data(), r, outs.data() + i);
-    }
+    head_logits(cfg, w_.head, w_.lm_head, X.data(), rows, outs.data());
     for (size_t k = 0; k < ctx.size(); ++k) {
       segs[which[k]].state->pos += ctx[k].n;
       done[which[k]] += ctx[k].n;
@@ -279,11 +280,7 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
     }
     s.state->mtp_pos += s.n;
   }
-  for (size_t i = 0; i < rows.size(); i += 256) {
-    size_t e2 = std::min(rows.size(), i + 256);
-    std::vector<int> r(rows.begin() + static_cast<long>(i), rows.begin() + static_cast<long>(e2));
-    head_logits(cfg, mt.head, w_.lm_head, X.data(), r, outs.data() + i);
-  }
+  head_logits(cfg, mt.head, w_.lm_head, X.data(), rows, outs.data());
 }
 
 }  // namespace v4

@@ -8,10 +8,14 @@
 
 namespace v4 {
 
-void rmsnorm(const float* x, const float* w, int n, float eps, float* y) {
+float inv_rms(const float* x, int n, float eps) {
   double ss = 0;  // double accumulation: the reference is float32 torch (pairwise); this is closer
   for (int i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
-  const float r = 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+  return 1.0f / std::sqrt(static_cast<float>(ss / n) + eps);
+}
+
+void rmsnorm(const float* x, const float* w, int n, float eps, float* y) {
+  const float r = inv_rms(x, n, eps);
   if (w) {
     for (int i = 0; i < n; ++i) y[i] = x[i] * r * w[i];
   } else {

@@ -9,6 +9,8 @@ namespace v4 {
 
 // y = (x / sqrt(mean(x²) + eps)) ⊙ w; w may be null (no weight).
 void rmsnorm(const float* x, const float* w, int n, float eps, float* y);
+// 1 / sqrt(mean(x²) + eps): the RMS scale rmsnorm applies (also used on flattened hc streams).
+float inv_rms(const float* x, int n, float eps);
 // In place, no weight (V4's per-head query normalisation).
 void rms_normalize(float* x, int n, float eps);
 
