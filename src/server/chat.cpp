@@ -25,15 +25,6 @@ json usage_json(const ChatRun& run) {
           {"completion_tokens_details", {{"reasoning_tokens", run.reasoning_tokens()}}}};
 }
 
-// finish_reason "tool_calls" only when a valid call was produced.
-std::string openai_finish(const ChatRun& run) {
-  std::string r = run.finish_reason();
-  if (r != "tool_calls") return r;
-  for (auto& c : run.message().tool_calls)
-    if (!c.error) return r;
-  return run.handle()->finish_reason() == FinishReason::Length ? "length" : "stop";
-}
-
 }  // namespace
 
 void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
@@ -70,7 +61,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     }
     if (!calls.empty()) msg["tool_calls"] = calls;
     if (!errors.empty()) msg["tool_call_errors"] = errors;
-    json choice = {{"index", 0}, {"message", msg}, {"finish_reason", openai_finish(*run)}, {"logprobs", nullptr}};
+    json choice = {{"index", 0}, {"message", msg}, {"finish_reason", run->finish_reason()}, {"logprobs", nullptr}};
     if (run->params().logprobs) {
       // Logprobs of the tokens actually delivered (a stop string may cut the tail).
       choice["logprobs"] = {{"content", run->logprobs_json(ev)}};
@@ -139,7 +130,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     record_chat(*run);
     if (run->handle()->finish_reason() == FinishReason::Error)
       out.push_back(sse_data(ApiError(500, "generation failed: " + run->handle()->error()).body_for("")));
-    out.push_back(chunk(json::object(), openai_finish(*run), nullptr));
+    out.push_back(chunk(json::object(), run->finish_reason(), nullptr));
     if (run->params().include_usage)
       out.push_back(sse_data(wire(json{{"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model_id_},
                                   {"choices", json::array()}, {"usage", usage_json(*run)}})));

@@ -13,7 +13,9 @@ ChatConstraint::ChatConstraint(const TokenMasker& masker, const text::Tokenizer&
 
 void ChatConstraint::engage(const std::string& already) {
   m_.emplace(spec_.grammar);
-  if (!already.empty() && !m_->accept(already)) m_->accept("");
+  // Replays the block opening the model already wrote; if the grammar rejects it (a variant
+  // spelling), the matcher stays at the start of the block.
+  if (!already.empty()) m_->accept(already);
   phase_ = Phase::Grammar;
 }
 

@@ -136,7 +136,9 @@ std::vector<text::Delta> ChatRun::finish() {
 }
 
 std::string ChatRun::finish_reason() const {
-  if (!parser_.message().tool_calls.empty()) return "tool_calls";
+  // "tool_calls" only when a valid call was produced; invalid ones are reported, not returned.
+  for (auto& c : parser_.message().tool_calls)
+    if (!c.error) return "tool_calls";
   if (stop_.stopped()) return "stop";
   return h_->finish_reason() == FinishReason::Length ? "length" : "stop";
 }

@@ -39,7 +39,7 @@ class ChatRun {
   std::vector<text::Delta> feed(const std::vector<TokenEvent>& ev, bool* stop);
   std::vector<text::Delta> finish();
 
-  // "stop" | "length" | "tool_calls" (valid after finish()).
+  // "stop" | "length" | "tool_calls" (a valid call was produced); valid after finish().
   std::string finish_reason() const;
   bool stopped_by_string() const { return stop_.stopped(); }
   const text::ParsedMessage& message() const { return parser_.message(); }

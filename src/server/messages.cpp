@@ -131,10 +131,10 @@ json to_openai(const json& body) {
 }
 
 std::string stop_reason(const ChatRun& run) {
-  for (auto& c : run.message().tool_calls)
-    if (!c.error) return "tool_use";
-  if (run.stopped_by_string()) return "stop_sequence";
-  return run.handle()->finish_reason() == FinishReason::Length ? "max_tokens" : "end_turn";
+  const std::string r = run.finish_reason();
+  if (r == "tool_calls") return "tool_use";
+  if (r == "length") return "max_tokens";
+  return run.stopped_by_string() ? "stop_sequence" : "end_turn";
 }
 
 json usage(const ChatRun& run) {
