@@ -9,33 +9,15 @@
 
 #include "engine/engine.h"
 #include "engine/sampler.h"
-#include "model/synth.h"
+#include "../common/synth_model.h"
 
 using namespace v4;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Model {
-  std::string dir;
-  std::unique_ptr<ModelWeights> w;
-  Model() {
-    dir = (fs::temp_directory_path() / ("v4host-batch-" + std::to_string(::getpid()))).string();
-    SynthOptions o;
-    o.preset = "tiny";
-    o.out_dir = dir;
-    o.vocab = 512;
-    o.layers = 5;
-    o.seed = 3;
-    o.quiet = true;
-    write_synthetic_checkpoint(o);
-    w = ModelWeights::load(dir, true, true);
-  }
-  ~Model() { fs::remove_all(dir); }
-};
-
-Model& model() {
-  static Model m;
+test::SynthModel& model() {
+  static test::SynthModel m("batch", 3, true);
   return m;
 }
 

@@ -6,7 +6,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "model/synth.h"
+#include "../common/synth_model.h"
 #include "server/scheduler.h"
 
 using namespace v4;
@@ -15,25 +15,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct Model {
-  std::string dir;
-  std::unique_ptr<ModelWeights> w;
-  Model() {
-    dir = (fs::temp_directory_path() / ("v4host-sched-" + std::to_string(::getpid()))).string();
-    SynthOptions o;
-    o.preset = "tiny";
-    o.out_dir = dir;
-    o.vocab = 512;
-    o.layers = 5;
-    o.seed = 9;
-    o.quiet = true;
-    write_synthetic_checkpoint(o);
-    w = ModelWeights::load(dir, false, true);
-  }
-  ~Model() { fs::remove_all(dir); }
-};
-Model& model() {
-  static Model m;
+test::SynthModel& model() {
+  static test::SynthModel m("sched", 9, false);
   return m;
 }
 
