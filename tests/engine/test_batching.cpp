@@ -12,7 +12,6 @@
 #include "../common/synth_model.h"
 
 using namespace v4;
-namespace fs = std::filesystem;
 
 namespace {
 

@@ -10,7 +10,6 @@
 #include "server/scheduler.h"
 
 using namespace v4;
-namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
