@@ -28,10 +28,19 @@ inline void write_file(const std::string& p, const std::string& s) {
   f << s;
 }
 
+// This process's scratch directory, removed when the process exits.
 inline std::string temp_dir() {
-  auto d = std::filesystem::temp_directory_path() / ("v4host_text_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(d);
-  return d.string();
+  struct Scratch {
+    std::filesystem::path dir =
+        std::filesystem::temp_directory_path() / ("v4host_text_test_" + std::to_string(::getpid()));
+    Scratch() { std::filesystem::create_directories(dir); }
+    ~Scratch() {
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+    }
+  };
+  static Scratch s;
+  return s.dir.string();
 }
 
 inline constexpr const char* kNodeHint =
