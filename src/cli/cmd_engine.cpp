@@ -195,6 +195,8 @@ void add_engine_commands(CLI::App& app) {
     auto o = std::make_shared<SynthOptions>();
     auto* c = app.add_subcommand("synth", "Write a synthetic checkpoint (official instruct layout, random weights)");
     c->add_option("--preset", o->preset, "tiny | flash-shaped | pro-shaped");
+    c->add_option("--revision", o->revision,
+                  "preview (NextN MTP head) | 0731 | 0813 (current official layout: DSpark drafter mtp.0..2)");
     c->add_option("--out", o->out_dir, "output directory")->required();
     c->add_option("--experts", o->experts, "routed experts (default 8)");
     c->add_option("--layers", o->layers, "main layers");

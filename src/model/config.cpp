@@ -26,6 +26,35 @@ bool read(const json& j, std::initializer_list<const char*> keys, T* out) {
   return false;
 }
 
+// DSpark drafter keys (docs/checkpoints.md). A config with any dspark_* key describes the
+// drafter layout: the stages are the compress_ratios entries past the main layers (the HF
+// config keeps a stale "num_nextn_predict_layers": 1), or "n_mtp_layers" of the official
+// inference/config.json (3) when that key is present; there is no NextN head then.
+void read_dspark(const json& j, ModelConfig* c) {
+  bool any = false;
+  for (auto it = j.begin(); it != j.end(); ++it) any = any || it.key().rfind("dspark_", 0) == 0;
+  if (!any) return;
+  DSparkConfig& d = c->dspark;
+  auto need = [&](const char* key, auto* out) {
+    if (!read(j, {key}, out)) throw InputError(std::string("config.json: DSpark drafter config without '") + key + "'");
+  };
+  need("dspark_block_size", &d.block_size);
+  need("dspark_noise_token_id", &d.noise_token_id);
+  need("dspark_target_layer_ids", &d.target_layer_ids);
+  need("dspark_markov_rank", &d.markov_rank);
+  if (j.contains("n_mtp_layers") && !j["n_mtp_layers"].is_null()) {
+    read(j, {"n_mtp_layers"}, &d.n_stages);
+  } else if (j.contains("dspark_num_layers") && !j["dspark_num_layers"].is_null()) {
+    read(j, {"dspark_num_layers"}, &d.n_stages);
+  } else {
+    d.n_stages = static_cast<int>(c->compress_ratios.size()) - c->n_layers;
+  }
+  if (d.n_stages < 1)
+    throw InputError("config.json: DSpark drafter config, but compress_ratios has no entries past the " +
+                     std::to_string(c->n_layers) + " main layers (one per draft stage is expected)");
+  c->n_mtp_layers = 0;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const json& j) {
@@ -75,6 +104,7 @@ ModelConfig ModelConfig::from_json(const json& j) {
   }
   if (!read(j, {"compress_ratios"}, &c.compress_ratios))
     throw InputError("config.json: missing 'compress_ratios' (is this a DeepSeek V4 config?)");
+  read_dspark(j, &c);
   if (j.contains("score_func") || j.contains("scoring_func")) {
     std::string sf;
     read(j, {"scoring_func", "score_func"}, &sf);
@@ -115,6 +145,24 @@ void ModelConfig::validate() const {
            std::to_string(n_layers + n_mtp_layers));
   for (int r : compress_ratios) need(r == 0 || r >= 2, "compress_ratios entries must be 0 or >= 2");
   need(n_hash_layers >= 0 && n_hash_layers <= n_layers, "num_hash_layers out of range");
+  if (dspark.present()) {
+    const DSparkConfig& d = dspark;
+    need(n_mtp_layers == 0, "a DSpark drafter and an MTP head cannot both be configured");
+    need(static_cast<int>(compress_ratios.size()) >= n_layers + d.n_stages,
+         "compress_ratios has " + std::to_string(compress_ratios.size()) + " entries, need num_hidden_layers + " +
+             std::to_string(d.n_stages) + " DSpark stages = " + std::to_string(n_layers + d.n_stages));
+    for (int s = 0; s < d.n_stages; ++s)
+      need(ratio(n_layers + s) == 0, "compress_ratios entry " + std::to_string(n_layers + s) + " (DSpark stage " +
+                                         std::to_string(s) + ") must be 0: the draft blocks use sliding-window attention");
+    need(n_hash_layers <= n_layers, "num_hash_layers out of range");
+    need(d.block_size >= 1, "dspark_block_size must be >= 1");
+    need(d.markov_rank >= 1, "dspark_markov_rank must be >= 1");
+    need(d.noise_token_id >= 0 && d.noise_token_id < vocab_size, "dspark_noise_token_id must be a token id < vocab_size");
+    need(!d.target_layer_ids.empty(), "dspark_target_layer_ids must not be empty");
+    for (int t : d.target_layer_ids)
+      need(t >= 0 && t < n_layers, "dspark_target_layer_ids entry " + std::to_string(t) + " is not a main layer (0.." +
+                                       std::to_string(n_layers - 1) + ")");
+  }
 }
 
 }  // namespace v4

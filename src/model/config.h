@@ -9,6 +9,19 @@
 
 namespace v4 {
 
+// The DSpark drafter of the current official checkpoints (V4-Flash-0731, V4-Pro-0813): block
+// speculative drafting by the full V4 blocks stored as mtp.0..n-1 (instead of the preview's
+// one-block NextN head). Config keys and tensor names with their sources: docs/checkpoints.md.
+struct DSparkConfig {
+  int n_stages = 0;                   // draft blocks mtp.0..n_stages-1 (3); 0 = no drafter
+  int block_size = 0;                 // dspark_block_size: tokens drafted per step (5)
+  int noise_token_id = 0;             // dspark_noise_token_id: filler of the draft block (128799)
+  std::vector<int> target_layer_ids;  // dspark_target_layer_ids: main blocks whose streams feed main_proj
+  int markov_rank = 0;                // dspark_markov_rank: rank of the Markov bias head (256)
+
+  bool present() const { return n_stages > 0; }
+};
+
 struct ModelConfig {
   int vocab_size = 129280;
   int dim = 4096;                 // hidden_size
@@ -40,8 +53,9 @@ struct ModelConfig {
   int original_seq_len = 65536;
   float beta_fast = 32.0f;
   float beta_slow = 1.0f;
-  std::vector<int> compress_ratios;  // n_layers + n_mtp entries
-  int n_mtp_layers = 1;
+  std::vector<int> compress_ratios;  // n_layers + n_mtp (or + DSpark stages) entries
+  int n_mtp_layers = 1;           // NextN head (preview layout); 0 when the checkpoint has DSpark
+  DSparkConfig dspark;
   std::string expert_dtype;       // "fp4" / "fp8" / "" (informational: tensors decide)
   int bos_id = 0;
   int eos_id = 1;

@@ -190,7 +190,8 @@ struct Quant {
 struct Dims {
   int64_t vocab, dim, layers, heads, head_dim, rope_dim, q_lora, o_groups, o_lora, experts, topk,
       shared, inter, index_heads, index_dim, hash_layers, hc, mtp;
-  std::vector<int64_t> ratios;  // layers + mtp entries
+  std::vector<int64_t> ratios;  // layers + mtp (or + DSpark stages) entries
+  int64_t dspark_stages = 0, dspark_targets = 0, markov_rank = 0;  // DSpark drafter (mtp = 0 then)
 };
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -245,7 +246,19 @@ Dims dims_from_config(const json& c) {
   }
   if (static_cast<int64_t>(d.ratios.size()) < d.layers)
     bad(fmt::format("compress_ratios has {} entries for {} layers", d.ratios.size(), d.layers));
-  d.ratios.resize(d.layers + d.mtp, 0);  // missing MTP entries = sliding window
+  // DSpark drafter (docs/checkpoints.md): the stages are the compress_ratios entries past the
+  // main layers; the stale num_nextn_predict_layers of the release is ignored.
+  if (c.contains("dspark_target_layer_ids")) {
+    auto t = c.find("dspark_target_layer_ids");
+    if (!t->is_array() || t->empty()) bad("\"dspark_target_layer_ids\" must be a non-empty list");
+    d.dspark_targets = static_cast<int64_t>(t->size());
+    d.markov_rank = get_int(c, "dspark_markov_rank");
+    d.dspark_stages = c.contains("n_mtp_layers") ? get_int(c, "n_mtp_layers")
+                                                 : static_cast<int64_t>(d.ratios.size()) - d.layers;
+    if (d.dspark_stages < 1 || d.markov_rank < 1) bad("a DSpark drafter needs >= 1 stage and dspark_markov_rank >= 1");
+    d.mtp = 0;
+  }
+  d.ratios.resize(d.layers + std::max(d.mtp, d.dspark_stages), 0);  // missing MTP entries = sliding window
   return d;
 }
 
@@ -326,7 +339,9 @@ struct ShardPlan {
 };
 
 std::vector<ShardPlan> plan_checkpoint(const Dims& d, const Quant& q) {
-  const int64_t n = 1 + d.layers + 1 + (d.mtp > 0 ? 1 : 0);
+  // embed, one shard per layer, head; then the NextN block (preview) or one shard per DSpark
+  // stage (0731: 48 shards = 1 + 43 + 1 + 3).
+  const int64_t n = 1 + d.layers + 1 + (d.mtp > 0 ? 1 : 0) + d.dspark_stages;
   std::vector<ShardPlan> shards(n);
   for (int64_t k = 0; k < n; ++k) shards[k].file = fmt::format("model-{:05d}-of-{:05d}.safetensors", k + 1, n);
   const float sd_head = static_cast<float>(2.0 / std::sqrt(static_cast<double>(d.dim)));
@@ -354,6 +369,27 @@ std::vector<ShardPlan> plan_checkpoint(const Dims& d, const Quant& q) {
     for (const char* nn : {"enorm.weight", "hnorm.weight", "norm.weight"})
       ms.push_back({p + nn, Store::BF16, {d.dim}, Init::Normal, 1.0f, 0.1f});
     head(p, ms);
+  }
+  for (int64_t s = 0; s < d.dspark_stages; ++s) {
+    auto& ss = shards[static_cast<size_t>(1 + d.layers + 1 + s)].params;
+    const std::string p = fmt::format("mtp.{}.", s);
+    block_params(d, q, p, d.ratios[d.layers + s], false, ss);  // SWA, score-routed
+    if (s == 0) {
+      const int64_t in = d.dspark_targets * d.dim;
+      ss.push_back({p + "main_proj", Store::FP8, {d.dim, in}, Init::Normal, 0.0f,
+                    static_cast<float>(1.0 / std::sqrt(static_cast<double>(in)))});
+      ss.push_back({p + "main_norm.weight", Store::BF16, {d.dim}, Init::Normal, 1.0f, 0.1f});
+    }
+    if (s + 1 == d.dspark_stages) {
+      const int64_t r = d.markov_rank;
+      ss.push_back({p + "norm.weight", Store::BF16, {d.dim}, Init::Normal, 1.0f, 0.1f});
+      head(p, ss);
+      ss.push_back({p + "markov_head.markov_w1.weight", Store::BF16, {d.vocab, r}, Init::Normal, 0.0f, 1.0f});
+      ss.push_back({p + "markov_head.markov_w2.weight", Store::BF16, {d.vocab, r}, Init::Normal, 0.0f,
+                    static_cast<float>(1.0 / std::sqrt(static_cast<double>(r)))});
+      ss.push_back({p + "confidence_head.proj.weight", Store::F32, {1, d.dim + r}, Init::Normal, 0.0f,
+                    static_cast<float>(1.0 / std::sqrt(static_cast<double>(d.dim + r)))});
+    }
   }
   return shards;
 }
@@ -709,6 +745,22 @@ json synth_config(const SynthOptions& opt) {
   if (!q.fp8_experts) c["expert_dtype"] = "fp4";
   else if (q.f32_scales) c["expert_dtype"] = "fp8";  // Base layout
   else c.erase("expert_dtype");                      // FP8-only (Hopper) build drops the key
+  if (opt.revision == "0731" || opt.revision == "0813") {
+    // The current official layout (docs/checkpoints.md): three draft stages mtp.0..2 with their
+    // own (sliding-window) compress_ratios entries, the dspark_* keys, and the stale
+    // num_nextn_predict_layers = 1 the release keeps. Target layers: the last three.
+    constexpr int64_t kStages = 3;
+    for (int64_t s = 1; s < kStages; ++s) c["compress_ratios"].push_back(0);
+    const int64_t V = c["vocab_size"].get<int64_t>();
+    json targets = json::array();
+    for (int64_t i = 0; i < 3; ++i) targets.push_back(std::max<int64_t>(0, L - 3 + i));
+    c["dspark_block_size"] = 5;
+    c["dspark_noise_token_id"] = std::min<int64_t>(128799, V - 1);
+    c["dspark_target_layer_ids"] = targets;
+    c["dspark_markov_rank"] = opt.preset == "tiny" ? 64 : 256;
+  } else if (opt.revision != "preview") {
+    throw InputError("--revision must be preview, 0731 or 0813 (got '" + opt.revision + "')");
+  }
   return c;
 }
 

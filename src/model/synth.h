@@ -15,6 +15,7 @@ namespace v4 {
 
 struct SynthOptions {
   std::string preset = "tiny";        // tiny | flash-shaped | pro-shaped
+  std::string revision = "preview";   // preview (NextN mtp.0) | 0731 | 0813 (DSpark drafter mtp.0..2)
   std::string out_dir;                // created if absent; existing model-*.safetensors are replaced
   int experts = 0;                    // routed experts; 0 = preset default (8)
   int layers = 0;                     // num_hidden_layers; 0 = preset default

@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -25,8 +26,10 @@ class Loader {
   const TensorView& get(const std::string& name) {
     const TensorView* t = st_.find(name);
     if (!t) throw CheckpointError("missing tensor '" + name + "' in checkpoint " + st_.dir());
+    used_.insert(name);
     return *t;
   }
+  bool used(const std::string& name) const { return used_.count(name) > 0; }
   bool has(const std::string& name) const { return st_.find(name) != nullptr; }
 
   [[noreturn]] void fail(const TensorView& t, const std::string& why) {
@@ -135,6 +138,7 @@ class Loader {
 
  private:
   const TensorStore& st_;
+  std::set<std::string> used_;
 };
 
 CompressorWeights load_compressor(Loader& L, const std::string& p, const ModelConfig& c, int ratio, int d) {
@@ -218,7 +222,52 @@ HeadWeights load_head(Loader& L, const std::string& p, const ModelConfig& c) {
   return h;
 }
 
+DSparkWeights load_dspark(Loader& L, const TensorStore& st, const ModelConfig& c, Progress& prog, size_t step) {
+  const DSparkConfig& d = c.dspark;
+  DSparkWeights w;
+  for (int s = 0; s < d.n_stages; ++s) {
+    BlockWeights b = load_block(L, "mtp." + std::to_string(s), c, c.n_layers + s);
+    b.ffn.hash = false;
+    w.stages.push_back(std::move(b));
+    prog.update(step + static_cast<size_t>(s));
+  }
+  const std::string last = "mtp." + std::to_string(d.n_stages - 1) + ".";
+  const int T = static_cast<int>(d.target_layer_ids.size());
+  w.main_proj = L.linear("mtp.0.main_proj", c.dim, T * c.dim);
+  w.main_norm = L.vec("mtp.0.main_norm.weight", {c.dim});
+  w.head = load_head(L, last, c);
+  w.markov_w1 = L.matrix(last + "markov_head.markov_w1.weight", c.vocab_size, d.markov_rank);
+  w.markov_w2 = L.matrix(last + "markov_head.markov_w2.weight", c.vocab_size, d.markov_rank);
+  w.confidence = L.matrix(last + "confidence_head.proj.weight", 1, c.dim + d.markov_rank);
+  for (const auto& name : st.names()) {
+    if (name.rfind("mtp.", 0) != 0) continue;
+    if (L.used(name)) {
+      ++w.tensors;
+      w.bytes += st.get(name).nbytes;
+    } else {
+      w.unrecognised.push_back(name);
+    }
+  }
+  return w;
+}
+
 }  // namespace
+
+std::string ModelWeights::drafter_summary() const {
+  if (!dspark) return "";
+  const DSparkConfig& d = cfg.dspark;
+  std::string targets;
+  for (int t : d.target_layer_ids) targets += (targets.empty() ? "" : ", ") + std::to_string(t);
+  std::string s = "DSpark drafter: " + std::to_string(d.n_stages) + " stages (mtp.0-mtp." +
+                  std::to_string(d.n_stages - 1) + "), " + std::to_string(dspark->tensors) + " tensors, " +
+                  std::to_string(dspark->bytes / 1000000) + " MB validated; block " + std::to_string(d.block_size) +
+                  ", target layers [" + targets + "], Markov rank " + std::to_string(d.markov_rank) +
+                  "; loaded, not used (speculative decoding does not use it yet)";
+  if (!dspark->unrecognised.empty())
+    s += "; " + std::to_string(dspark->unrecognised.size()) + " unrecognised mtp.* tensors ignored (first: '" +
+         dspark->unrecognised.front() + "')";
+  return s;
+}
 
 std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool load_mtp, bool quiet) {
   auto m = std::unique_ptr<ModelWeights>(new ModelWeights());
@@ -226,7 +275,7 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool lo
   m->store_ = std::make_unique<TensorStore>(dir);
   const ModelConfig& c = m->cfg;
   Loader L(*m->store_);
-  Progress prog("loading", static_cast<size_t>(c.n_layers + 2), quiet);
+  Progress prog("loading", static_cast<size_t>(c.n_layers + 2 + c.dspark.n_stages), quiet);
   m->embed = L.matrix("embed.weight", c.vocab_size, c.dim);
   m->lm_head = L.matrix("head.weight", c.vocab_size, c.dim);
   m->head = load_head(L, "", c);
@@ -246,7 +295,13 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool lo
     mt.head = load_head(L, "mtp.0.", c);
     m->mtp = std::move(mt);
   }
+  if (c.dspark.present()) {
+    bool any = false;
+    for (const auto& name : m->store_->names()) any = any || name.rfind("mtp.", 0) == 0;
+    if (load_mtp || any) m->dspark = load_dspark(L, *m->store_, c, prog, static_cast<size_t>(c.n_layers + 2));
+  }
   prog.finish();
+  if (!quiet && m->dspark) std::fprintf(stderr, "%s\n", m->drafter_summary().c_str());
   return m;
 }
 

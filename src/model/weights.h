@@ -74,10 +74,29 @@ struct MtpWeights {
   HeadWeights head;
 };
 
+// The DSpark drafter (V4-Flash-0731, V4-Pro-0813; docs/checkpoints.md). Stage i is a full V4
+// block stored as mtp.i (sliding-window attention, score-routed MoE, layer id n_layers + i) that
+// reads the shared embedding and LM head. The first stage also holds the target-context
+// projection, the last the output head and the Markov and confidence heads.
+struct DSparkWeights {
+  std::vector<BlockWeights> stages;     // mtp.0 .. mtp.{n-1}
+  LinearWeight main_proj;               // mtp.0.main_proj [D, T·D]: the concatenated streams of the T target layers
+  std::vector<float> main_norm;         // mtp.0.main_norm.weight [D]
+  HeadWeights head;                     // mtp.{n-1}.hc_head_{fn,base,scale} + mtp.{n-1}.norm.weight
+  LinearWeight markov_w1;               // mtp.{n-1}.markov_head.markov_w1.weight [V, r]: rows (dequant_row) embed the previous token
+  LinearWeight markov_w2;               // mtp.{n-1}.markov_head.markov_w2.weight [V, r]: bias over the vocabulary = w2 · w1[prev]
+  LinearWeight confidence;              // mtp.{n-1}.confidence_head.proj.weight [1, D + r]: acceptance logit
+  size_t tensors = 0;                   // mtp.* tensors validated
+  size_t bytes = 0;                     // their size
+  std::vector<std::string> unrecognised;  // mtp.* tensors outside this layout (ignored)
+};
+
 class ModelWeights {
  public:
   // Loads and validates; throws CheckpointError naming the tensor and file. `load_mtp` false
-  // skips the mtp.* tensors (they need not exist then).
+  // skips the preview layout's mtp.* (NextN) tensors, and the DSpark drafter when none of its
+  // tensors exist; a drafter that is present is always validated (it is cheap: zero-copy).
+  // Unless quiet, one line on stderr reports the drafter.
   static std::unique_ptr<ModelWeights> load(const std::string& dir, bool load_mtp = true, bool quiet = false);
 
   ModelConfig cfg;
@@ -86,6 +105,10 @@ class ModelWeights {
   HeadWeights head;
   std::vector<BlockWeights> layers;
   std::optional<MtpWeights> mtp;
+  std::optional<DSparkWeights> dspark;  // validated and loaded; not used by the engine yet
+
+  // "DSpark drafter: 3 stages (mtp.0-mtp.2), ..." or "" when the checkpoint has none.
+  std::string drafter_summary() const;
 
   size_t weight_bytes() const { return store_->total_bytes(); }
   const TensorStore& store() const { return *store_; }
