@@ -1,6 +1,4 @@
 // POST /v1/chat/completions (OpenAI), streaming and not.
-#include <httplib.h>
-
 #include <chrono>
 
 #include "server/api_error.h"
@@ -27,8 +25,7 @@ json usage_json(const ChatRun& run) {
 
 }  // namespace
 
-void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
-  const auto t0 = std::chrono::steady_clock::now();
+void Service::handle_chat(const net::Request& req, net::Reply& res) {
   auto body = parse_body(req.body);
   ChatParams p = parse_chat_params(body, opt_.default_thinking);
   check_model(p.model);
@@ -38,39 +35,40 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
   const int64_t created = static_cast<int64_t>(std::time(nullptr));
 
   if (!run->params().stream) {
-    auto ev = collect_all(run->handle());
-    if (run->handle()->finish_reason() == FinishReason::Error) throw ApiError(500, "generation failed: " + run->handle()->error());
-    bool stop = false;
-    run->feed(ev, &stop);
-    run->finish();
-    record_chat(*run);
-    const text::ParsedMessage& m = run->message();
-    json msg = {{"role", "assistant"}, {"content", nullptr}};
-    if (!m.content.empty() || m.tool_calls.empty()) msg["content"] = m.content;
-    if (run->params().reasoning.thinking) msg["reasoning_content"] = m.reasoning;
-    json calls = json::array(), errors = json::array();
-    for (auto& c : m.tool_calls) {
-      if (c.error) {
-        json e = json::parse(wire(c.error->to_json()));
-        e["id"] = c.id;
-        e["name"] = c.name;
-        errors.push_back(e);
-      } else {
-        calls.push_back(json::parse(wire(c.to_openai())));
+    respond_when_done(res, run->handle(), [=, this](net::Reply& res, std::vector<TokenEvent>& ev) {
+      if (run->handle()->finish_reason() == FinishReason::Error) throw ApiError(500, "generation failed: " + run->handle()->error());
+      bool stop = false;
+      run->feed(ev, &stop);
+      run->finish();
+      record_chat(*run);
+      const text::ParsedMessage& m = run->message();
+      json msg = {{"role", "assistant"}, {"content", nullptr}};
+      if (!m.content.empty() || m.tool_calls.empty()) msg["content"] = m.content;
+      if (run->params().reasoning.thinking) msg["reasoning_content"] = m.reasoning;
+      json calls = json::array(), errors = json::array();
+      for (auto& c : m.tool_calls) {
+        if (c.error) {
+          json e = json::parse(wire(c.error->to_json()));
+          e["id"] = c.id;
+          e["name"] = c.name;
+          errors.push_back(e);
+        } else {
+          calls.push_back(json::parse(wire(c.to_openai())));
+        }
       }
-    }
-    if (!calls.empty()) msg["tool_calls"] = calls;
-    if (!errors.empty()) msg["tool_call_errors"] = errors;
-    json choice = {{"index", 0}, {"message", msg}, {"finish_reason", run->finish_reason()}, {"logprobs", nullptr}};
-    if (run->params().logprobs) {
-      // Logprobs of the tokens actually delivered (a stop string may cut the tail).
-      choice["logprobs"] = {{"content", run->logprobs_json(ev)}};
-    }
-    json r = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id_},
-              {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({choice})}, {"usage", usage_json(*run)}};
-    res.set_content(wire(r), "application/json");
-    log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
-                run->completion_tokens(), run->finish_reason());
+      if (!calls.empty()) msg["tool_calls"] = calls;
+      if (!errors.empty()) msg["tool_call_errors"] = errors;
+      json choice = {{"index", 0}, {"message", msg}, {"finish_reason", run->finish_reason()}, {"logprobs", nullptr}};
+      if (run->params().logprobs) {
+        // Logprobs of the tokens actually delivered (a stop string may cut the tail).
+        choice["logprobs"] = {{"content", run->logprobs_json(ev)}};
+      }
+      json r = {{"id", id}, {"object", "chat.completion"}, {"created", created}, {"model", model_id_},
+                {"system_fingerprint", "v4host-0.1.0"}, {"choices", json::array({choice})}, {"usage", usage_json(*run)}};
+      res.set_content(wire(r), "application/json");
+      log_request(res, run->prompt_tokens(),
+                  run->completion_tokens(), run->finish_reason());
+    });
     return;
   }
 
@@ -137,7 +135,7 @@ void Service::handle_chat(const httplib::Request& req, httplib::Response& res) {
     out.push_back("data: [DONE]\n\n");
     return out;
   };
-  cb.on_close = stream_logger(req, t0, run->handle());
+  cb.on_close = stream_logger(res, run->handle());
   respond_sse(res, run->handle(), std::move(cb), opt_.keepalive_s);
 }
 

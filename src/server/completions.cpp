@@ -1,6 +1,4 @@
 // POST /v1/completions: raw prompts (text or token ids), no chat template.
-#include <httplib.h>
-
 #include <chrono>
 
 #include "server/chat_params.h"
@@ -47,8 +45,7 @@ struct LogprobAcc {
 
 }  // namespace
 
-void Service::handle_completions(const httplib::Request& req, httplib::Response& res) {
-  const auto t0 = std::chrono::steady_clock::now();
+void Service::handle_completions(const net::Request& req, net::Reply& res) {
   auto body = parse_body(req.body);
   CompletionParams p = parse_completion_params(body);
   check_model(p.model);
@@ -77,25 +74,26 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
     return std::string(stopped || r == FinishReason::Stop ? "stop" : r == FinishReason::Length ? "length" : "stop");
   };
   if (!p.stream) {
-    auto ev = collect_all(h);
-    if (h->finish_reason() == FinishReason::Error) throw ApiError(500, "generation failed: " + h->error());
-    text::StreamDecoder dec(tok_);
-    StopMatcher stop(p.stop);
-    std::string out = echo;
-    LogprobAcc lp;
-    for (auto& e : ev) {
-      if (stop.stopped()) break;
-      out += stop.feed(dec.push(e.id));
-      if (p.logprobs >= 0) lp.add(tok_, e);
-    }
-    if (!stop.stopped()) out += stop.feed(dec.finish()) + stop.flush();
-    json choice = {{"index", 0}, {"text", out}, {"finish_reason", reason(stop.stopped())}, {"logprobs", nullptr}};
-    if (p.logprobs >= 0) choice["logprobs"] = lp.body();
-    json r = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
-              {"choices", json::array({choice})}, {"usage", usage()}};
-    res.set_content(wire(r), "application/json");
-    log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), prompt_n,
-                h->completion_tokens(), "");
+    respond_when_done(res, h, [=, this](net::Reply& res, std::vector<TokenEvent>& ev) {
+      if (h->finish_reason() == FinishReason::Error) throw ApiError(500, "generation failed: " + h->error());
+      text::StreamDecoder dec(tok_);
+      StopMatcher stop(p.stop);
+      std::string out = echo;
+      LogprobAcc lp;
+      for (auto& e : ev) {
+        if (stop.stopped()) break;
+        out += stop.feed(dec.push(e.id));
+        if (p.logprobs >= 0) lp.add(tok_, e);
+      }
+      if (!stop.stopped()) out += stop.feed(dec.finish()) + stop.flush();
+      json choice = {{"index", 0}, {"text", out}, {"finish_reason", reason(stop.stopped())}, {"logprobs", nullptr}};
+      if (p.logprobs >= 0) choice["logprobs"] = lp.body();
+      json r = {{"id", id}, {"object", "text_completion"}, {"created", created}, {"model", model_id_},
+                {"choices", json::array({choice})}, {"usage", usage()}};
+      res.set_content(wire(r), "application/json");
+      log_request(res, prompt_n,
+                  h->completion_tokens(), "");
+    });
     return;
   }
   struct State {
@@ -139,7 +137,7 @@ void Service::handle_completions(const httplib::Request& req, httplib::Response&
     out.push_back("data: [DONE]\n\n");
     return out;
   };
-  cb.on_close = stream_logger(req, t0, h);
+  cb.on_close = stream_logger(res, h);
   respond_sse(res, h, std::move(cb), opt_.keepalive_s);
 }
 

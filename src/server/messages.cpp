@@ -1,8 +1,6 @@
 // POST /v1/messages (Anthropic Messages API): converted to the chat request the V4 encoder
 // takes (thinking blocks -> reasoning_content, tool_use -> tool_calls, tool_result -> tool
 // messages), answered with content blocks and the Anthropic streaming events.
-#include <httplib.h>
-
 #include <chrono>
 
 #include "server/api_error.h"
@@ -146,8 +144,7 @@ json usage(const ChatRun& run) {
 
 }  // namespace
 
-void Service::handle_messages(const httplib::Request& req, httplib::Response& res) {
-  const auto t0 = std::chrono::steady_clock::now();
+void Service::handle_messages(const net::Request& req, net::Reply& res) {
   // Errors propagate as ApiError; the route wrapper answers them in the Anthropic shape.
   json body = parse_body(req.body);
   json oai = to_openai(body);
@@ -158,24 +155,25 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
   const std::string id = new_id("msg_", next_id_++);
   const bool stream = body.value("stream", false);
   if (!stream) {
-    auto ev = collect_all(run->handle());
-    bool stop = false;
-    run->feed(ev, &stop);
-    run->finish();
-    record_chat(*run);
-    const text::ParsedMessage& m = run->message();
-    json content = json::array();
-    if (run->params().reasoning.thinking && !m.reasoning.empty())
-      content.push_back({{"type", "thinking"}, {"thinking", m.reasoning}, {"signature", ""}});
-    if (!m.content.empty()) content.push_back({{"type", "text"}, {"text", m.content}});
-    for (auto& c : m.tool_calls)
-      if (!c.error)
-        content.push_back({{"type", "tool_use"}, {"id", c.id}, {"name", c.name}, {"input", json::parse(c.arguments)}});
-    json r = {{"id", id}, {"type", "message"}, {"role", "assistant"}, {"model", model_id_}, {"content", content},
-              {"stop_reason", stop_reason(*run)}, {"stop_sequence", nullptr}, {"usage", usage(*run)}};
-    res.set_content(wire(r), "application/json");
-    log_request(req, 200, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), run->prompt_tokens(),
-                run->completion_tokens(), stop_reason(*run));
+    respond_when_done(res, run->handle(), [=, this](net::Reply& res, std::vector<TokenEvent>& ev) {
+      bool stop = false;
+      run->feed(ev, &stop);
+      run->finish();
+      record_chat(*run);
+      const text::ParsedMessage& m = run->message();
+      json content = json::array();
+      if (run->params().reasoning.thinking && !m.reasoning.empty())
+        content.push_back({{"type", "thinking"}, {"thinking", m.reasoning}, {"signature", ""}});
+      if (!m.content.empty()) content.push_back({{"type", "text"}, {"text", m.content}});
+      for (auto& c : m.tool_calls)
+        if (!c.error)
+          content.push_back({{"type", "tool_use"}, {"id", c.id}, {"name", c.name}, {"input", json::parse(c.arguments)}});
+      json r = {{"id", id}, {"type", "message"}, {"role", "assistant"}, {"model", model_id_}, {"content", content},
+                {"stop_reason", stop_reason(*run)}, {"stop_sequence", nullptr}, {"usage", usage(*run)}};
+      res.set_content(wire(r), "application/json");
+      log_request(res, run->prompt_tokens(),
+                  run->completion_tokens(), stop_reason(*run));
+    });
     return;
   }
   // Streaming: message_start, then content blocks (thinking / text / tool_use) opened and closed
@@ -249,7 +247,7 @@ void Service::handle_messages(const httplib::Request& req, httplib::Response& re
     out.push_back(ev_json("message_stop", json::object()));
     return out;
   };
-  cb.on_close = stream_logger(req, t0, run->handle());
+  cb.on_close = stream_logger(res, run->handle());
   respond_sse(res, run->handle(), std::move(cb), opt_.keepalive_s);
 }
 

@@ -58,24 +58,41 @@ int RequestHandle::completion_tokens() const {
   return emitted_;
 }
 
+void RequestHandle::on_event(std::function<void()> fn) {
+  auto f = fn ? std::make_shared<std::function<void()>>(std::move(fn)) : nullptr;
+  bool now = false;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    notify_ = f;
+    now = !events_.empty() || finished_;
+  }
+  if (now && f) (*f)();
+}
+
 void RequestHandle::push(const TokenEvent& e) {
+  std::shared_ptr<std::function<void()>> f;
   {
     std::lock_guard<std::mutex> lk(mu_);
     events_.push_back(e);
     ++emitted_;
+    f = notify_;
   }
   cv_.notify_all();
+  if (f) (*f)();
 }
 
 void RequestHandle::finish(FinishReason r, const std::string& err) {
+  std::shared_ptr<std::function<void()>> f;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (finished_) return;
     finished_ = true;
     reason_ = r;
     error_ = err;
+    f = notify_;
   }
   cv_.notify_all();
+  if (f) (*f)();
 }
 
 struct Scheduler::Active {

@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,11 @@ class RequestHandle {
   bool poll(std::vector<TokenEvent>& out, std::chrono::milliseconds timeout);
   void cancel();
   bool cancelled() const;
+  // `fn` runs after each new token and when the request finishes — on the scheduler thread,
+  // outside the handle's lock, so it must only hand the work elsewhere (post a task). If tokens
+  // are already waiting or the request has finished, it also runs once at once. Lets a server
+  // deliver tokens without a thread blocked in poll() per request. An empty `fn` removes it.
+  void on_event(std::function<void()> fn);
 
   // Valid after poll() returned true.
   FinishReason finish_reason() const;
@@ -75,6 +81,7 @@ class RequestHandle {
   bool finished_ = false, cancelled_ = false;
   FinishReason reason_ = FinishReason::None;
   std::string error_;
+  std::shared_ptr<std::function<void()>> notify_;
 };
 
 struct SchedulerOptions {

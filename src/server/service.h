@@ -14,12 +14,7 @@
 #include "server/scheduler.h"
 #include "text/tokenizer.h"
 
-namespace httplib {
-class Server;
-class DataSink;
-struct Request;
-struct Response;
-}  // namespace httplib
+#include "net/http_exchange.h"
 
 namespace v4 {
 
@@ -61,19 +56,19 @@ class Service {
   friend struct CompletionHandler;
   friend struct MessagesHandler;
   void routes();
-  bool authorized(const httplib::Request& req, httplib::Response& res);
+  bool authorized(const net::Request& req, net::Reply& res);
   void check_model(const std::string& model) const;
-  void log_request(const httplib::Request& req, int status, double secs, int prompt, int completion, const std::string& extra);
+  // Token counts and a note (finish reason) for this request's log line, written when it completes.
+  void log_request(net::Reply& res, int prompt, int completion, const std::string& extra);
   std::vector<int32_t> tokenize(const std::string& text) const;
   // Counters every finished chat generation feeds (reasoning tokens, tool-call parse failures).
   void record_chat(const ChatRun& run);
-  // The per-request log line and disconnect counter of a finished SSE stream.
-  std::function<void(bool)> stream_logger(const httplib::Request& req, std::chrono::steady_clock::time_point t0,
-                                          std::shared_ptr<RequestHandle> h);
+  // The log note and disconnect counter of a finished SSE stream.
+  std::function<void(bool)> stream_logger(net::Reply& res, std::shared_ptr<RequestHandle> h);
 
-  void handle_chat(const httplib::Request& req, httplib::Response& res);
-  void handle_completions(const httplib::Request& req, httplib::Response& res);
-  void handle_messages(const httplib::Request& req, httplib::Response& res);
+  void handle_chat(const net::Request& req, net::Reply& res);
+  void handle_completions(const net::Request& req, net::Reply& res);
+  void handle_messages(const net::Request& req, net::Reply& res);
 
   ServeOptions opt_;
   const ModelWeights& weights_;
@@ -83,7 +78,8 @@ class Service {
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<TokenMasker> masker_;  // constrained decoding over this vocabulary
   std::unique_ptr<GrammarCache> grammars_;  // compiled grammars reused across requests
-  std::unique_ptr<httplib::Server> http_;
+  struct Http;  // the transport
+  std::unique_ptr<Http> http_;
   std::string model_id_;
   int64_t created_ = 0;
   std::atomic<uint64_t> next_id_{1};
