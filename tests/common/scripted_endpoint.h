@@ -1,0 +1,279 @@
+// A scripted OpenAI/Anthropic-style streaming endpoint for client and bench tests, built on
+// Boost.Beast: it answers POST /v1/chat/completions, /v1/completions, /v1/responses, /v1/messages
+// and GET /v1/models with the wire format of the real APIs, on a KNOWN timing schedule measured from
+// the moment the request was fully received:
+//
+//   t0            headers + an empty "role" chunk (as real servers send; must not count as a token)
+//   t0 + d        first reasoning chunk (or first answer chunk when reasoning_chunks == 0)
+//   t0 + d + i*iv chunk i (reasoning chunks first, then answer chunks)
+//   after the last chunk: the finish chunk with usage, then the terminator ([DONE] / message_stop)
+//
+// Each chunk carries `tokens_per_chunk` words ("tok "), counted as that many tokens in usage. The
+// number of answer chunks is Schedule::answer_chunks, or, when `follow_max_tokens` is set, the
+// request's max_tokens / tokens_per_chunk. Non-streaming requests get the whole answer after the
+// schedule. It runs its own io_context on its own thread; deadlines are absolute steady-clock
+// instants, so a late timer does not shift the following chunks.
+#pragma once
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace v4::testing {
+
+struct Schedule {
+  double first_token_ms = 50;   // d
+  double interval_ms = 10;      // iv
+  int reasoning_chunks = 0;
+  int answer_chunks = 8;
+  int tokens_per_chunk = 1;
+  bool follow_max_tokens = false;
+  int prompt_tokens = 12;       // reported in usage
+  int cached_tokens = 0;        // reported as prompt_tokens_details.cached_tokens
+  std::string model = "scripted-model";
+  int error_status = 0;         // non-zero: answer every POST with this status and an error body
+  bool close_after_response = false;  // Connection: close
+};
+
+class ScriptedEndpoint {
+ public:
+  explicit ScriptedEndpoint(Schedule s = {}) : sched_(std::move(s)), acceptor_(io_) {
+    namespace asio = boost::asio;
+    asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+    acceptor_.open(ep.protocol());
+    acceptor_.set_option(asio::socket_base::reuse_address(true));
+    acceptor_.bind(ep);
+    acceptor_.listen(4096);
+    port_ = acceptor_.local_endpoint().port();
+    accept();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~ScriptedEndpoint() {
+    boost::asio::post(io_, [this] {
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      io_.stop();
+    });
+    thread_.join();
+  }
+  int port() const { return port_; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  uint64_t requests() const { return requests_.load(); }
+  uint64_t connections() const { return connections_.load(); }
+  size_t max_open_streams() const { return max_streams_.load(); }
+  // Bodies of the requests received so far (JSON text), in arrival order.
+  std::vector<std::string> bodies() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return bodies_;
+  }
+
+ private:
+  using tcp = boost::asio::ip::tcp;
+  using json = nlohmann::json;
+  struct Session : std::enable_shared_from_this<Session> {
+    ScriptedEndpoint* ep;
+    tcp::socket sock;
+    boost::beast::flat_buffer buf;
+    boost::beast::http::request<boost::beast::http::string_body> req;
+    boost::asio::steady_timer timer;
+    std::vector<std::string> events;  // SSE events to send, one per scheduled chunk
+    std::vector<std::chrono::steady_clock::time_point> at;
+    std::string tail;                 // finish + terminator, sent right after the last chunk
+    size_t next = 0;
+    std::string out;                  // keeps write buffers alive
+    Session(ScriptedEndpoint* e, tcp::socket s) : ep(e), sock(std::move(s)), timer(sock.get_executor()) {}
+
+    void read() {
+      req = {};
+      auto self = shared_from_this();
+      boost::beast::http::async_read(sock, buf, req, [self](boost::system::error_code ec, size_t) {
+        if (ec) return;
+        self->handle();
+      });
+    }
+    void write_raw(std::string s, std::function<void()> then) {
+      auto self = shared_from_this();
+      auto p = std::make_shared<std::string>(std::move(s));
+      boost::asio::async_write(sock, boost::asio::buffer(*p), [self, p, then](boost::system::error_code ec, size_t) {
+        if (!ec && then) then();
+      });
+    }
+    std::string header(int status, const std::string& ctype, bool chunked, size_t len) {
+      std::string h = "HTTP/1.1 " + std::to_string(status) + (status == 200 ? " OK" : " Error") + "\r\nContent-Type: " + ctype +
+                      "\r\nServer: scripted-endpoint\r\nx-request-id: r" + std::to_string(ep->requests_.load()) + "\r\n";
+      h += chunked ? "Transfer-Encoding: chunked\r\n" : "Content-Length: " + std::to_string(len) + "\r\n";
+      if (ep->sched_.close_after_response) h += "Connection: close\r\n";
+      return h + "\r\n";
+    }
+    static std::string chunk(const std::string& s) {
+      char b[32];
+      std::snprintf(b, sizeof b, "%zx\r\n", s.size());
+      return b + s + "\r\n";
+    }
+    void simple(int status, const std::string& body) {
+      auto self = shared_from_this();
+      write_raw(header(status, "application/json", false, body.size()) + body, [self] { self->after(); });
+    }
+    void after() {
+      if (ep->sched_.close_after_response) {
+        boost::system::error_code ec;
+        sock.shutdown(tcp::socket::shutdown_both, ec);
+        return;
+      }
+      read();
+    }
+    void handle() {
+      const Schedule& s = ep->sched_;
+      auto t0 = std::chrono::steady_clock::now();
+      std::string target(req.target());
+      if (req.method() == boost::beast::http::verb::get && target == "/v1/models") {
+        json j = {{"object", "list"}, {"data", json::array({{{"id", s.model}, {"object", "model"}, {"owned_by", "scripted"}}})}};
+        simple(200, j.dump());
+        return;
+      }
+      if (req.method() != boost::beast::http::verb::post) {
+        simple(404, R"({"error":{"message":"not found","type":"invalid_request_error"}})");
+        return;
+      }
+      ep->requests_++;
+      {
+        std::lock_guard<std::mutex> l(ep->mu_);
+        ep->bodies_.push_back(req.body());
+      }
+      json body = json::parse(req.body(), nullptr, false);
+      if (body.is_discarded()) {
+        simple(400, R"({"error":{"message":"invalid JSON","type":"invalid_request_error"}})");
+        return;
+      }
+      if (s.error_status) {
+        simple(s.error_status, R"({"error":{"message":"scripted failure","type":"server_error"}})");
+        return;
+      }
+      if (body.value("model", std::string()) != s.model) {
+        simple(404, R"({"error":{"message":"The model does not exist","type":"invalid_request_error","code":"model_not_found"}})");
+        return;
+      }
+      std::string api = target.find("chat/completions") != std::string::npos ? "chat"
+                        : target.find("completions") != std::string::npos   ? "completions"
+                        : target.find("responses") != std::string::npos     ? "responses"
+                        : target.find("messages") != std::string::npos      ? "messages"
+                                                                             : "";
+      if (api.empty()) {
+        simple(404, R"({"error":{"message":"unknown route","type":"invalid_request_error"}})");
+        return;
+      }
+      int answer = s.answer_chunks;
+      int mt = body.value("max_tokens", body.value("max_completion_tokens", body.value("max_output_tokens", 0)));
+      if (s.follow_max_tokens && mt > 0) answer = std::max(1, mt / s.tokens_per_chunk);
+      const int R = s.reasoning_chunks, N = R + answer, k = s.tokens_per_chunk;
+      std::string words;
+      for (int i = 0; i < k; ++i) words += "tok ";
+      const int out_tokens = N * k, reasoning_tokens = R * k;
+      bool stream = body.value("stream", false);
+      auto at_i = [&](int i) {
+        return t0 + std::chrono::microseconds(static_cast<int64_t>((s.first_token_ms + i * s.interval_ms) * 1000));
+      };
+      json usage_openai = {{"prompt_tokens", s.prompt_tokens}, {"completion_tokens", out_tokens}, {"total_tokens", s.prompt_tokens + out_tokens},
+                           {"prompt_tokens_details", {{"cached_tokens", s.cached_tokens}}},
+                           {"completion_tokens_details", {{"reasoning_tokens", reasoning_tokens}}}};
+      if (!stream) {
+        std::string reasoning, answer_text;
+        for (int i = 0; i < R; ++i) reasoning += words;
+        for (int i = 0; i < answer; ++i) answer_text += words;
+        json r;
+        if (api == "chat") r = {{"id", "c1"}, {"object", "chat.completion"}, {"model", s.model},
+                                {"choices", json::array({{{"index", 0}, {"message", {{"role", "assistant"}, {"content", answer_text}, {"reasoning_content", reasoning}}}, {"finish_reason", "length"}}})},
+                                {"usage", usage_openai}};
+        else if (api == "completions") r = {{"id", "c1"}, {"object", "text_completion"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"text", answer_text}, {"finish_reason", "length"}}})}, {"usage", usage_openai}};
+        else if (api == "messages") r = {{"id", "m1"}, {"type", "message"}, {"role", "assistant"}, {"model", s.model},
+                                         {"content", json::array({{{"type", "text"}, {"text", answer_text}}})}, {"stop_reason", "max_tokens"},
+                                         {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", out_tokens}}}};
+        else r = {{"id", "r1"}, {"object", "response"}, {"status", "completed"}, {"output", json::array({{{"type", "message"}, {"content", json::array({{{"type", "output_text"}, {"text", answer_text}}})}}})},
+                  {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", out_tokens}}}};
+        auto self = shared_from_this();
+        std::string b = r.dump();
+        timer.expires_at(at_i(N - 1));
+        timer.async_wait([self, b](boost::system::error_code ec) {
+          if (!ec) self->simple(200, b);
+        });
+        return;
+      }
+      events.clear();
+      at.clear();
+      next = 0;
+      auto sse = [](const std::string& ev, const json& j) { return (ev.empty() ? std::string() : "event: " + ev + "\n") + "data: " + j.dump() + "\n\n"; };
+      std::string first;
+      if (api == "chat") first = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})}});
+      else if (api == "messages") first = sse("message_start", {{"type", "message_start"}, {"message", {{"id", "m1"}, {"type", "message"}, {"role", "assistant"}, {"model", s.model}, {"content", json::array()}, {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", 1}}}}}});
+      else if (api == "responses") first = sse("response.created", {{"type", "response.created"}, {"response", {{"id", "r1"}, {"status", "in_progress"}}}});
+      for (int i = 0; i < N; ++i) {
+        bool reasoning = i < R;
+        std::string e;
+        if (api == "chat") e = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", {{reasoning ? "reasoning_content" : "content", words}}}, {"finish_reason", nullptr}}})}});
+        else if (api == "completions") e = sse("", {{"id", "c1"}, {"object", "text_completion"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"text", words}, {"finish_reason", nullptr}}})}});
+        else if (api == "messages") {
+          if (i == 0 || i == R) e += sse("content_block_start", {{"type", "content_block_start"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"content_block", reasoning ? json{{"type", "thinking"}, {"thinking", ""}} : json{{"type", "text"}, {"text", ""}}}});
+          e += sse("content_block_delta", {{"type", "content_block_delta"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"delta", reasoning ? json{{"type", "thinking_delta"}, {"thinking", words}} : json{{"type", "text_delta"}, {"text", words}}}});
+        } else e = sse(reasoning ? "response.reasoning_text.delta" : "response.output_text.delta", {{"type", reasoning ? "response.reasoning_text.delta" : "response.output_text.delta"}, {"delta", words}});
+        events.push_back(e);
+        at.push_back(at_i(i));
+      }
+      tail.clear();
+      if (api == "chat") tail = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}})}}) +
+                                (body.contains("stream_options") ? sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"choices", json::array()}, {"usage", usage_openai}}) : "") + "data: [DONE]\n\n";
+      else if (api == "completions") tail = sse("", {{"id", "c1"}, {"object", "text_completion"}, {"choices", json::array({{{"index", 0}, {"text", ""}, {"finish_reason", "length"}}})}, {"usage", usage_openai}}) + "data: [DONE]\n\n";
+      else if (api == "messages") tail = sse("content_block_stop", {{"type", "content_block_stop"}, {"index", R ? 1 : 0}}) +
+                                         sse("message_delta", {{"type", "message_delta"}, {"delta", {{"stop_reason", "max_tokens"}}}, {"usage", {{"output_tokens", out_tokens}, {"cache_read_input_tokens", s.cached_tokens}}}}) +
+                                         sse("message_stop", {{"type", "message_stop"}});
+      else tail = sse("response.completed", {{"type", "response.completed"}, {"response", {{"id", "r1"}, {"status", "completed"}, {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", out_tokens}, {"input_tokens_details", {{"cached_tokens", s.cached_tokens}}}, {"output_tokens_details", {{"reasoning_tokens", reasoning_tokens}}}}}}}});
+      size_t open = ++ep->open_streams_;
+      size_t m = ep->max_streams_.load();
+      while (open > m && !ep->max_streams_.compare_exchange_weak(m, open)) {}
+      auto self = shared_from_this();
+      write_raw(header(200, "text/event-stream", true, 0) + (first.empty() ? std::string() : chunk(first)), [self] { self->tick(); });
+    }
+    void tick() {
+      auto self = shared_from_this();
+      if (next >= events.size()) {
+        ep->open_streams_--;
+        write_raw(chunk(tail) + "0\r\n\r\n", [self] { self->after(); });
+        return;
+      }
+      timer.expires_at(at[next]);
+      timer.async_wait([self](boost::system::error_code ec) {
+        if (ec) return;
+        std::string e = self->events[self->next++];
+        self->write_raw(chunk(e), [self] { self->tick(); });
+      });
+    }
+  };
+
+  void accept() {
+    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+      if (ec) return;
+      connections_++;
+      s.set_option(tcp::no_delay(true));
+      std::make_shared<Session>(this, std::move(s))->read();
+      accept();
+    });
+  }
+
+  Schedule sched_;
+  boost::asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<uint64_t> requests_{0}, connections_{0};
+  std::atomic<size_t> open_streams_{0}, max_streams_{0};
+  mutable std::mutex mu_;
+  std::vector<std::string> bodies_;
+};
+
+}  // namespace v4::testing
