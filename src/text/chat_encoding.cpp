@@ -1,6 +1,8 @@
 #include "text/chat_encoding.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <map>
 
 #include "core/error.h"
@@ -83,9 +85,9 @@ std::string encode_arguments(const ojson& arguments) {
   if (arguments.is_string()) {
     const std::string& s = arguments.get_ref<const std::string&>();
     try {
-      args = ojson::parse(s);
+      args = parse_json_exact(s, "tool call arguments");  // integers of any size stay exact
       parsed = true;
-    } catch (const ojson::exception&) {
+    } catch (const InputError&) {
     }
   }
   if (!parsed) {
@@ -162,9 +164,12 @@ ojson merge_tool_messages(const ojson& messages) {
 std::string hash_key(const ojson& v) {
   if (v.is_array() || v.is_object()) reject("unhashable tool call id: " + py_json_dumps(v));
   if (v.is_boolean()) return v.get<bool>() ? "i1" : "i0";  // True == 1 in Python
-  if (v.is_number_float() && v.get<double>() == static_cast<double>(static_cast<int64_t>(v.get<double>())))
-    return "i" + std::to_string(static_cast<int64_t>(v.get<double>()));
-  if (v.is_number_integer() || v.is_number_unsigned()) return "i" + py_json_dumps(v);
+  if (v.is_number_float() && std::isfinite(v.get<double>()) && std::floor(v.get<double>()) == v.get<double>()) {
+    char buf[400];  // an integral double equals the int of the same value (1e20 == 10**20): its exact digits
+    std::snprintf(buf, sizeof buf, "%.0f", v.get<double>());
+    return std::string("i") + (std::string(buf) == "-0" ? "0" : buf);
+  }
+  if (v.is_number_integer() || v.is_number_unsigned() || is_big_integer(v)) return "i" + py_json_dumps(v);
   return (v.is_string() ? "s" : "o") + py_json_dumps(v);
 }
 

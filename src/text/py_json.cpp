@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 #include "core/error.h"
 #include "text/utf8.h"
@@ -77,8 +78,30 @@ std::string py_float_repr(double d) {
   return out;
 }
 
+bool is_big_integer(const ojson& v) {
+  return v.is_binary() && v.get_binary().has_subtype() && v.get_binary().subtype() == kBigIntegerSubtype;
+}
+
+std::string big_integer_text(const ojson& v) {
+  if (!is_big_integer(v)) return "";
+  const auto& b = v.get_binary();
+  return std::string(b.begin(), b.end());
+}
+
+ojson make_big_integer(std::string_view d) {
+  size_t i = !d.empty() && d[0] == '-' ? 1 : 0;
+  bool ok = d.size() > i && d[i] >= '1' && d[i] <= '9';
+  for (size_t k = i; ok && k < d.size(); ++k) ok = d[k] >= '0' && d[k] <= '9';
+  if (!ok) throw InputError("not a decimal integer: '" + std::string(d) + "'");
+  return ojson::binary(std::vector<std::uint8_t>(d.begin(), d.end()), kBigIntegerSubtype);
+}
+
 void py_json_dumps_into(const ojson& v, std::string& out) {
   switch (v.type()) {
+    case ojson::value_t::binary:
+      if (!is_big_integer(v)) throw InputError("unsupported JSON value (binary)");
+      out += big_integer_text(v);  // Python: str(int), exact
+      break;
     case ojson::value_t::null: out += "null"; break;
     case ojson::value_t::boolean: out += v.get<bool>() ? "true" : "false"; break;
     case ojson::value_t::number_integer: out += std::to_string(v.get<int64_t>()); break;
@@ -224,6 +247,7 @@ bool py_truthy(const ojson& v) {
     case ojson::value_t::boolean: return v.get<bool>();
     case ojson::value_t::number_integer: return v.get<int64_t>() != 0;
     case ojson::value_t::number_unsigned: return v.get<uint64_t>() != 0;
+    case ojson::value_t::binary: return !is_big_integer(v) || big_integer_text(v) != "0";
     case ojson::value_t::number_float: return v.get<double>() != 0.0;
     case ojson::value_t::string: return !v.get_ref<const std::string&>().empty();
     case ojson::value_t::array:
@@ -232,12 +256,177 @@ bool py_truthy(const ojson& v) {
   }
 }
 
-ojson parse_ordered_json(std::string_view text, const std::string& what) {
-  try {
-    return ojson::parse(text.begin(), text.end());
-  } catch (const ojson::exception& e) {
-    throw InputError(what + " is not valid JSON: " + e.what());
+namespace {
+
+// Builds the DOM like nlohmann's own parser (ordered keys, a repeated key overwrites in place,
+// as a Python dict does), except for numbers: an integer literal outside 64 bits becomes a big
+// integer, and a stand-in string for a number too large for a double (see parse_json_exact)
+// becomes that number.
+class ExactSax : public nlohmann::json_sax<ojson> {
+ public:
+  explicit ExactSax(const std::vector<std::string>* overflow) : overflow_(overflow) {}
+  ojson root;
+  std::string error;
+
+  bool null() override { return put(ojson(nullptr)); }
+  bool boolean(bool b) override { return put(ojson(b)); }
+  bool number_integer(number_integer_t v) override { return put(ojson(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return put(ojson(v)); }
+  bool number_float(number_float_t v, const string_t& text) override {
+    if (text.find_first_of(".eE") == string_t::npos) return put(make_big_integer(text));
+    return put(ojson(v));
   }
+  bool string(string_t& s) override {
+    if (s.size() > kMarker.size() && s.compare(0, kMarker.size(), kMarker) == 0 && overflow_) {
+      const size_t k = std::stoul(s.substr(kMarker.size()));
+      if (k < overflow_->size()) {
+        const std::string& t = (*overflow_)[k];
+        if (t.find_first_of(".eE") == std::string::npos) return put(make_big_integer(t));
+        return put(ojson(t[0] == '-' ? -HUGE_VAL : HUGE_VAL));  // Python: float('1e400') = inf
+      }
+    }
+    return put(ojson(std::move(s)));
+  }
+  bool binary(binary_t& b) override { return put(ojson::binary(std::move(b))); }
+  bool start_object(std::size_t) override { return open(ojson::object()); }
+  bool key(string_t& k) override {
+    key_ = std::move(k);
+    return true;
+  }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(ojson::array()); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t pos, const std::string& token, const nlohmann::detail::exception& e) override {
+    error = e.what();
+    error_id = e.id;
+    error_pos = pos;
+    error_token = token;
+    return false;
+  }
+  int error_id = 0;
+  size_t error_pos = 0;
+  std::string error_token;
+
+  static inline const std::string kMarker = std::string("\0v4num:", 7);
+
+ private:
+  bool put(ojson v) {
+    insert(std::move(v));
+    return true;
+  }
+  ojson* insert(ojson v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    ojson& top = *stack_.back();
+    if (top.is_array()) {
+      top.push_back(std::move(v));
+      return &top.back();
+    }
+    ojson& slot = top[key_];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool open(ojson v) {
+    stack_.push_back(insert(std::move(v)));
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    return true;
+  }
+  // Only the open containers along the current path are held: none of them grows while a
+  // descendant is open, so the pointers stay valid.
+  std::vector<ojson*> stack_;
+  std::string key_;
+  const std::vector<std::string>* overflow_;
+};
+
+}  // namespace
+
+ojson parse_json_exact(std::string_view text, const std::string& what) {
+  // nlohmann refuses a number literal that overflows a double ("number overflow", id 406), which
+  // is how it sees integers of more than ~309 digits and floats like 1e400; Python reads both.
+  // Such a literal is swapped for a stand-in string and the text parsed again (bounded).
+  std::string work;
+  std::string_view cur = text;
+  std::vector<std::string> overflow;
+  for (int attempt = 0;; ++attempt) {
+    ExactSax sax(&overflow);
+    bool ok = false;
+    try {
+      ok = ojson::sax_parse(cur.begin(), cur.end(), &sax);
+    } catch (const ojson::exception& e) {
+      throw InputError(what + " is not valid JSON: " + e.what());
+    }
+    if (ok) return std::move(sax.root);
+    const std::string& tok = sax.error_token;
+    size_t at = std::string_view::npos;
+    // The stand-in is a string NUL + "v4num:k"; a NUL can only be written as \u0000 in JSON
+    // text, so a text without that sequence cannot hold a string equal to a stand-in.
+    if (sax.error_id == 406 && attempt < 64 && !tok.empty() && text.find("\\u0000v4num:") == std::string_view::npos) {
+      // The lexer stopped just after the token (position counts the look-ahead character).
+      for (size_t back : {tok.size(), tok.size() + 1})
+        if (sax.error_pos >= back && cur.substr(sax.error_pos - back, tok.size()) == tok) {
+          at = sax.error_pos - back;
+          break;
+        }
+    }
+    if (at == std::string_view::npos) throw InputError(what + " is not valid JSON: " + sax.error);
+    std::string next(cur.substr(0, at));
+    next += "\"\\u0000v4num:" + std::to_string(overflow.size()) + "\"";
+    next += cur.substr(at + tok.size());
+    overflow.push_back(tok);
+    work = std::move(next);
+    cur = work;
+  }
+}
+
+ojson parse_ordered_json(std::string_view text, const std::string& what) { return parse_json_exact(text, what); }
+
+namespace {
+void dump_exact_into(const ojson& v, std::string& out) {
+  switch (v.type()) {
+    case ojson::value_t::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& e : v) {
+        if (!first) out += ',';
+        first = false;
+        dump_exact_into(e, out);
+      }
+      out += ']';
+      break;
+    }
+    case ojson::value_t::object: {
+      out += '{';
+      bool first = true;
+      for (auto it = v.begin(); it != v.end(); ++it) {
+        if (!first) out += ',';
+        first = false;
+        out += ojson(it.key()).dump();
+        out += ':';
+        dump_exact_into(it.value(), out);
+      }
+      out += '}';
+      break;
+    }
+    case ojson::value_t::binary:
+      if (is_big_integer(v)) {
+        out += big_integer_text(v);
+        break;
+      }
+      [[fallthrough]];
+    default: out += v.dump(-1, ' ', false, ojson::error_handler_t::replace);
+  }
+}
+}  // namespace
+
+std::string json_dump_exact(const ojson& v) {
+  std::string out;
+  dump_exact_into(v, out);
+  return out;
 }
 
 }  // namespace v4::text
