@@ -9,6 +9,7 @@
 #include "core/cpu.h"
 #include "core/float_formats.h"
 #include "kernels/linear.h"
+#include "kernels/linear_bf16.h"
 
 using namespace v4;
 
@@ -62,7 +63,32 @@ void BM_Linear(benchmark::State& st, WFormat f, int N, int K) {
   st.SetLabel(cpu_summary());
 }
 
+// The official-numerics path on the BF16 dot-product units: FP8 activation quantisation and
+// packing included, as linear_act runs it.
+void BM_LinearBf16(benchmark::State& st, WFormat f, int N, int K) {
+  const int M = static_cast<int>(st.range(0));
+  Weight w = make(f, N, K);
+  if (!bf16_dot_available() || !bf16_weight_ok(w.w)) {
+    st.SkipWithError("no AVX-512 BF16");
+    return;
+  }
+  std::vector<float> x(static_cast<size_t>(M) * K), y(static_cast<size_t>(M) * N);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 193) - 96);
+  std::vector<uint16_t> xp(static_cast<size_t>(M) * bf16_padded_k(w.w));
+  for (auto _ : st) {
+    bf16_quant_pack_act(w.w, x.data(), M, K, xp.data());
+    linear_bf16(w.w, xp.data(), M, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.w.bytes()) * st.iterations(), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+}
+
 }  // namespace
+
+BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LinearBf16, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // V4-Flash shapes: wq_b (FP8 32768x1024), wo_b (FP8 4096x8192), an FP4 expert w1 (2048x4096),
 // the BF16 LM head slice (16384x4096).

@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/internal.h"
+#include "kernels/linear_bf16.h"
 
 namespace v4 {
 
@@ -24,13 +26,18 @@ bool parse_numerics(const std::string& s, Numerics* out) {
 
 struct Engine::Impl {
   RopeTable rope_plain, rope_comp;
+  detail::Bf16Choice bf16;
 };
 
 Engine::Engine(const ModelWeights& w, Numerics numerics) : w_(w), numerics_(numerics), impl_(std::make_unique<Impl>()) {
   const ModelConfig& c = w.cfg;
   impl_->rope_plain.init(c.rope_dim, c.rope_theta, false, 1, c.original_seq_len, c.beta_fast, c.beta_slow);
   impl_->rope_comp.init(c.rope_dim, c.compress_rope_theta, true, c.rope_factor, c.original_seq_len, c.beta_fast, c.beta_slow);
+  const char* off = std::getenv("V4HOST_NO_BF16");
+  impl_->bf16.enabled = numerics == Numerics::Official && bf16_dot_available() && !(off && *off && *off != '0');
 }
+
+bool Engine::bf16_dot() const { return impl_->bf16.enabled; }
 
 Engine::~Engine() = default;
 
@@ -174,7 +181,7 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
     if (M == 0) break;
     const bool trace_seg0 = trace && which[0] == 0 && first_round;
     Ctx c{cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp,
-          trace_seg0 ? trace : nullptr, trace_seg0};
+          trace_seg0 ? trace : nullptr, trace_seg0, &impl_->bf16};
     std::vector<float> X(static_cast<size_t>(M) * hc * D);
     parallel_for(static_cast<size_t>(M), 16, [&](size_t t0, size_t t1) {
       for (size_t t = t0; t < t1; ++t) {
@@ -239,7 +246,7 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
     M += s.n;
   }
   if (M == 0) return;
-  Ctx c{cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false};
+  Ctx c{cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
   // e = e_proj(enorm(embed[t_{i+1}])) broadcast over streams; h = h_proj(hnorm(H_prev[s])).
   std::vector<float> e(static_cast<size_t>(M) * D), ep(static_cast<size_t>(M) * D), h(static_cast<size_t>(M) * hc * D),
       X(static_cast<size_t>(M) * hc * D);

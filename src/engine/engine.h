@@ -63,6 +63,9 @@ class Engine {
   const ModelWeights& weights() const { return w_; }
   Numerics numerics() const { return numerics_; }
   bool has_mtp() const { return w_.mtp.has_value(); }
+  // Whether `official` numerics run their FP8/FP4 GEMMs on the BF16 dot-product units (same
+  // products, FP32 accumulation; V4HOST_NO_BF16=1 keeps the float32 kernels for comparison).
+  bool bf16_dot() const;
 
   std::unique_ptr<SequenceState> new_sequence(bool with_mtp = false) const;
 

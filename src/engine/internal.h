@@ -1,6 +1,8 @@
 // Shared internals of the forward pass (not a public header).
 #pragma once
 #include <cstdint>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/engine.h"
@@ -16,6 +18,15 @@ struct SegCtx {
   int n = 0;
 };
 
+// Which weights the BF16 dot-product kernels compute exactly (decided once per weight: it reads
+// every scale). Owned by the engine; keys are the model's LinearWeight objects.
+struct Bf16Choice {
+  bool enabled = false;  // official numerics, CPU support, not disabled by V4HOST_NO_BF16
+  std::mutex mu;
+  std::unordered_map<const LinearWeight*, bool> ok;
+  bool usable(const LinearWeight& w);
+};
+
 struct Ctx {
   const ModelConfig& cfg;
   bool act_quant;     // FP8 activation quantisation before FP8/FP4 GEMMs (official numerics)
@@ -24,11 +35,14 @@ struct Ctx {
   const RopeTable& rope_comp;
   Trace* trace;
   bool trace_seg0;    // whether segment 0 of this batch is traced (main model only)
+  Bf16Choice* bf16 = nullptr;
   const RopeTable& rope(int ratio) const { return ratio ? rope_comp : rope_plain; }
 };
 
 // y = x·Wᵀ, with the official FP8 activation quantisation of x when enabled and W is FP8/FP4.
 void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
+// Two weights over the same input (the experts' w1 and w3): the input is quantised once.
+void linear_act2(const Ctx& c, const LinearWeight& w1, const LinearWeight& w3, const float* x, int M, float* y1, float* y3);
 
 void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::vector<SegCtx>& segs, float* out);
 void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32_t* tokens, std::vector<SegCtx>& segs,

@@ -1,15 +1,24 @@
+#include <cstdlib>
+
 #include "engine/internal.h"
+#include "kernels/linear_bf16.h"
 
 namespace v4::detail {
 
-void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y) {
-  if (!c.act_quant || (w.format != WFormat::FP8 && w.format != WFormat::FP4)) {
-    linear(w, x, M, y);
-    return;
-  }
-  // Quantise each row per 128-element block to e4m3 with a power-of-two scale, then run the
-  // float GEMM on the dequantised values: equal to the reference's blockwise FP8 GEMM up to the
-  // order of float accumulation.
+bool Bf16Choice::usable(const LinearWeight& w) {
+  if (!enabled || (w.format != WFormat::FP8 && w.format != WFormat::FP4)) return false;
+  std::lock_guard<std::mutex> lk(mu);
+  auto it = ok.find(&w);
+  if (it == ok.end()) it = ok.emplace(&w, bf16_weight_ok(w)).first;
+  return it->second;
+}
+
+namespace {
+
+// Float path: quantise each row per 128-element block to e4m3 with a power-of-two scale, then
+// run the float GEMM on the dequantised values: equal to the reference's blockwise FP8 GEMM up
+// to the order of float accumulation.
+void linear_act_f32(const LinearWeight& w, const float* x, int M, float* y) {
   const int K = w.cols;
   std::vector<float> q(static_cast<size_t>(M) * K), s(static_cast<size_t>((K + 127) / 128));
   for (int m = 0; m < M; ++m) {
@@ -18,6 +27,42 @@ void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, floa
     for (int k = 0; k < K; ++k) qm[k] *= s[static_cast<size_t>(k / 128)];
   }
   linear(w, q.data(), M, y);
+}
+
+bool quantised(const Ctx& c, const LinearWeight& w) {
+  return c.act_quant && (w.format == WFormat::FP8 || w.format == WFormat::FP4);
+}
+
+}  // namespace
+
+void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y) {
+  if (!quantised(c, w)) {
+    linear(w, x, M, y);
+    return;
+  }
+  if (c.bf16 && c.bf16->usable(w)) {
+    // The same FP8 values on the BF16 dot-product units (exact products, FP32 accumulation).
+    thread_local std::vector<uint16_t> xp;
+    xp.resize(static_cast<size_t>(M) * bf16_padded_k(w));
+    bf16_quant_pack_act(w, x, M, w.cols, xp.data());
+    linear_bf16(w, xp.data(), M, y);
+    return;
+  }
+  linear_act_f32(w, x, M, y);
+}
+
+void linear_act2(const Ctx& c, const LinearWeight& w1, const LinearWeight& w3, const float* x, int M, float* y1, float* y3) {
+  if (quantised(c, w1) && c.bf16 && w1.format == w3.format && w1.cols == w3.cols && c.bf16->usable(w1) &&
+      c.bf16->usable(w3)) {
+    thread_local std::vector<uint16_t> xp;
+    xp.resize(static_cast<size_t>(M) * bf16_padded_k(w1));
+    bf16_quant_pack_act(w1, x, M, w1.cols, xp.data());
+    linear_bf16(w1, xp.data(), M, y1);
+    linear_bf16(w3, xp.data(), M, y3);
+    return;
+  }
+  linear_act(c, w1, x, M, y1);
+  linear_act(c, w3, x, M, y3);
 }
 
 }  // namespace v4::detail

@@ -16,8 +16,7 @@ void expert_forward(const Ctx& c, const ExpertWeights& e, const float* x, int n,
   const int I = e.w1.rows;
   const float lim = c.cfg.swiglu_limit;
   std::vector<float> g(static_cast<size_t>(n) * I), u(static_cast<size_t>(n) * I);
-  linear_act(c, e.w1, x, n, g.data());
-  linear_act(c, e.w3, x, n, u.data());
+  linear_act2(c, e.w1, e.w3, x, n, g.data(), u.data());
   for (int t = 0; t < n; ++t) {
     const float wt = weights ? weights[t] : 1.0f;
     float* gt = g.data() + static_cast<size_t>(t) * I;

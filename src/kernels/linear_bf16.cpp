@@ -1,0 +1,415 @@
+#include "kernels/linear_bf16.h"
+
+// GCC 12 reports false "uninitialized" warnings inside its own AVX-512 intrinsic headers when
+// they are used from target-attributed functions; the intrinsics are correct.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/cpu.h"
+#include "core/thread_pool.h"
+
+#define V4_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+namespace v4 {
+
+bool bf16_dot_available() { return use_avx512() && cpu_features().avx512bf16; }
+
+namespace {
+
+// Scale ranges in which every scaled weight is a normal BF16 number (vdpbf16ps treats BF16
+// denormals as zero): FP4 values 0.5..6 times 2^(e-127); FP8 e4m3 normals 2^-6..448 and
+// subnormals down to 2^-9 times 2^(e-127).
+bool scale_in_range(WFormat f, uint8_t e) { return f == WFormat::FP4 ? (e >= 2 && e <= 252) : (e >= 10 && e <= 246); }
+
+}  // namespace
+
+bool bf16_weight_ok(const LinearWeight& w) {
+  if ((w.format != WFormat::FP8 && w.format != WFormat::FP4) || w.scale_format != ScaleFormat::E8M0 || !w.scale)
+    return false;
+  if (w.format == WFormat::FP4 && w.cols % 32) return false;
+  const size_t n = w.format == WFormat::FP8 ? ((static_cast<size_t>(w.rows) + 127) / 128) * ((static_cast<size_t>(w.cols) + 127) / 128)
+                                            : static_cast<size_t>(w.rows) * static_cast<size_t>(w.cols / 32);
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale);
+  for (size_t i = 0; i < n; ++i)
+    if (!scale_in_range(w.format, s[i])) return false;
+  return true;
+}
+
+int bf16_padded_k(const LinearWeight& w) { return w.format == WFormat::FP4 ? w.cols : (w.cols + 31) / 32 * 32; }
+
+int bf16_kernel_k(const LinearWeight& w, int p) {
+  if (w.format != WFormat::FP4) return p;
+  // FP4: 64-column blocks decode as [low nibbles of the 32 bytes, high nibbles]; a trailing
+  // 32-column group as [low nibbles of its 16 bytes, high nibbles].
+  const int K64 = w.cols / 64 * 64;
+  if (p < K64) {
+    const int b = p / 64 * 64, j = p - b, hi = j / 32, wj = j % 32;
+    return wj < 16 ? b + 2 * wj + hi : b + 32 + 2 * (wj - 16) + hi;
+  }
+  const int wj = p - K64;
+  return wj < 16 ? K64 + 2 * wj : K64 + 2 * (wj - 16) + 1;
+}
+
+void bf16_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16_t* out) {
+  const int Kp = bf16_padded_k(w), K = w.cols;
+  thread_local std::vector<int> perm;
+  thread_local int perm_k = -1;
+  thread_local WFormat perm_f = WFormat::F32;
+  if (perm_k != K || perm_f != w.format) {
+    perm.resize(static_cast<size_t>(Kp));
+    for (int p = 0; p < Kp; ++p) perm[static_cast<size_t>(p)] = bf16_kernel_k(w, p);
+    perm_k = K;
+    perm_f = w.format;
+  }
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    uint16_t* o = out + static_cast<size_t>(m) * Kp;
+    for (int p = 0; p < Kp; ++p) {
+      const int k = perm[static_cast<size_t>(p)];
+      o[p] = k < K ? f32_to_bf16(xm[k]) : 0;
+    }
+  }
+}
+
+namespace {
+
+// ---- weight decoders: 32 BF16 weights (one dot-product chunk) at a time, in kernel order.
+
+// FP4: the 16 e2m1 values as BF16 bits, twice (one copy per 32-column group of a 64 block).
+V4_BF16 inline __m512i fp4_base() {
+  return _mm512_set_epi16(static_cast<short>(0xC0C0), static_cast<short>(0xC080), static_cast<short>(0xC040), static_cast<short>(0xC000),
+                          static_cast<short>(0xBFC0), static_cast<short>(0xBF80), static_cast<short>(0xBF00), static_cast<short>(0x8000),
+                          0x40C0, 0x4080, 0x4040, 0x4000, 0x3FC0, 0x3F80, 0x3F00, 0x0000,
+                          static_cast<short>(0xC0C0), static_cast<short>(0xC080), static_cast<short>(0xC040), static_cast<short>(0xC000),
+                          static_cast<short>(0xBFC0), static_cast<short>(0xBF80), static_cast<short>(0xBF00), static_cast<short>(0x8000),
+                          0x40C0, 0x4080, 0x4040, 0x4000, 0x3FC0, 0x3F80, 0x3F00, 0x0000);
+}
+
+// The value table scaled by 2^(e0-127) (words 0-15) and 2^(e1-127) (words 16-31): adding to the
+// exponent field is exact for the non-zero entries (the scale range is checked).
+V4_BF16 inline __m512i fp4_table(__m512i base, uint8_t e0, uint8_t e1) {
+  const __m512i sh = _mm512_mask_set1_epi16(_mm512_set1_epi16(static_cast<short>((e0 - 127) * 128)), 0xFFFF0000u,
+                                            static_cast<short>((e1 - 127) * 128));
+  return _mm512_mask_add_epi16(base, 0xFEFEFEFEu, base, sh);
+}
+
+// 64 FP4 weights (32 bytes, two scale groups) -> two chunks.
+V4_BF16 inline void fp4_decode64(const uint8_t* p, __m512i tbl, __m512i& a, __m512i& b) {
+  const __m512i hiflag = _mm512_maskz_set1_epi16(0xFFFF0000u, 0x10);
+  const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  const __m512i lo = _mm512_ternarylogic_epi32(w, _mm512_set1_epi16(0x0f), hiflag, 0xEA);  // (w & 0xf) | flag
+  const __m512i hi = _mm512_or_si512(_mm512_srli_epi16(w, 4), hiflag);
+  a = _mm512_permutexvar_epi16(lo, tbl);
+  b = _mm512_permutexvar_epi16(hi, tbl);
+}
+
+// A lone trailing 32-column FP4 group (16 bytes) -> one chunk (table in words 0-15).
+V4_BF16 inline __m512i fp4_decode32(const uint8_t* p, __m512i tbl) {
+  const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  const __m256i lo = _mm256_and_si256(w, _mm256_set1_epi16(0x0f));
+  const __m256i hi = _mm256_srli_epi16(w, 4);
+  return _mm512_permutexvar_epi16(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1), tbl);
+}
+
+// FP8 e4m3 with a UE8M0 block scale 2^(es-127): for normal codes the BF16 bits are the code's
+// exponent/mantissa bits shifted into place plus (es-7)<<7 on the exponent; zeros and
+// subnormals (exponent bits 0) come from an 8-entry table m·2^-9·2^(es-127); the sign is OR-ed.
+struct Fp8Block {
+  __m512i add, sub;
+};
+V4_BF16 inline Fp8Block fp8_block(uint8_t es) {
+  Fp8Block b;
+  b.add = _mm512_set1_epi16(static_cast<short>((es - 7) * 128));
+  const __m512 m = _mm512_set_ps(0, 0, 0, 0, 0, 0, 0, 0, 7, 6, 5, 4, 3, 2, 1, 0);
+  const float s = e8m0_to_f32(es) * (1.0f / 512.0f);
+  __m256bh h = _mm512_cvtneps_pbh(_mm512_mul_ps(m, _mm512_set1_ps(s)));
+  b.sub = _mm512_castsi256_si512(reinterpret_cast<__m256i&>(h));
+  return b;
+}
+V4_BF16 inline __m512i fp8_decode32(__m256i bytes, const Fp8Block& blk) {
+  const __m512i sx = _mm512_cvtepi8_epi16(bytes);
+  __m512i r = _mm512_add_epi16(_mm512_and_si512(_mm512_slli_epi16(sx, 4), _mm512_set1_epi16(static_cast<short>(0x87F0))), blk.add);
+  const __mmask32 z = _mm512_testn_epi16_mask(sx, _mm512_set1_epi16(0x0078));
+  r = _mm512_mask_permutexvar_epi16(r, z, sx, blk.sub);
+  return _mm512_ternarylogic_epi32(r, sx, _mm512_set1_epi16(static_cast<short>(0x8000)), 0xF8);  // r | (sx & 0x8000)
+}
+V4_BF16 inline __m256i fp8_load32(const uint8_t* p, size_t k, size_t K) {
+  if (k + 32 <= K) return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + k));
+  return _mm256_maskz_loadu_epi8(static_cast<__mmask32>((1ull << (K - k)) - 1), p + k);
+}
+
+V4_BF16 inline __m512 dp(__m512 acc, __m512i w, __m512i x) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(w), reinterpret_cast<__m512bh&>(x));
+}
+V4_BF16 inline __m512i ldx(const uint16_t* p) { return _mm512_loadu_si512(p); }
+
+V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) {
+  const size_t K = static_cast<size_t>(w.cols);
+  const uint8_t* sp = static_cast<const uint8_t*>(w.scale);
+  if (w.format == WFormat::FP4) {
+    const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
+    const uint8_t* s = sp + static_cast<size_t>(n) * (K / 32);
+    const __m512i base = fp4_base();
+    const size_t K64 = K / 64 * 64;
+    for (size_t k = 0; k < K64; k += 64) {
+      __m512i a, b;
+      fp4_decode64(p + k / 2, fp4_table(base, s[k / 32], s[k / 32 + 1]), a, b);
+      _mm512_storeu_si512(out + k, a);
+      _mm512_storeu_si512(out + k + 32, b);
+    }
+    if (K64 < K) _mm512_storeu_si512(out + K64, fp4_decode32(p + K64 / 2, fp4_table(base, s[K64 / 32], s[K64 / 32])));
+    return;
+  }
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const size_t kb = (K + 127) / 128;
+  const uint8_t* s = sp + static_cast<size_t>(n / 128) * kb;
+  for (size_t k0 = 0; k0 < K; k0 += 128) {
+    const Fp8Block blk = fp8_block(s[k0 / 128]);
+    const size_t k1 = std::min(K, k0 + 128);
+    for (size_t k = k0; k < k1; k += 32) _mm512_storeu_si512(out + k, fp8_decode32(fp8_load32(p, k, K), blk));
+  }
+}
+
+// ---- decode (M = 1): weights decoded in registers, R rows at a time sharing the x chunks.
+template <int R>
+V4_BF16 void fp4_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), K64 = K / 64 * 64;
+  const uint8_t* base_p = static_cast<const uint8_t*>(w.data);
+  const uint8_t* base_s = static_cast<const uint8_t*>(w.scale);
+  const __m512i base = fp4_base();
+  const uint8_t* p[R];
+  const uint8_t* s[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    p[r] = base_p + static_cast<size_t>(n + r) * (K / 2);
+    s[r] = base_s + static_cast<size_t>(n + r) * (K / 32);
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (size_t k = 0; k < K64; k += 64) {
+    const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+    if (ahead && k % 128 == 0)
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + k / 2) + ahead, _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) {
+      __m512i a, b;
+      fp4_decode64(p[r] + k / 2, fp4_table(base, s[r][k / 32], s[r][k / 32 + 1]), a, b);
+      acc[r] = dp(acc[r], a, xa);
+      acc[r] = dp(acc[r], b, xb);
+    }
+  }
+  if (K64 < K) {
+    const __m512i xa = ldx(xp + K64);
+    for (int r = 0; r < R; ++r)
+      acc[r] = dp(acc[r], fp4_decode32(p[r] + K64 / 2, fp4_table(base, s[r][K64 / 32], s[r][K64 / 32])), xa);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+template <int R>
+V4_BF16 void fp8_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128;
+  const uint8_t* base_p = static_cast<const uint8_t*>(w.data);
+  const uint8_t* base_s = static_cast<const uint8_t*>(w.scale);
+  const uint8_t* p[R];
+  const uint8_t* s[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    p[r] = base_p + static_cast<size_t>(n + r) * K;
+    s[r] = base_s + static_cast<size_t>((n + r) / 128) * kb;
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (size_t k0 = 0; k0 < K; k0 += 128) {
+    Fp8Block blk[R];
+    for (int r = 0; r < R; ++r) blk[r] = fp8_block(s[r][k0 / 128]);
+    const size_t k1 = std::min(K, k0 + 128);
+    for (size_t k = k0; k < k1; k += 32) {
+      if (ahead && k % 64 == 0)
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + k) + ahead, _MM_HINT_T0);
+      const __m512i xa = ldx(xp + k);
+      for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p[r], k, K), blk[r]), xa);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const ptrdiff_t ahead = n + 8 <= n1 ? 4 * row_bytes : 0;
+    if (w.format == WFormat::FP4) fp4_rows_m1<4>(w, xp, y, n, ahead);
+    else fp8_rows_m1<4>(w, xp, y, n, ahead);
+  }
+  for (; n < n1; ++n) {
+    if (w.format == WFormat::FP4) fp4_rows_m1<1>(w, xp, y, n, 0);
+    else fp8_rows_m1<1>(w, xp, y, n, 0);
+  }
+}
+
+// ---- batched (M > 1): RB rows decoded once into a buffer, then MT tokens x 4 rows register
+// tiles over k blocks of KB columns (the x tile and the weight block stay in L1); accumulators
+// are carried between k blocks in memory, so each (token, row) sees exactly the decode path's
+// sequence of dot-product steps.
+constexpr int RB = 16, KB = 512, MT = 6;
+
+template <int T>
+V4_BF16 void tile(const uint16_t* const* wr, const uint16_t* xp, size_t Kp, int c0, int c1, float* acc, bool first) {
+  __m512 a[T][4];
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < 4; ++r) a[t][r] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + (t * 4 + r) * 16);
+  for (int c = c0; c < c1; c += 32) {
+    const __m512i w0 = ldx(wr[0] + c), w1 = ldx(wr[1] + c), w2 = ldx(wr[2] + c), w3 = ldx(wr[3] + c);
+    for (int t = 0; t < T; ++t) {
+      const __m512i xv = ldx(xp + static_cast<size_t>(t) * Kp + c);
+      a[t][0] = dp(a[t][0], w0, xv);
+      a[t][1] = dp(a[t][1], w1, xv);
+      a[t][2] = dp(a[t][2], w2, xv);
+      a[t][3] = dp(a[t][3], w3, xv);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < 4; ++r) _mm512_storeu_ps(acc + (t * 4 + r) * 16, a[t][r]);
+}
+
+V4_BF16 void rows_batched(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1) {
+  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
+  thread_local std::vector<uint16_t> wbuf;
+  thread_local std::vector<float> accbuf;
+  wbuf.resize(RB * Kp);
+  accbuf.resize(static_cast<size_t>(M + MT) * 4 * 16 * (RB / 4));
+  for (int nb = n0; nb < n1; nb += RB) {
+    const int nr = std::min(RB, n1 - nb);
+    for (int r = 0; r < nr; ++r) decode_row_impl(w, nb + r, wbuf.data() + static_cast<size_t>(r) * Kp);
+    const int groups = (nr + 3) / 4;
+    for (int c0 = 0; c0 < static_cast<int>(Kp); c0 += KB) {
+      const int c1 = std::min(static_cast<int>(Kp), c0 + KB);
+      for (int m0 = 0; m0 < M; m0 += MT) {
+        const int mt = std::min(MT, M - m0);
+        const uint16_t* xm = xp + static_cast<size_t>(m0) * Kp;
+        for (int g = 0; g < groups; ++g) {
+          const uint16_t* wr[4];
+          for (int r = 0; r < 4; ++r) wr[r] = wbuf.data() + static_cast<size_t>(std::min(g * 4 + r, nr - 1)) * Kp;
+          float* acc = accbuf.data() + (static_cast<size_t>(g) * (M + MT) + static_cast<size_t>(m0)) * 4 * 16;
+          switch (mt) {
+            case 6: tile<6>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+            case 5: tile<5>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+            case 4: tile<4>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+            case 3: tile<3>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+            case 2: tile<2>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+            default: tile<1>(wr, xm, Kp, c0, c1, acc, c0 == 0); break;
+          }
+        }
+      }
+    }
+    for (int g = 0; g < groups; ++g)
+      for (int m = 0; m < M; ++m)
+        for (int r = 0; r < 4 && g * 4 + r < nr; ++r)
+          y[static_cast<size_t>(m) * ldy + nb + g * 4 + r] =
+              _mm512_reduce_add_ps(_mm512_loadu_ps(accbuf.data() + ((static_cast<size_t>(g) * (M + MT) + m) * 4 + r) * 16));
+  }
+}
+
+// FP8 e4m3 round-to-nearest-even with saturation (the values of f32_to_e4m3), 16 lanes: normal
+// range by rounding the float's mantissa to 3 bits, subnormal range (|v| < 2^-6) on the 2^-9 grid.
+V4_BF16 inline __m512 round_e4m3_ps(__m512 v) {
+  const __m512 a = _mm512_min_ps(_mm512_abs_ps(v), _mm512_set1_ps(448.0f));
+  __m512i u = _mm512_castps_si512(a);
+  u = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7FFFF), _mm512_and_si512(_mm512_srli_epi32(u, 20), _mm512_set1_epi32(1))));
+  __m512 n = _mm512_castsi512_ps(_mm512_and_si512(u, _mm512_set1_epi32(static_cast<int>(0xFFF00000u))));
+  const __m512 sub = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(512.0f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                   _mm512_set1_ps(1.0f / 512.0f));
+  n = _mm512_mask_mov_ps(n, _mm512_cmp_ps_mask(a, _mm512_set1_ps(1.0f / 64.0f), _CMP_LT_OQ), sub);
+  return _mm512_or_ps(n, _mm512_and_ps(v, _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(0x80000000u)))));
+}
+
+V4_BF16 void quant_row(const float* x, int K, int Kp, float* q) {
+  for (int b0 = 0; b0 < K; b0 += 128) {
+    const int b1 = std::min(K, b0 + 128);
+    __m512 am = _mm512_set1_ps(1e-4f);
+    for (int k = b0; k < b1; k += 16) {
+      const __mmask16 m = k + 16 <= b1 ? 0xFFFF : static_cast<__mmask16>((1u << (b1 - k)) - 1);
+      am = _mm512_max_ps(am, _mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + k)));
+    }
+    const float s = pow2_ceil(_mm512_reduce_max_ps(am) * (1.0f / 448.0f));
+    const __m512 vs = _mm512_set1_ps(s), vi = _mm512_set1_ps(1.0f / s);
+    for (int k = b0; k < b1; k += 16) {
+      const __mmask16 m = k + 16 <= b1 ? 0xFFFF : static_cast<__mmask16>((1u << (b1 - k)) - 1);
+      _mm512_mask_storeu_ps(q + k, m, _mm512_mul_ps(round_e4m3_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + k), vi)), vs));
+    }
+  }
+  for (int k = K; k < Kp; ++k) q[k] = 0.f;
+}
+
+V4_BF16 inline __m512i cvt2(__m512 lo, __m512 hi) {
+  __m512bh r = _mm512_cvtne2ps_pbh(hi, lo);
+  return reinterpret_cast<__m512i&>(r);
+}
+
+// Packs one row of float values (padded to Kp, exact in BF16) into kernel order.
+V4_BF16 void pack_row(WFormat f, const float* q, int Kp, uint16_t* out) {
+  if (f != WFormat::FP4) {
+    for (int k = 0; k < Kp; k += 32) _mm512_storeu_si512(out + k, cvt2(_mm512_loadu_ps(q + k), _mm512_loadu_ps(q + k + 16)));
+    return;
+  }
+  const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  const int K64 = Kp / 64 * 64;
+  for (int k = 0; k < K64; k += 64) {
+    const __m512 v0 = _mm512_loadu_ps(q + k), v1 = _mm512_loadu_ps(q + k + 16), v2 = _mm512_loadu_ps(q + k + 32),
+                 v3 = _mm512_loadu_ps(q + k + 48);
+    _mm512_storeu_si512(out + k, cvt2(_mm512_permutex2var_ps(v0, ev, v1), _mm512_permutex2var_ps(v2, ev, v3)));
+    _mm512_storeu_si512(out + k + 32, cvt2(_mm512_permutex2var_ps(v0, od, v1), _mm512_permutex2var_ps(v2, od, v3)));
+  }
+  if (K64 < Kp) {
+    const __m512 v0 = _mm512_loadu_ps(q + K64), v1 = _mm512_loadu_ps(q + K64 + 16);
+    _mm512_storeu_si512(out + K64, cvt2(_mm512_permutex2var_ps(v0, ev, v1), _mm512_permutex2var_ps(v0, od, v1)));
+  }
+}
+
+V4_BF16 void quant_pack_rows(const LinearWeight& w, const float* x, int ldx, int m0, int m1, uint16_t* out) {
+  const int K = w.cols, Kp = bf16_padded_k(w);
+  thread_local std::vector<float> q;
+  q.resize(static_cast<size_t>(Kp));
+  for (int m = m0; m < m1; ++m) {
+    quant_row(x + static_cast<size_t>(m) * ldx, K, Kp, q.data());
+    pack_row(w.format, q.data(), Kp, out + static_cast<size_t>(m) * Kp);
+  }
+}
+
+}  // namespace
+
+void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16_t* out) {
+  parallel_for(static_cast<size_t>(M), 8, [&](size_t b, size_t e) {
+    quant_pack_rows(w, x, ldx, static_cast<int>(b), static_cast<int>(e), out);
+  });
+}
+
+void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out) { decode_row_impl(w, n, out); }
+
+void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1) {
+  if (M == 1) rows_m1(w, xp, y, n0, n1);
+  else rows_batched(w, xp, M, y, ldy, n0, n1);
+}
+
+void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy) {
+  if (M <= 0 || w.rows <= 0) return;
+  if (ldy <= 0) ldy = w.rows;
+  size_t grain;
+  if (M == 1) {
+    // Bandwidth-bound: tasks stream a few hundred KB of weights each.
+    const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(w.rows));
+    grain = std::max<size_t>(16, (256u << 10) / row_bytes);
+  } else {
+    grain = RB;
+  }
+  grain = (grain + 15) / 16 * 16;
+  parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
+    linear_bf16_rows(w, xp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
+  });
+}
+
+}  // namespace v4

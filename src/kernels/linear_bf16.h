@@ -1,0 +1,43 @@
+// Linear layers on the BF16 dot-product units (AVX-512 BF16 `vdpbf16ps`, FP32 accumulation) for
+// the `official` numerics: there the activations entering every FP8/FP4 GEMM are FP8 e4m3 values
+// times a power-of-two block scale, so they are exact in BF16, and FP8 e4m3 / FP4 e2m1 weights
+// times their UE8M0 (power-of-two) scales are exact in BF16 too. Each product is then exact in
+// FP32 and the kernel computes the same function as the float32 path; only the order of the FP32
+// summation differs.
+//
+// Activations are packed once per call into BF16 rows in the weight format's k order (natural
+// for FP8; for FP4 the order the nibble decoder produces, see kernel_k()), zero-padded to
+// padded_k(). Per (token, row) the accumulation order is fixed (one 16-lane accumulator over
+// 32-wide chunks in kernel order, then one horizontal sum), so the decode path (M = 1, weights
+// decoded in registers) and the batched path (rows decoded once into a buffer, reused for every
+// token) give bit-identical results whatever the batch.
+#pragma once
+#include <cstdint>
+
+#include "kernels/linear.h"
+
+namespace v4 {
+
+// Whether the BF16 kernels can run on this CPU (AVX-512 BF16 present and not forced portable).
+bool bf16_dot_available();
+// Whether `w` has a format the BF16 kernels compute exactly: FP8 or FP4 with UE8M0 scales in the
+// range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
+bool bf16_weight_ok(const LinearWeight& w);
+// Padded row length of packed activations for w (multiple of 32; of 64 for FP4 where K allows).
+int bf16_padded_k(const LinearWeight& w);
+// Position p of a packed row holds source column kernel_k(w, p) (or padding when >= cols).
+int bf16_kernel_k(const LinearWeight& w, int p);
+// Packs M rows of x (values exactly representable in BF16, e.g. FP8-quantised activations) into
+// out[M * padded_k] in kernel order.
+void bf16_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16_t* out);
+// The official FP8 activation quantisation (1x128 blocks, power-of-two scales, e4m3 round to
+// nearest even with saturation; the values of act_quant_fp8) fused with the packing.
+void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16_t* out);
+// y[m*ldy + n] = Σ_k x[m,k] · W[n,k] over packed activations; threaded over N.
+void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy = 0);
+// Same over rows [n0, n1), caller-threaded.
+void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1);
+// Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
+void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);
+
+}  // namespace v4

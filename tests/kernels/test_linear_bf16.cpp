@@ -1,0 +1,155 @@
+// The BF16 dot-product kernels (official numerics) against the float32 reference on random data
+// of awkward sizes: FP8-quantised activations times FP8/FP4 weights with UE8M0 scales are exact
+// products, so the only difference is the FP32 summation order (relative error ~1e-7).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <random>
+
+#include "core/float_formats.h"
+#include "kernels/linear.h"
+#include "kernels/linear_bf16.h"
+#include "kernels/ops.h"
+
+using namespace v4;
+
+namespace {
+
+struct Owned {
+  std::vector<uint8_t> data, scale;
+  LinearWeight w;
+};
+
+// Every finite code (FP8 bytes uniformly, NaN codes excluded, so zeros and subnormals occur).
+Owned make_weight(WFormat f, int N, int K, std::mt19937& rng) {
+  std::uniform_int_distribution<int> byte(0, 255), se(100, 130);
+  Owned o;
+  o.w.format = f;
+  o.w.rows = N;
+  o.w.cols = K;
+  o.w.scale_format = ScaleFormat::E8M0;
+  const size_t n = static_cast<size_t>(N), k = static_cast<size_t>(K);
+  if (f == WFormat::FP8) {
+    o.data.resize(n * k);
+    for (auto& b : o.data) {
+      do b = static_cast<uint8_t>(byte(rng));
+      while ((b & 0x7f) == 0x7f);
+    }
+    o.scale.resize(((n + 127) / 128) * ((k + 127) / 128));
+  } else {
+    o.data.resize(n * k / 2);
+    for (auto& b : o.data) b = static_cast<uint8_t>(byte(rng));
+    o.scale.resize(n * (k / 32));
+  }
+  for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
+  o.w.data = o.data.data();
+  o.w.scale = o.scale.data();
+  return o;
+}
+
+// Activations as the official numerics feed them: FP8 per 1x128 block with power-of-two scales.
+std::vector<float> make_act(int M, int K, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.f, 3.f);
+  std::vector<float> x(static_cast<size_t>(M) * K), s(static_cast<size_t>((K + 127) / 128));
+  for (auto& v : x) v = nd(rng);
+  for (int m = 0; m < M; ++m) {
+    float* xm = x.data() + static_cast<size_t>(m) * K;
+    act_quant_fp8(xm, K, 128, xm, s.data());
+    for (int k = 0; k < K; ++k) xm[k] *= s[static_cast<size_t>(k / 128)];
+  }
+  return x;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    den += static_cast<double>(b[i]) * b[i];
+  }
+  return std::sqrt(num / den);
+}
+
+struct Case {
+  WFormat f;
+  int N, K, M;
+};
+
+class Bf16Kernels : public ::testing::TestWithParam<Case> {};
+
+TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const Case c = GetParam();
+  std::mt19937 rng(77 + c.N * 3 + c.K + c.M);
+  Owned w = make_weight(c.f, c.N, c.K, rng);
+  ASSERT_TRUE(bf16_weight_ok(w.w));
+  auto x = make_act(c.M, c.K, rng);
+  std::vector<float> ref(static_cast<size_t>(c.M) * c.N), got(ref.size(), 0.f);
+  linear_ref(w.w, x.data(), c.M, ref.data());
+  const int Kp = bf16_padded_k(w.w);
+  std::vector<uint16_t> xp(static_cast<size_t>(c.M) * Kp);
+  bf16_pack_act(w.w, x.data(), c.M, c.K, xp.data());
+  linear_bf16(w.w, xp.data(), c.M, got.data());
+  EXPECT_LT(rel_err(got, ref), 2e-6);
+  // Decode path (M = 1) gives the batched path's bits for every token.
+  std::vector<float> one(static_cast<size_t>(c.N));
+  for (int m = 0; m < c.M; ++m) {
+    linear_bf16(w.w, xp.data() + static_cast<size_t>(m) * Kp, 1, one.data());
+    for (int n = 0; n < c.N; ++n)
+      ASSERT_EQ(std::bit_cast<uint32_t>(one[static_cast<size_t>(n)]), std::bit_cast<uint32_t>(got[static_cast<size_t>(m) * c.N + n]))
+          << "token " << m << " row " << n;
+  }
+  // The fused quantise+pack gives the same packed rows as quantising then packing.
+  std::normal_distribution<float> nd(0.f, 2.f);
+  std::vector<float> raw(static_cast<size_t>(c.M) * c.K), q(raw.size()), s(static_cast<size_t>((c.K + 127) / 128));
+  for (auto& v : raw) v = nd(rng) * (nd(rng) > 3 ? 1e-3f : 1.0f);
+  for (int m = 0; m < c.M; ++m) {
+    act_quant_fp8(raw.data() + static_cast<size_t>(m) * c.K, c.K, 128, q.data() + static_cast<size_t>(m) * c.K, s.data());
+    for (int k = 0; k < c.K; ++k) q[static_cast<size_t>(m) * c.K + k] *= s[static_cast<size_t>(k / 128)];
+  }
+  std::vector<uint16_t> a(xp.size()), b(xp.size());
+  bf16_pack_act(w.w, q.data(), c.M, c.K, a.data());
+  bf16_quant_pack_act(w.w, raw.data(), c.M, c.K, b.data());
+  for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "packed element " << i;
+}
+
+TEST_P(Bf16Kernels, RowDecoderIsExact) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  const Case c = GetParam();
+  std::mt19937 rng(5 + c.K);
+  Owned w = make_weight(c.f, c.N, c.K, rng);
+  const int Kp = bf16_padded_k(w.w);
+  std::vector<float> ref(static_cast<size_t>(c.K));
+  std::vector<uint16_t> got(static_cast<size_t>(Kp));
+  for (int n : {0, c.N / 2, c.N - 1}) {
+    w.w.dequant_row(n, ref.data());
+    bf16_decode_row(w.w, n, got.data());
+    for (int p = 0; p < Kp; ++p) {
+      const int k = bf16_kernel_k(w.w, p);
+      if (k >= c.K) continue;
+      ASSERT_EQ(bf16_to_f32(got[static_cast<size_t>(p)]), ref[static_cast<size_t>(k)]) << "row " << n << " col " << k;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
+                         ::testing::Values(Case{WFormat::FP8, 131, 259, 7}, Case{WFormat::FP8, 5, 1000, 13},
+                                           Case{WFormat::FP8, 257, 130, 1}, Case{WFormat::FP8, 70, 4100, 3},
+                                           Case{WFormat::FP4, 67, 96, 3}, Case{WFormat::FP4, 130, 320, 1},
+                                           Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9}));
+
+TEST(Bf16Kernels, OnlyExactFormatsQualify) {
+  std::mt19937 rng(3);
+  Owned w = make_weight(WFormat::FP8, 40, 256, rng);
+  w.scale[1] = 250;  // a block whose scaled weights would leave the normal BF16 range
+  EXPECT_FALSE(bf16_weight_ok(w.w));
+  Owned v = make_weight(WFormat::FP4, 40, 256, rng);
+  v.w.scale_format = ScaleFormat::F32;
+  EXPECT_FALSE(bf16_weight_ok(v.w));
+  LinearWeight b;
+  b.format = WFormat::BF16;
+  b.data = v.data.data();
+  EXPECT_FALSE(bf16_weight_ok(b));
+}
+
+}  // namespace
