@@ -98,7 +98,7 @@ void add_check_command(CLI::App& app) {
   sub->add_option("--engine", f.engine, "v4host, vllm or sglang (default vllm)")->check(CLI::IsMember({"v4host", "vllm", "sglang"}));
   sub->add_option("--kv-dtype", f.kv_dtype, "KV cache format: bf16, fp8, fp8-fp4idx (default: the engine's)");
   sub->add_option("--parallel", f.parallel, "attention placement: auto, tp, dp (default auto)");
-  sub->add_flag("--mtp", f.mtp, "also load the MTP layer (speculative decoding)");
+  sub->add_flag("--mtp", f.mtp, "also load the MTP layer or DSpark drafter (speculative decoding)");
   sub->add_option("--tokens-per-month", f.tokens, "total tokens a month, e.g. 200M, 1.5B (default 200M)");
   sub->add_option("--input-share", f.input_share, "fraction of tokens that are input (default 0.75)");
   sub->add_option("--cached-share", f.cached_share, "fraction of input served from the provider's cache (default 0)");

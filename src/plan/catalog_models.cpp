@@ -1,5 +1,6 @@
 #include "plan/catalog_models.h"
 
+#include <algorithm>
 #include <cctype>
 #include <nlohmann/json.hpp>
 
@@ -93,6 +94,28 @@ std::vector<ModelConfig> make_catalog() {
   pb.base_model = true;
   v.push_back(pb);
 
+  // The current official releases (docs/checkpoints.md): the same main model, a DSpark drafter
+  // of three full MoE blocks (mtp.0..2) instead of the NextN head. No FP8 repack published.
+  ModelConfig f0731 = flash();
+  f0731.name = "v4-flash-0731";
+  f0731.hf_repo = "deepseek-ai/DeepSeek-V4-Flash-0731";
+  f0731.description = "V4-Flash-0731 (official, 2026-07-31): FP4 experts + FP8, DSpark drafter mtp.0..2 instead of MTP";
+  f0731.mtp_layers = 3;
+  f0731.dspark = true;
+  f0731.dspark_targets = 3;
+  f0731.dspark_markov_rank = 256;
+  v.insert(v.begin(), f0731);
+
+  ModelConfig p0813 = pro();
+  p0813.name = "v4-pro-0813";
+  p0813.hf_repo = "deepseek-ai/DeepSeek-V4-Pro-0813";
+  p0813.description = "V4-Pro-0813 (official, 2026-08-13): FP4 experts + FP8, DSpark drafter mtp.0..2 instead of MTP";
+  p0813.mtp_layers = 3;
+  p0813.dspark = true;
+  p0813.dspark_targets = 3;
+  p0813.dspark_markov_rank = 256;  // UNCONFIRMED for Pro (docs/checkpoints.md)
+  v.insert(v.begin() + 1, p0813);
+
   ModelConfig p8 = pro();
   p8.name = "v4-pro-fp8";
   p8.hf_repo = "sgl-project/DeepSeek-V4-Pro-FP8";
@@ -164,6 +187,21 @@ ModelConfig model_config_from_json_text(const std::string& text, const std::stri
   get("num_hash_layers", &m.hash_layers, false);
   get("hc_mult", &m.hc_mult, false);
   get("num_nextn_predict_layers", &m.mtp_layers, false);
+  if (j.contains("dspark_target_layer_ids")) {  // DSpark drafter: stages = compress_ratios past the layers
+    const auto& t = j["dspark_target_layer_ids"];
+    if (!t.is_array() || t.empty()) throw InputError(origin + ": 'dspark_target_layer_ids' must be a non-empty list");
+    m.dspark = true;
+    m.dspark_targets = static_cast<int64_t>(t.size());
+    get("dspark_markov_rank", &m.dspark_markov_rank, true);
+    const int64_t n = j.contains("compress_ratios") && j["compress_ratios"].is_array()
+                          ? static_cast<int64_t>(j["compress_ratios"].size())
+                          : 0;
+    int64_t layers = 0;
+    get("num_hidden_layers", &layers, true);
+    m.mtp_layers = j.contains("n_mtp_layers") ? j.value("n_mtp_layers", int64_t{3}) : std::max<int64_t>(1, n - layers);
+  } else {
+    m.dspark = false;
+  }
   get("max_position_embeddings", &m.max_context, false);
   if (m.layers < 1 || m.dim < 1 || m.heads < 1 || m.experts < 1 || m.o_groups < 1)
     throw InputError(origin + ": layers, hidden_size, heads, experts and o_groups must be positive");

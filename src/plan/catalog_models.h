@@ -34,7 +34,10 @@ struct ModelConfig {
   int64_t moe_inter = 2048;
   int64_t hash_layers = 3;
   int64_t hc_mult = 4;
-  int64_t mtp_layers = 1;
+  int64_t mtp_layers = 1;    // speculative-decoding blocks under mtp.*: the NextN head (1) or the DSpark stages (3)
+  bool dspark = false;       // mtp.* is a DSpark drafter (0731/0813 layout, docs/checkpoints.md)
+  int64_t dspark_targets = 0;      // target layers feeding main_proj
+  int64_t dspark_markov_rank = 0;
   int64_t max_context = 1048576;
   std::vector<int> compress_ratios;  // one per layer (MTP entry dropped)
   ExpertFormat expert_format = ExpertFormat::FP4;
@@ -47,7 +50,8 @@ struct ModelConfig {
   int n_hca() const;
 };
 
-// The built-in catalog: v4-flash, v4-flash-base, v4-flash-fp8, v4-pro, v4-pro-base, v4-pro-fp8.
+// The built-in catalog: v4-flash-0731 and v4-pro-0813 (the current official releases, DSpark
+// drafter), v4-flash, v4-flash-base, v4-flash-fp8, v4-pro, v4-pro-base, v4-pro-fp8 (preview).
 const std::vector<ModelConfig>& builtin_models();
 // Throws InputError naming the known models.
 const ModelConfig& find_model(const std::string& name);

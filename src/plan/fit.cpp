@@ -84,7 +84,9 @@ double weights_per_gpu(const FitInput& in, int n, const Placement& pl, double* e
 
 double kv_engine_bytes(const FitInput& in, int64_t context) {
   double b = kv_bytes(in.model, in.kv, context).total();
-  if (in.mtp) b += static_cast<double>(std::min<int64_t>(in.model.window, context)) * in.kv.entry_bytes;
+  if (in.mtp)  // each speculative block (NextN head or DSpark stage) keeps a sliding window
+    b += static_cast<double>(in.model.mtp_layers) * static_cast<double>(std::min<int64_t>(in.model.window, context)) *
+         in.kv.entry_bytes;
   return b * in.engine.kv_factor;
 }
 

@@ -197,8 +197,9 @@ std::string render(const CheckReport& r, bool md) {
   }
 
   w.h("Inputs");
-  w.line(fmt::format("model: {} ({}); weights {} = {} ({}); MTP layer {}", r.model.name, r.model.description,
-                     fmt_gb(r.weights.total()), fmt_gib(r.weights.total()), r.weights.source, fmt_gb(r.weights.mtp.total())));
+  w.line(fmt::format("model: {} ({}); weights {} = {} ({}); {} {}", r.model.name, r.model.description,
+                     fmt_gb(r.weights.total()), fmt_gib(r.weights.total()), r.weights.source,
+                     r.model.dspark ? "DSpark drafter" : "MTP layer", fmt_gb(r.weights.mtp.total())));
   w.line(fmt::format("GPUs: {} x {} in {} node{}: {}, {:.1f} GiB, {:.0f} GB/s, FP8 {}, FP4 {}, {} (catalog as of {}; {})",
                      r.gpus.count, g.name, r.gpus.nodes, r.gpus.nodes > 1 ? "s" : "", g.description, g.memory_gib,
                      g.bandwidth_gbs, g.fp8 ? "yes" : "no", g.fp4 ? "yes" : "no", g.interconnect, g.as_of, g.source));

@@ -99,6 +99,16 @@ WeightBytes weights_from_schema(const ModelConfig& m) {
   for (int64_t l = 0; l < m.layers; ++l)
     add_block(a, m, m.compress_ratios[static_cast<size_t>(l)], l < m.hash_layers, w.expert_bytes);
   Acc t{&w.mtp, m.scale_bytes};
+  if (m.dspark) {  // DSpark drafter (docs/checkpoints.md): full SWA blocks + context and output heads
+    for (int64_t k = 0; k < m.mtp_layers; ++k) add_block(t, m, 0, false, w.expert_bytes);
+    t.fp8(Where::Replicated, D, m.dspark_targets * D);        // mtp.0.main_proj
+    t.plain(Where::Replicated, 2, D, 2);                       // mtp.0.main_norm, last norm
+    t.plain(Where::Replicated, m.hc_mult, m.hc_mult * D, 4);  // last hc_head_fn
+    t.plain(Where::Replicated, 1, m.hc_mult + 1, 4);          // hc_head_base + scale
+    t.plain(Where::Replicated, 2 * m.vocab, m.dspark_markov_rank, 2);  // markov_w1, markov_w2 (BF16)
+    t.plain(Where::Replicated, 1, D + m.dspark_markov_rank, 4);       // confidence_head.proj
+    return w;
+  }
   for (int64_t k = 0; k < m.mtp_layers; ++k) {
     add_block(t, m, 0, false, w.expert_bytes);
     t.fp8(Where::Replicated, D, D);                         // e_proj
