@@ -11,5 +11,6 @@ void add_check_command(CLI::App& app);    // check
 void add_bench_serve_command(CLI::App& app);  // bench-serve
 void add_route_command(CLI::App& app);        // route
 void add_spend_command(CLI::App& app);        // spend
+void add_eval_command(CLI::App& app);         // eval run | compare | report
 
 }  // namespace v4::cli

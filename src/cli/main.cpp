@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   v4::cli::add_bench_serve_command(app);
   v4::cli::add_route_command(app);
   v4::cli::add_spend_command(app);
+  v4::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
