@@ -55,7 +55,7 @@ std::string SandboxResult::why() const {
 Sandbox::Sandbox(SandboxOptions opt) : opt_(std::move(opt)) {}
 
 std::vector<std::string> Sandbox::bwrap_argv(const std::string& dir, const std::vector<std::string>& argv) const {
-  std::vector<std::string> a = {opt_.bwrap, "--unshare-all", "--disable-userns", "--die-with-parent", "--new-session",
+  std::vector<std::string> a = {opt_.bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
                                 "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/work",
                                 "--setenv", "TMPDIR", "/tmp", "--setenv", "LANG", "C.UTF-8",
                                 "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"};

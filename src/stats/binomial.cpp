@@ -20,15 +20,25 @@ Interval wilson_interval(long passed, long n, double z) {
 double binomial_two_sided_half(long k, long n) {
   if (n <= 0) return 1.0;
   const long m = std::min(k, n - k);
-  // P(X <= m) for X ~ Bin(n, 1/2), summed in log space so n in the millions stays finite.
-  const double ln2n = static_cast<double>(n) * std::log(2.0);
-  const double lgn1 = std::lgamma(static_cast<double>(n) + 1.0);
-  double tail = 0.0;
-  for (long i = 0; i <= m; ++i) {
-    const double lc = lgn1 - std::lgamma(static_cast<double>(i) + 1.0) - std::lgamma(static_cast<double>(n - i) + 1.0);
-    tail += std::exp(lc - ln2n);
+  long double tail = 0.0L;
+  if (n <= 16000) {
+    // Exact products: pmf(0) = 2^-n, pmf(i+1) = pmf(i) (n - i) / (i + 1); long double keeps
+    // 2^-16000 representable, and small cases (11/1024, ...) come out exactly.
+    long double pmf = std::ldexp(1.0L, static_cast<int>(-n));
+    for (long i = 0; i <= m; ++i) {
+      tail += pmf;
+      pmf = pmf * static_cast<long double>(n - i) / static_cast<long double>(i + 1);
+    }
+  } else {
+    // P(X <= m) for X ~ Bin(n, 1/2) summed in log space for very large n.
+    const double ln2n = static_cast<double>(n) * std::log(2.0);
+    const double lgn1 = std::lgamma(static_cast<double>(n) + 1.0);
+    for (long i = 0; i <= m; ++i) {
+      const double lc = lgn1 - std::lgamma(static_cast<double>(i) + 1.0) - std::lgamma(static_cast<double>(n - i) + 1.0);
+      tail += std::exp(lc - ln2n);
+    }
   }
-  return std::min(1.0, 2.0 * tail);
+  return std::min(1.0, static_cast<double>(2.0L * tail));
 }
 
 PairedBootstrap paired_bootstrap(const std::vector<double>& a, const std::vector<double>& b, int iters, uint64_t seed,
