@@ -4,7 +4,7 @@ set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(build-essential cmake ninja-build pkg-config git
-      nlohmann-json3-dev libcpp-httplib-dev libcli11-dev libfmt-dev libpcre2-dev libssl-dev
+      nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libssl-dev
       libgtest-dev libgmock-dev libbenchmark-dev
       libboost-dev libyaml-cpp-dev libsqlite3-dev sqlite3
       bubblewrap chromium

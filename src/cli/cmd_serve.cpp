@@ -21,14 +21,14 @@ namespace {
 Service* g_service = nullptr;
 
 void on_signal(int) {
-  if (g_service) g_service->stop();
+  if (g_service) g_service->request_stop();
 }
 
 struct ServeArgs {
   std::string model, numerics = "exact";
   bool demo = false, quiet = false, no_thinking = false;
   ServeOptions opt;
-  std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M";
+  std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M", max_header = "64K", stream_buffer = "4M";
 };
 
 // "4294967296", "4G", "512M", "64K" (binary units) -> bytes.
@@ -79,6 +79,17 @@ void run_serve(ServeArgs& a) {
   a.opt.sched.prefix_cache_bytes = parse_bytes("--prefix-cache", a.prefix_cache);
   a.opt.max_body_bytes = parse_bytes("--max-body", a.max_body);
   if (a.opt.max_body_bytes < 1024) throw InputError("--max-body must be at least 1K");
+  a.opt.max_header_bytes = parse_bytes("--max-header", a.max_header);
+  if (a.opt.max_header_bytes < 1024) throw InputError("--max-header must be at least 1K");
+  a.opt.stream_buffer_bytes = parse_bytes("--stream-buffer", a.stream_buffer);
+  if (a.opt.stream_buffer_bytes < 4096) throw InputError("--stream-buffer must be at least 4K");
+  for (auto [flag, v] : {std::pair{"--idle-timeout", a.opt.idle_timeout_s}, {"--header-timeout", a.opt.header_timeout_s},
+                         {"--body-timeout", a.opt.body_timeout_s}, {"--write-timeout", a.opt.write_timeout_s}})
+    if (!(v > 0)) throw InputError(std::string(flag) + " must be a positive number of seconds");
+  if (a.opt.io_threads < 1 || a.opt.io_threads > 256) throw InputError("--io-threads must be 1..256");
+  if (a.opt.worker_threads < 1 || a.opt.worker_threads > 256) throw InputError("--http-workers must be 1..256");
+  if (a.opt.cors_origin.find_first_of(" \r\n,") != std::string::npos)
+    throw InputError("--cors takes one origin (https://app.example) or '*', got '" + a.opt.cors_origin + "'");
   a.opt.default_thinking = !a.no_thinking;
   std::string tok_path = text::model_tokenizer_path(dir);
   if (tok_path.empty()) throw InputError("no tokenizer.json in " + dir + " (it ships with the official checkpoints)");
@@ -115,6 +126,15 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--kv-budget", a->kv_budget, "bytes of per-sequence state across running sequences (e.g. 4G, 512M; default 4G)");
   c->add_option("--prefix-cache", a->prefix_cache, "bytes for the exact prefix cache (e.g. 1G; 0 = off)");
   c->add_option("--max-body", a->max_body, "largest accepted request body (default 8M)");
+  c->add_option("--max-header", a->max_header, "largest accepted request header (default 64K; 431 above)");
+  c->add_option("--idle-timeout", a->opt.idle_timeout_s, "seconds an idle keep-alive connection is kept (default 60)");
+  c->add_option("--header-timeout", a->opt.header_timeout_s, "seconds a request header may take to arrive (default 10; 408 after)");
+  c->add_option("--body-timeout", a->opt.body_timeout_s, "seconds a request body may take after its header (default 30; 408 after)");
+  c->add_option("--write-timeout", a->opt.write_timeout_s, "seconds a client may read nothing before it is dropped (default 30)");
+  c->add_option("--stream-buffer", a->stream_buffer, "stream bytes queued for a slow reader before it is dropped (default 4M)");
+  c->add_option("--io-threads", a->opt.io_threads, "HTTP I/O threads (default 2)");
+  c->add_option("--http-workers", a->opt.worker_threads, "threads preparing generation requests (default 2)");
+  c->add_option("--cors", a->opt.cors_origin, "allow browser requests from ORIGIN ('*' = any): preflights answered, CORS headers added");
   c->add_option("--prefill-chunk", a->opt.sched.prefill_chunk, "prompt tokens per scheduler step");
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
   c->add_option("--numerics", a->numerics, "exact | official | cachesim");

@@ -15,6 +15,7 @@
 #include "text/tokenizer.h"
 
 #include "net/http_exchange.h"
+#include "net/http_server.h"
 
 namespace v4 {
 
@@ -29,9 +30,18 @@ struct ServeOptions {
   std::string served_model_name;   // default: the model directory's name
   bool log_prompts = false;
   bool default_thinking = true;    // reasoning mode when a request does not say
-  size_t max_body_bytes = 8u << 20;
-  int http_threads = 64;           // concurrent connections served (streams hold one each)
   double keepalive_s = 5.0;        // SSE comment interval while nothing else is sent
+  // The HTTP front end (net::ServerOptions; docs/serve.md "Front end").
+  size_t max_body_bytes = 8u << 20;      // 413 above
+  size_t max_header_bytes = 64u << 10;   // 431 above
+  int io_threads = 2;                    // I/O threads (every connection, probes answered here)
+  int worker_threads = 2;                // generation handlers up to submitting their request
+  double idle_timeout_s = 60;            // an idle (keep-alive) connection is closed after this
+  double header_timeout_s = 10;          // a request header must arrive within this (408)
+  double body_timeout_s = 30;            // ... and its body within this after the header (408)
+  double write_timeout_s = 30;           // a client that reads nothing for this long is dropped
+  size_t stream_buffer_bytes = 4u << 20; // stream bytes queued for a slow reader before it is dropped
+  std::string cors_origin;               // --cors: "*" or an origin; "" = no CORS
   SchedulerOptions sched;
 };
 
@@ -44,6 +54,7 @@ class Service {
   int bind();
   void serve();   // blocks until stop()
   void stop();
+  void request_stop() noexcept;  // makes serve() return; safe in a signal handler
   const std::string& model_id() const { return model_id_; }
   Metrics& metrics() { return metrics_; }
   Scheduler& scheduler() { return *sched_; }
@@ -78,12 +89,13 @@ class Service {
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<TokenMasker> masker_;  // constrained decoding over this vocabulary
   std::unique_ptr<GrammarCache> grammars_;  // compiled grammars reused across requests
-  struct Http;  // the transport
-  std::unique_ptr<Http> http_;
+  std::unique_ptr<net::HttpServer> http_;
   std::string model_id_;
   int64_t created_ = 0;
   std::atomic<uint64_t> next_id_{1};
 };
+
+net::ServerOptions net_options(const ServeOptions& o);
 
 // Parses a JSON request body; throws ApiError 400 with the parser's message.
 nlohmann::ordered_json parse_body(const std::string& body);

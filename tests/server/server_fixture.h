@@ -2,7 +2,6 @@
 // V3 npm tokenizer that scripts/setup.sh installs), bound to a free loopback port.
 #pragma once
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <filesystem>
 #include <memory>
@@ -11,6 +10,7 @@
 #include "model/synth.h"
 #include "server/service.h"
 #include "text/tokenizer_builder.h"
+#include "../net/test_client.h"
 
 namespace v4::test {
 
@@ -48,8 +48,8 @@ struct ServerFixture {
     th = std::thread([this] { svc->serve(); });
     return "";
   }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port);
+  HttpClient client() const {
+    HttpClient c("127.0.0.1", port);
     c.set_read_timeout(120, 0);
     return c;
   }

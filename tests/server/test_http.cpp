@@ -36,7 +36,7 @@ test::ServerFixture& server() { return *shared_server().fixture; }
 #define NEED_SERVER() \
   if (!shared_server().fixture) GTEST_SKIP() << shared_server().why_not
 
-json post(const std::string& path, const json& body, int* status = nullptr, const httplib::Headers& h = {}) {
+json post(const std::string& path, const json& body, int* status = nullptr, const test::Headers& h = {}) {
   auto c = server().client();
   auto r = c.Post(path.c_str(), h, body.dump(), "application/json");
   EXPECT_TRUE(r) << "no response";
