@@ -50,6 +50,9 @@ void run_logits(const LogitsArgs& a) {
   const int P = a.prefill < 0 ? N : a.prefill;
   if (P < 1 || P > N) throw InputError("--prefill must be in [1, " + std::to_string(N) + "]");
   if (a.chunk < 0) throw InputError("--chunk must be positive");
+  if (a.mtp && !eng.has_mtp() && w->dspark)
+    throw InputError("--mtp: this checkpoint's mtp.* is a DSpark drafter, not an MTP head (docs/checkpoints.md); "
+                     "the engine does not run it yet");
   if (a.mtp && !eng.has_mtp()) throw InputError("--mtp: the checkpoint has no mtp.* weights");
   auto st = eng.new_sequence(a.mtp);
   std::vector<float> logits(static_cast<size_t>(N) * V);

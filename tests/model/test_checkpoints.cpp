@@ -424,6 +424,10 @@ TEST(Checkpoints, DrafterDoesNotChangeTheMainModel) {
   ASSERT_EQ(g1.status, 0) << g1.out;
   EXPECT_FALSE(g1.out.empty());
   EXPECT_EQ(g0.out, g1.out);
+  // --mtp asks for the preview's NextN head, which the 0731 layout does not have.
+  CmdResult mtp = run("logits --model " + cur + " --tokens " + tfile + " --out " + (dir.path / "m.npy").string() + " --mtp -q");
+  EXPECT_EQ(mtp.status, 2) << mtp.out;
+  EXPECT_NE(mtp.out.find("DSpark drafter, not an MTP head"), std::string::npos) << mtp.out;
   // Bad input: exit 2 naming the flag.
   CmdResult bad = run("synth --preset tiny --revision 0799 --quiet --out " + (dir.path / "bad").string());
   EXPECT_EQ(bad.status, 2) << bad.out;
