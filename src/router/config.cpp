@@ -10,6 +10,8 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "router/verify.h"
+
 namespace v4::router {
 
 const char* kind_name(UpstreamKind k) {
@@ -291,6 +293,8 @@ Verifier parse_verifier(const Ctx& c, const YAML::Node& n, const std::string& w)
   if (n["regex"]) {
     v.kind = Verifier::Regex;
     v.pattern = c.str(n["regex"], w + ".regex");
+    std::string err = regex_error(v.pattern);
+    if (!err.empty()) c.fail(n["regex"], w + ".regex", "bad PCRE2 pattern: " + err);
   } else if (n["command"]) {
     v.kind = Verifier::Command;
     v.command = c.strings(n["command"], w + ".command");
