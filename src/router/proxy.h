@@ -1,0 +1,54 @@
+// The router's HTTP front: the same APIs as `v4host serve` (chat completions, completions,
+// responses, messages — streaming or not), /v1/models (the route aliases), /health, /metrics.
+//
+// A request is parsed once into the neutral protocol form, a route is chosen (rules, alias,
+// default), the route's chain is planned (hops outside the request's residency, over the
+// per-request cost cap or blocked by an exhausted budget are skipped, each recorded), and the
+// hops are tried in order: circuit breaker, concurrency limit, retries with backoff and jitter
+// honouring Retry-After, a first-token/idle timeout and a total one. Every upstream answer is read
+// as a stream and assembled; the route's verifiers then accept it or move on to the next hop.
+// Streaming to the client: `buffer` routes hold the answer until it is verified and then send it;
+// `first_byte` routes stream it through and can fall back only until the first byte was sent
+// (after that a failure ends the stream with the dialect's error event — never a second answer
+// spliced on). The ledger is written before a response's final bytes go out.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "router/config.h"
+
+namespace v4::text {
+class Tokenizer;
+}
+
+namespace v4::router {
+
+class Metrics;
+
+struct ProxyOptions {
+  int io_threads = 1;      // HTTP server threads (the upstream side runs on one more)
+  bool quiet = false;
+};
+
+class Proxy {
+ public:
+  // `tok` (may be null: bytes/4 estimates) counts prompt tokens for rules and cost caps.
+  Proxy(Config cfg, const text::Tokenizer* tok, ProxyOptions opt = {});
+  ~Proxy();
+  Proxy(const Proxy&) = delete;
+  Proxy& operator=(const Proxy&) = delete;
+
+  int bind();     // returns the port
+  void serve();   // blocks until stop()
+  void stop();    // any thread
+  void request_stop() noexcept;  // async-signal-safe
+  const Config& config() const;
+  Metrics& metrics();
+
+  struct Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace v4::router
