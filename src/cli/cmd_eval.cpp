@@ -104,16 +104,14 @@ int run_eval_cmd(EvalRunArgs& a) {
     ec.api_key = k;
   }
   eval::Endpoint ep(ec);
-  long ctx = 0;
-  Json server = ep.probe_models(&ctx);  // unreachable endpoint -> InputError (exit 2)
-  if (a.ctx > 0) ctx = a.ctx;
 
-  // The suite.
+  // The suite. Files and flags are checked before the endpoint is contacted; niah needs the
+  // endpoint's context to cap its lengths, so it is built after the probe.
   std::unique_ptr<eval::Sandbox> sandbox;
   std::unique_ptr<eval::Suite> suite;
   std::unique_ptr<text::Tokenizer> tok;
+  eval::NiahOptions no;
   if (a.suite == "niah") {
-    eval::NiahOptions no;
     no.lengths = eval::parse_lengths(a.lengths, "--lengths");
     no.depths = eval::parse_depths(a.depths, "--depths");
     no.modes = split_list(a.niah_modes);
@@ -121,11 +119,9 @@ int run_eval_cmd(EvalRunArgs& a) {
     no.per_cell = a.per_cell;
     no.seed = a.seed;
     no.haystack_dir = a.haystack;
-    no.context = ctx;
     no.answer_tokens = std::min(a.max_tokens, 64);
     if (modes.size() == 1 && modes[0] != "none") no.answer_tokens = a.max_tokens;  // reasoning needs room
     tok = load_tokenizer(a);
-    suite = eval::make_niah_suite(no, *tok);
   } else if (a.suite == "code") {
     eval::SandboxOptions so;
     so.unsafe = a.unsafe_no_sandbox;
@@ -144,6 +140,13 @@ int run_eval_cmd(EvalRunArgs& a) {
     suite = eval::load_user_suite(a.suite);
   } else {
     throw InputError("unknown suite '" + a.suite + "': use niah, code, tools or the path of your JSONL file");
+  }
+  long ctx = 0;
+  Json server = ep.probe_models(&ctx);  // unreachable endpoint -> InputError (exit 2)
+  if (a.ctx > 0) ctx = a.ctx;
+  if (a.suite == "niah") {
+    no.context = ctx;
+    suite = eval::make_niah_suite(no, *tok);
   }
 
   eval::ResultsWriter out(a.out);

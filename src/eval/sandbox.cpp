@@ -71,7 +71,7 @@ std::vector<std::string> Sandbox::bwrap_argv(const std::string& dir, const std::
   // Only what programs need from /etc: the dynamic linker cache and alternatives links.
   a.insert(a.end(), {"--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache", "--ro-bind-try", "/etc/alternatives", "/etc/alternatives",
                      "--proc", "/proc", "--dev", "/dev", "--size", std::to_string(opt_.tmp_bytes), "--tmpfs", "/tmp",
-                     "--bind", dir, "/work", "--chdir", "/work", "--json-status-fd", "3", "--"});
+                     "--bind", dir, "/work", "--remount-ro", "/", "--chdir", "/work", "--json-status-fd", "3", "--"});
   a.insert(a.end(), argv.begin(), argv.end());
   return a;
 }

@@ -1,6 +1,6 @@
 // Running untrusted code (a model's solution and its hidden tests) in a bubblewrap sandbox:
 // new user, PID, network, IPC, UTS and cgroup namespaces (no network at all: only a private
-// loopback), a read-only /usr, an empty private /tmp (size-capped tmpfs), the task's own scratch
+// loopback), a read-only root and /usr, an empty private /tmp (size-capped tmpfs), the task's own scratch
 // directory as the only writable host path (mounted at /work), no host environment, rlimits on
 // CPU time, address space, processes and file size, and a wall-clock limit after which the whole
 // process tree is killed. When the evaluator runs as root, each run also gets its own unprivileged

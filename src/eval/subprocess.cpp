@@ -20,6 +20,8 @@ void set_limit(int res, long v) {
   if (v <= 0) return;
   struct rlimit rl;
   rl.rlim_cur = rl.rlim_max = static_cast<rlim_t>(v);
+  // CPU: SIGXCPU at the soft limit (so the report can say why), SIGKILL a second later.
+  if (res == RLIMIT_CPU) rl.rlim_max = rl.rlim_cur + 1;
   ::setrlimit(res, &rl);
 }
 
