@@ -37,7 +37,7 @@ void on_sigint(int) { g_stop.store(true); }
 
 struct EvalRunArgs {
   std::string suite, url, model, out, api = "openai", api_key_env, reasoning = "none", summary, html;
-  int concurrency = 1, samples = 1, max_tokens = 256;
+  int concurrency = 1, samples = 1, max_tokens = 0;  // 0: 1024 for code, else 256
   long limit = -1;
   uint64_t seed = 1;
   double temperature = -1, timeout = 600;
@@ -86,7 +86,8 @@ int run_eval_cmd(EvalRunArgs& a) {
   if (a.api != "openai" && a.api != "anthropic") throw InputError("--api must be openai or anthropic");
   if (a.concurrency < 1 || a.concurrency > 256) throw InputError("--concurrency must be in 1..256");
   if (a.samples < 1 || a.samples > 1000) throw InputError("--samples must be in 1..1000");
-  if (a.max_tokens < 1) throw InputError("--max-tokens must be positive");
+  if (a.max_tokens < 0) throw InputError("--max-tokens must be positive");
+  if (a.max_tokens == 0) a.max_tokens = a.suite == "code" ? 1024 : 256;
   std::vector<std::string> modes = split_list(a.reasoning);
   if (modes.empty()) throw InputError("--reasoning is empty (none, high or max)");
   for (const auto& m : modes)
@@ -271,7 +272,7 @@ void add_eval_command(CLI::App& app) {
   r->add_option("--limit", a->limit, "first N items only");
   r->add_option("--summary", a->summary, "write the summary JSON here");
   r->add_option("--html", a->html, "write the HTML report here");
-  r->add_option("--max-tokens", a->max_tokens, "answer tokens per turn (default 256; code at least 1024)");
+  r->add_option("--max-tokens", a->max_tokens, "answer tokens per turn (default 256; 1024 for code)");
   r->add_option("--temperature", a->temperature, "sampling temperature (default 0, or 0.8 with --samples > 1)");
   r->add_option("--timeout", a->timeout, "seconds per request (default 600)");
   r->add_option("--lengths", a->lengths, "niah: context lengths in tokens (default 4k,32k,128k,1m; capped at the endpoint's context)");

@@ -50,9 +50,7 @@ class CodeSuite : public Suite {
   Json describe() const override { return {{"sandbox", sb_.mode()}}; }
   Outcome run(const Item& it, int sample, const Endpoint& ep, const TurnSettings& ts) const override {
     Outcome o = start_outcome(it, sample);
-    TurnSettings t = ts;
-    if (t.max_tokens < 1024 && it.max_tokens == 0) t.max_tokens = 1024;
-    Answer a = ep.chat(make_request(it, t));
+    Answer a = ep.chat(make_request(it, ts));
     take_answer(o, a);
     if (!a.error.empty()) return o;
     score_code(it, a.text, sb_, o);
