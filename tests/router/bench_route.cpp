@@ -1,0 +1,201 @@
+// Router overhead benchmark, side by side with calling the upstream directly in the same run.
+// Not a test (nothing is asserted about speed): run it with
+//   ./build/tests/test_router --gtest_also_run_disabled_tests --gtest_filter='*RouteBench*'
+// Upstream: the scripted streaming endpoint (tests/common), known timing. Load: closed-loop
+// clients on the async HTTP client. Figures: time to first token and total latency p50/p99,
+// direct vs through `v4host route`, at 1, 64 and 512 concurrent streams; non-streaming requests
+// per second at 64 in flight; RSS growth per open stream.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <boost/asio/io_context.hpp>
+#include <fmt/format.h>
+
+#include "../common/scripted_endpoint.h"
+#include "net/http_client.h"
+#include "router/config.h"
+#include "router/proxy.h"
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double rss_mb() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;
+  return 0;
+}
+
+struct Sample {
+  std::vector<double> ttft_ms, total_ms;
+  uint64_t done = 0, failed = 0;
+  double seconds = 0, peak_rss_mb = 0;
+};
+
+double pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5));
+  return v[i];
+}
+
+// Closed loop: `conc` clients, each sending its next request when the previous one ends.
+Sample run_load(const std::string& url, bool stream, int conc, double seconds) {
+  boost::asio::io_context io;
+  v4::net::HttpClient client(io);
+  Sample s;
+  const std::string body = fmt::format(R"({{"model":"m","stream":{},"max_tokens":8,"messages":[{{"role":"user","content":"hello"}}]}})",
+                                       stream ? "true" : "false");
+  auto t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  std::function<void()> one;
+  int active = 0;
+  one = [&] {
+    if (Clock::now() >= t_end) return;
+    ++active;
+    v4::net::Request r;
+    r.method = "POST";
+    r.url = url;
+    r.headers = {{"Content-Type", "application/json"}};
+    r.body = body;
+    auto t0 = std::make_shared<Clock::time_point>(Clock::now());
+    auto first = std::make_shared<Clock::time_point>();
+    v4::net::Handlers h;
+    h.on_body = [first](std::string_view piece, v4::net::Clock::time_point at) {
+      if (*first == Clock::time_point{} && piece.find("tok ") != std::string_view::npos) *first = at;
+    };
+    h.on_done = [&, t0, first](v4::net::Response&& resp) {
+      --active;
+      auto now = Clock::now();
+      if (resp.ok() && resp.status == 200) {
+        ++s.done;
+        s.total_ms.push_back(std::chrono::duration<double, std::milli>(now - *t0).count());
+        if (*first != Clock::time_point{}) s.ttft_ms.push_back(std::chrono::duration<double, std::milli>(*first - *t0).count());
+      } else {
+        if (s.failed++ == 0) std::fprintf(stderr, "first failure: status %d %s %s\n", resp.status, resp.error_message.c_str(), resp.body.substr(0, 200).c_str());
+      }
+      one();
+    };
+    client.start(std::move(r), std::move(h));
+  };
+  auto t0 = Clock::now();
+  for (int i = 0; i < conc; ++i) one();
+  std::thread sampler([&] {
+    while (Clock::now() < t_end) {
+      s.peak_rss_mb = std::max(s.peak_rss_mb, rss_mb());
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  io.run();
+  sampler.join();
+  s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return s;
+}
+
+}  // namespace
+
+TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
+  const double secs = std::getenv("ROUTE_BENCH_SECONDS") ? std::atof(std::getenv("ROUTE_BENCH_SECONDS")) : 4.0;
+  v4::testing::Schedule sch;
+  sch.first_token_ms = 20;
+  sch.interval_ms = 10;
+  sch.answer_chunks = 8;
+  sch.model = "m";
+  v4::testing::ScriptedEndpoint stream_up(sch);
+  v4::testing::Schedule fast;
+  fast.first_token_ms = 0;
+  fast.interval_ms = 0;
+  fast.answer_chunks = 1;
+  fast.model = "m";
+  v4::testing::ScriptedEndpoint fast_up(fast);
+  char tmpl[] = "/tmp/v4route-bench-XXXXXX";
+  fs::path dir = mkdtemp(tmpl);
+  std::string yaml = fmt::format(
+      "listen: {{port: 0}}\nledger: {}/ledger.db\naccess_log: \"-\"\n"
+      "upstreams:\n"
+      "  s: {{kind: v4host, base_url: \"{}/v1\", concurrency: 100000, residency: on-prem, cost: {{amortised_per_hour: 1}}, health: {{interval: 0s}}}}\n"
+      "  f: {{kind: v4host, base_url: \"{}/v1\", concurrency: 100000, residency: on-prem, cost: {{amortised_per_hour: 1}}, health: {{interval: 0s}}}}\n"
+      "routes:\n  streams: {{chain: [s], stream: first_byte}}\n  fast: {{chain: [f]}}\n"
+      "rules:\n  - {{match: {{header: {{x-bench: fast}}}}, route: fast}}\n",
+      dir.string(), stream_up.base_url(), fast_up.base_url());
+  v4::router::Config cfg = v4::router::load_config_text(yaml, "bench.yaml");
+  v4::router::Proxy proxy(cfg, nullptr, {});
+  int port = proxy.bind();
+  std::thread srv([&] { proxy.serve(); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
+  std::printf("\nrouter overhead, scripted upstream (first token 20 ms, 8 chunks 10 ms apart); %.0f s per cell\n", secs);
+  std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
+              "rss MB");
+  double base_rss = rss_mb();
+  for (int conc : {1, 64, 512}) {
+    if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs);
+    Sample r = run_load(via, true, conc, secs);
+    for (auto* p : {&d, &r})
+      std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f %10.0f %9llu %8.0f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
+                  pct(p->ttft_ms, 0.99), pct(p->total_ms, 0.5), pct(p->total_ms, 0.99), static_cast<double>(p->done) / p->seconds,
+                  static_cast<unsigned long long>(p->failed), p->peak_rss_mb);
+    std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f   (router - direct)\n", conc, "added", pct(r.ttft_ms, 0.5) - pct(d.ttft_ms, 0.5),
+                pct(r.ttft_ms, 0.99) - pct(d.ttft_ms, 0.99), pct(r.total_ms, 0.5) - pct(d.total_ms, 0.5),
+                pct(r.total_ms, 0.99) - pct(d.total_ms, 0.99));
+    if (conc == 512)
+      std::printf("RSS growth with 512 streams through the router (router + client + upstream in one process): %.1f KB per stream\n",
+                  (r.peak_rss_mb - base_rss) * 1024 / 512);
+  }
+  // Non-streaming throughput, header-selected route to the zero-delay upstream.
+  for (int conc : {64}) {
+    Sample d = run_load(fast_up.base_url() + "/v1/chat/completions", false, conc, secs);
+    boost::asio::io_context io;
+    Sample r;
+    {
+      // The same loop with the routing header.
+      v4::net::HttpClient client(io);
+      const std::string body = R"({"model":"m","max_tokens":8,"messages":[{"role":"user","content":"hello"}]})";
+      auto t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(secs));
+      std::function<void()> one;
+      one = [&] {
+        if (Clock::now() >= t_end) return;
+        v4::net::Request q;
+        q.method = "POST";
+        q.url = via;
+        q.headers = {{"Content-Type", "application/json"}, {"x-bench", "fast"}};
+        q.body = body;
+        auto t0 = std::make_shared<Clock::time_point>(Clock::now());
+        v4::net::Handlers h;
+        h.on_done = [&, t0](v4::net::Response&& resp) {
+          if (resp.ok() && resp.status == 200) {
+            ++r.done;
+            r.total_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - *t0).count());
+          } else {
+            ++r.failed;
+          }
+          one();
+        };
+        client.start(std::move(q), std::move(h));
+      };
+      auto t0 = Clock::now();
+      for (int i = 0; i < conc; ++i) one();
+      io.run();
+      r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    }
+    std::printf("non-streaming, %d in flight: direct %.0f req/s (p50 %.3f ms, p99 %.3f ms), router %.0f req/s (p50 %.3f ms, p99 %.3f ms), "
+                "failed %llu; ratio %.2f\n",
+                conc, static_cast<double>(d.done) / d.seconds, pct(d.total_ms, 0.5), pct(d.total_ms, 0.99), static_cast<double>(r.done) / r.seconds,
+                pct(r.total_ms, 0.5), pct(r.total_ms, 0.99), static_cast<unsigned long long>(r.failed),
+                (static_cast<double>(r.done) / r.seconds) / (static_cast<double>(d.done) / d.seconds));
+  }
+  proxy.stop();
+  srv.join();
+  fs::remove_all(dir);
+}
