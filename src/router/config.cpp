@@ -660,6 +660,13 @@ std::string Rule::describe() const {
   return conds.empty() ? "always" : join(conds, " and ");
 }
 
+static std::string budget_text(const Budget& b) {
+  std::string s = " budget";
+  if (b.day_usd > 0) s += fmt::format(" ${}/day", b.day_usd);
+  if (b.month_usd > 0) s += fmt::format(" ${}/month", b.month_usd);
+  return s;
+}
+
 std::string describe_config(const Config& c) {
   std::string s = fmt::format("listen {}:{}  ledger {}  default route {}\n", c.host, c.port, c.ledger, c.default_route);
   s += "upstreams:\n";
@@ -682,7 +689,7 @@ std::string describe_config(const Config& c) {
     s += fmt::format("  {}: {}  [stream: {}]", r.name, join(r.chain, " -> "), r.stream == StreamMode::Buffer ? "buffer until verified" : "fall back before first byte");
     if (!r.residency.empty()) s += " residency [" + join(r.residency) + "]";
     if (r.cost_cap_usd > 0) s += fmt::format(" cost cap ${} ({})", r.cost_cap_usd, r.over_cap_route.empty() ? "refuse" : "then " + r.over_cap_route);
-    if (r.budget.any()) s += fmt::format(" budget ${}/day ${}/month", r.budget.day_usd, r.budget.month_usd);
+    if (r.budget.any()) s += budget_text(r.budget);
     if (r.retry.attempts > 1) s += fmt::format(" retries {}", r.retry.attempts);
     s += "\n";
     for (auto& v : r.verify) s += "      verify: " + v.describe() + "\n";
@@ -696,7 +703,7 @@ std::string describe_config(const Config& c) {
       if (!p.team.empty()) s += " team " + p.team;
       if (!p.residency.empty()) s += " residency [" + join(p.residency) + "]";
       if (!p.routes.empty()) s += " routes [" + join(p.routes) + "]";
-      if (p.budget.any()) s += fmt::format(" budget ${}/day ${}/month", p.budget.day_usd, p.budget.month_usd);
+      if (p.budget.any()) s += budget_text(p.budget);
       s += "\n";
     }
   }
