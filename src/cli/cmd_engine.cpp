@@ -150,33 +150,46 @@ void run_generate(const GenArgs& a) {
 
 struct BenchArgs {
   std::string model, numerics = "exact";
-  int prompt = 256, decode = 32;
-  uint64_t seed = 1;
+  BenchOptions opt;
+  int prompt = 0;
   bool quiet = false, json = false;
 };
 
-void run_bench(const BenchArgs& a) {
+void run_bench(BenchArgs a) {
   Progress::set_global_quiet(a.quiet);
-  if (a.prompt < 1 || a.decode < 1) throw InputError("--prompt and --decode must be >= 1");
+  if (a.prompt > 0) a.opt.prompts = {a.prompt};
+  for (int p : a.opt.prompts)
+    if (p < 1) throw InputError("--prompts: every prompt length must be >= 1");
+  for (int b : a.opt.batches)
+    if (b < 1 || b > 256) throw InputError("--batches: every batch must be in [1, 256]");
+  if (a.opt.decode < 1) throw InputError("--decode must be >= 1");
+  if (a.opt.context < 0 || a.opt.context_base < 1) throw InputError("--context must be >= 0 and --context-base >= 1");
+  a.opt.progress = !a.quiet && !a.json;
   auto w = ModelWeights::load(a.model, false, a.quiet);
   Engine eng(*w, numerics_from(a.numerics));
-  EngineBenchResult r = bench_engine(eng, a.prompt, a.decode, a.seed);
+  EngineBenchResult r = bench_engine(eng, a.opt);
   if (a.json) {
-    std::printf("{\"prompt_tokens\": %d, \"decode_tokens\": %d, \"threads\": %d, \"prefill_tok_s\": %.3f, "
-                "\"decode_tok_s\": %.3f, \"weight_bytes_per_token\": %.0f, \"mem_bw_bytes_s\": %.0f, "
-                "\"bw_ratio\": %.4f}\n",
-                r.prompt_tokens, r.decode_tokens, r.threads, r.prefill_tok_s, r.decode_tok_s, r.bytes_per_token,
-                r.mem_bw_bytes_s, r.bw_ratio);
+    std::printf("%s\n", bench_json(r).c_str());
     return;
   }
-  std::printf("model            %s (%.2f GB of weights)\n", a.model.c_str(), static_cast<double>(w->weight_bytes()) / 1e9);
+  std::printf("model            %s (%.2f GB of weights), numerics %s%s\n", a.model.c_str(),
+              static_cast<double>(w->weight_bytes()) / 1e9, r.numerics.c_str(), r.bf16_dot ? " on the BF16 dot-product units" : "");
   std::printf("threads          %d   kernels: %s\n", r.threads, r.kernels.c_str());
-  std::printf("prefill          %d tokens in %.2f s  = %.1f tokens/s\n", r.prompt_tokens, r.prefill_s, r.prefill_tok_s);
-  std::printf("decode           %d tokens in %.2f s  = %.2f tokens/s (batch 1)\n", r.decode_tokens, r.decode_s, r.decode_tok_s);
-  std::printf("weights/token    %.1f MB read per decoded token\n", r.bytes_per_token / 1e6);
-  std::printf("memory bandwidth %.1f GB/s measured (sequential read)\n", r.mem_bw_bytes_s / 1e9);
-  std::printf("roofline ratio   %.1f%% of bandwidth-bound decode (%.2f tokens/s ceiling)\n", 100 * r.bw_ratio,
-              r.mem_bw_bytes_s / r.bytes_per_token);
+  std::printf("roofline         read %.1f GB/s, FP32 FMA %.0f GFLOP/s, BF16 dot %.0f GFLOP/s (measured now)\n",
+              r.mem_bw_bytes_s / 1e9, r.fp32_peak_flop_s / 1e9, r.bf16_peak_flop_s / 1e9);
+  for (const auto& p : r.prefill)
+    std::printf("prefill %5d    %8.2f tokens/s  %6.1f GFLOP/s = %5.1f%% of the %s peak\n", p.tokens, p.tok_s, p.flop_s / 1e9,
+                100 * p.ratio, r.bf16_dot ? "BF16" : "FP32");
+  for (const auto& d : r.decode)
+    std::printf("decode batch %-3d %8.2f tokens/s  = %5.1f%% of its bandwidth ceiling (%.2f), %.2fx batch 1\n", d.batch, d.tok_s,
+                100 * d.ratio, d.roofline_tok_s, d.speedup);
+  std::printf("weights/token    %.1f MB read per decoded token (batch 1)\n", r.bytes_per_token / 1e6);
+  if (r.context.tokens > 0) {
+    const auto& c = r.context;
+    std::printf("context %d vs %d: prefill %.1f vs %.1f tokens/s (%.0f%%), decode after %.2f vs %.2f tokens/s (%.0f%%)\n",
+                c.tokens, c.base, c.prefill_tok_s, c.base_prefill_tok_s, 100 * c.prefill_tok_s / c.base_prefill_tok_s,
+                c.decode_tok_s, c.base_decode_tok_s, 100 * c.decode_tok_s / c.base_decode_tok_s);
+  }
 }
 
 }  // namespace
@@ -184,11 +197,15 @@ void run_bench(const BenchArgs& a) {
 void add_engine_commands(CLI::App& app) {
   {
     auto a = std::make_shared<BenchArgs>();
-    auto* c = app.add_subcommand("bench-engine", "Prefill/decode throughput and bandwidth roofline ratio of the engine");
+    auto* c = app.add_subcommand("bench-engine", "Decode/prefill throughput with this machine's roofline measured in the same run");
     c->add_option("--model", a->model, "checkpoint directory")->required();
-    c->add_option("--prompt", a->prompt, "prompt tokens (random ids)");
-    c->add_option("--decode", a->decode, "decode steps");
-    c->add_option("--seed", a->seed, "random seed for the token ids");
+    c->add_option("--prompts", a->opt.prompts, "prefill figures: prompt lengths (random ids)")->delimiter(',');
+    c->add_option("--prompt", a->prompt, "a single prefill figure (same as --prompts N)");
+    c->add_option("--batches", a->opt.batches, "decode figures: batch sizes")->delimiter(',');
+    c->add_option("--decode", a->opt.decode, "decode steps per figure");
+    c->add_option("--context", a->opt.context, "long-context figure: prefill and decode after N tokens (0 = skip)");
+    c->add_option("--context-base", a->opt.context_base, "the short context it is compared with");
+    c->add_option("--seed", a->opt.seed, "random seed for the token ids");
     c->add_option("--numerics", a->numerics, "exact | official | cachesim");
     c->add_flag("--json", a->json, "machine-readable output");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");

@@ -7,6 +7,7 @@
 
 #include "core/thread_pool.h"
 #include "engine/internal.h"
+#include "kernels/attn.h"
 
 namespace v4::detail {
 
@@ -71,7 +72,6 @@ void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, i
   linear(cw.wgate, x, M, g.data());
   for (auto& s : segs) {
     CompressorState& st = indexer ? s.ls->idx_state : s.ls->comp_state;
-    std::vector<float>& dst = indexer ? s.ls->idx_keys : s.ls->comp;
     for (int t = 0; t < s.n; ++t) {
       const int64_t p = s.p0 + t;
       const size_t row = static_cast<size_t>(s.off + t) * W;
@@ -86,7 +86,8 @@ void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, i
       } else if (c.cache_quant) {
         fakequant_fp8(normed.data(), d - rd, 64);
       }
-      dst.insert(dst.end(), normed.begin(), normed.end());
+      if (indexer) s.ls->idx_keys.append(normed.data());
+      else s.ls->comp.insert(s.ls->comp.end(), normed.begin(), normed.end());
     }
   }
 }
@@ -172,38 +173,24 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
     }
 
     parallel_for(static_cast<size_t>(s.n), 1, [&](size_t t0, size_t t1) {
-      std::vector<float> sc, score;
-      std::vector<int32_t> sel, order;
+      std::vector<float> score, scratch;
+      std::vector<int32_t> sel;
+      std::vector<const float*> keys;
       for (size_t t = t0; t < t1; ++t) {
         const int64_t p = s.p0 + static_cast<int64_t>(t);
         const size_t r = static_cast<size_t>(s.off) + t;
         // Window keys: positions max(0, p-win+1)..p, as rows of `local`.
         const int64_t wfirst = std::max<int64_t>(0, p - (win - 1));
         const int wb = static_cast<int>(wfirst - first), we = nprev + static_cast<int>(t) + 1;
-        // Compressed keys.
+        // Compressed keys: the indexer's top-k (CSA) or every visible entry (HCA). The scoring
+        // is the only work that grows with the context: blocked over 16 keys, top-k linear.
         sel.clear();
         if (b.ratio > 0) {
           const int64_t vis = std::min<int64_t>(ncomp, (p + 1) / b.ratio);
           if (ix && vis > cfg.index_topk) {
-            score.assign(static_cast<size_t>(vis), 0.f);
-            const float* qt = qi.data() + r * nIH * ihd;
-            const float* wt = wts.data() + r * nIH;
-            for (int64_t j = 0; j < vis; ++j) {
-              const float* kj = ls.idx_keys.data() + static_cast<size_t>(j) * ihd;
-              float acc = 0;
-              for (int h = 0; h < nIH; ++h) {
-                const float* qh = qt + static_cast<size_t>(h) * ihd;
-                float dot = 0;
-                for (int i = 0; i < ihd; ++i) dot += qh[i] * kj[i];
-                acc += wt[h] * std::max(dot, 0.0f);
-              }
-              score[static_cast<size_t>(j)] = acc;
-            }
-            order.resize(static_cast<size_t>(vis));
-            std::iota(order.begin(), order.end(), 0);
-            std::partial_sort(order.begin(), order.begin() + cfg.index_topk, order.end(),
-                              [&](int32_t a, int32_t bb) { return score[static_cast<size_t>(a)] > score[static_cast<size_t>(bb)]; });
-            sel.assign(order.begin(), order.begin() + cfg.index_topk);
+            score.resize(static_cast<size_t>((vis + 15) / 16 * 16));
+            indexer_scores(qi.data() + r * nIH * ihd, wts.data() + r * nIH, nIH, ls.idx_keys, vis, score.data());
+            top_k_indices(score.data(), vis, cfg.index_topk, sel);
           } else {
             for (int64_t j = 0; j < vis; ++j) sel.push_back(static_cast<int32_t>(j));
           }
@@ -213,33 +200,12 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
             if (ix) std::copy(sorted.begin(), sorted.end(), tix->begin() + static_cast<long>(t * cfg.index_topk));
           }
         }
-        const int nw = we - wb, nk = nw + static_cast<int>(sel.size());
-        sc.resize(static_cast<size_t>(nk));
-        for (int h = 0; h < H; ++h) {
-          const float* qh = q.data() + (r * H + h) * hd;
-          float mx = -INFINITY;
-          auto key = [&](int i) -> const float* {
-            return i < nw ? local.data() + static_cast<size_t>(wb + i) * hd
-                          : comp + static_cast<size_t>(sel[static_cast<size_t>(i - nw)]) * hd;
-          };
-          for (int i = 0; i < nk; ++i) {
-            const float* k = key(i);
-            float dot = 0;
-            for (int e = 0; e < hd; ++e) dot += qh[e] * k[e];
-            sc[static_cast<size_t>(i)] = dot * scale;
-            mx = std::max(mx, sc[static_cast<size_t>(i)]);
-          }
-          float den = std::exp(A.sink[static_cast<size_t>(h)] - mx);
-          for (int i = 0; i < nk; ++i) den += (sc[static_cast<size_t>(i)] = std::exp(sc[static_cast<size_t>(i)] - mx));
-          float* oh = o.data() + (r * H + h) * hd;
-          std::fill(oh, oh + hd, 0.f);
-          for (int i = 0; i < nk; ++i) {
-            const float pw = sc[static_cast<size_t>(i)] / den;
-            const float* k = key(i);
-            for (int e = 0; e < hd; ++e) oh[e] += pw * k[e];
-          }
-          rope.apply(oh + nd, p, /*inverse=*/true);
-        }
+        keys.clear();
+        for (int i = wb; i < we; ++i) keys.push_back(local.data() + static_cast<size_t>(i) * hd);
+        for (int32_t j : sel) keys.push_back(comp + static_cast<size_t>(j) * hd);
+        float* ot = o.data() + r * H * hd;
+        mqa_attend(q.data() + r * H * hd, H, hd, keys.data(), static_cast<int>(keys.size()), A.sink.data(), scale, ot, scratch);
+        for (int h = 0; h < H; ++h) rope.apply(ot + static_cast<size_t>(h) * hd + nd, p, /*inverse=*/true);
       }
     });
     // Keep the last `win` raw KV rows in the ring.

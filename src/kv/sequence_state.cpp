@@ -25,7 +25,10 @@ LayerState make_layer(const ModelConfig& c, int ratio) {
   l.ratio = ratio;
   l.ring.assign(static_cast<size_t>(c.window) * static_cast<size_t>(c.head_dim), 0.f);
   if (ratio > 0) l.comp_state = make_comp(ratio, c.head_dim);
-  if (ratio == 4) l.idx_state = make_comp(4, c.index_head_dim);
+  if (ratio == 4) {
+    l.idx_state = make_comp(4, c.index_head_dim);
+    l.idx_keys.d = c.index_head_dim;
+  }
   return l;
 }
 
@@ -43,7 +46,7 @@ StateBytes SequenceState::bytes() const {
     b.window += l.ring.capacity() * 4;
     if (l.ratio == 4) {
       b.compressed_c4 += l.comp.size() * 4;
-      b.indexer += l.idx_keys.size() * 4;
+      b.indexer += l.idx_keys.data.size() * 4;
     } else {
       b.compressed_hca += l.comp.size() * 4;
     }

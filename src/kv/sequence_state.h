@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attn.h"
+
 namespace v4 {
 
 struct ModelConfig;
@@ -27,7 +29,7 @@ struct LayerState {
   int ratio = 0;
   std::vector<float> ring;       // [window, head_dim], slot = position % window
   std::vector<float> comp;       // [n_comp, head_dim] compressed entries, append-only
-  std::vector<float> idx_keys;   // [n_comp, index_head_dim] (CSA only)
+  KeyBlocks idx_keys;            // n_comp keys of index_head_dim, in blocks of 16 (CSA only)
   CompressorState comp_state, idx_state;
   int64_t n_comp(int head_dim) const { return static_cast<int64_t>(comp.size()) / head_dim; }
 };

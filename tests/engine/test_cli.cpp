@@ -4,6 +4,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "golden_util.h"
 
@@ -74,7 +76,29 @@ TEST(Cli, SynthCheckpointRunsInTheEngine) {
   NpyArray a = read_npy(out);
   EXPECT_EQ(a.shape, (std::vector<int64_t>{9, 300}));
   for (float v : a.as_f32()) ASSERT_TRUE(std::isfinite(v));
-  EXPECT_EQ(run("bench-engine --model " + dir + " --prompt 8 --decode 2 -q --json"), 0);
+  // bench-engine --json: the documented fields, every figure with its roofline ratio.
+  const std::string js = tmp("bench.json");
+  EXPECT_EQ(std::system((std::string(V4_BINARY) + " bench-engine --model " + dir +
+                         " --prompts 8,16 --batches 1,3 --decode 2 --context 40 --context-base 20 -q --json > " + js + " 2>/dev/null").c_str()),
+            0);
+  std::ifstream jf(js);
+  auto j = nlohmann::json::parse(jf);
+  for (const char* k : {"prompt_tokens", "decode_tokens", "threads", "prefill_tok_s", "decode_tok_s", "weight_bytes_per_token",
+                        "mem_bw_bytes_s", "bw_ratio", "fp32_peak_flop_s", "bf16_peak_flop_s", "peak_flop_s", "numerics"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["prompt_tokens"], 8);
+  EXPECT_GT(j["mem_bw_bytes_s"].get<double>(), 0);
+  EXPECT_GT(j["fp32_peak_flop_s"].get<double>(), 0);
+  ASSERT_EQ(j["decode"].size(), 2u);
+  EXPECT_EQ(j["decode"][1]["batch"], 3);
+  EXPECT_GT(j["decode"][1]["roofline_ratio"].get<double>(), 0);
+  ASSERT_EQ(j["prefill"].size(), 2u);
+  EXPECT_EQ(j["prefill"][1]["tokens"], 16);
+  EXPECT_GT(j["prefill"][1]["peak_ratio"].get<double>(), 0);
+  EXPECT_EQ(j["context"]["tokens"], 40);
+  EXPECT_GT(j["context"]["decode_ratio"].get<double>(), 0);
+  EXPECT_EQ(run("bench-engine --model " + dir + " --batches 0 -q"), 2);
+  fs::remove(js);
   fs::remove_all(dir);
   fs::remove(toks);
   fs::remove(out);

@@ -1,0 +1,187 @@
+#include "kernels/attn.h"
+
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/cpu.h"
+
+#define V4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+namespace v4 {
+
+void KeyBlocks::append(const float* k) {
+  const size_t blk = static_cast<size_t>(n / kBlock), lane = static_cast<size_t>(n % kBlock);
+  if (lane == 0) data.resize((blk + 1) * static_cast<size_t>(d) * kBlock, 0.f);
+  float* b = data.data() + blk * static_cast<size_t>(d) * kBlock;
+  for (int e = 0; e < d; ++e) b[static_cast<size_t>(e) * kBlock + lane] = k[e];
+  ++n;
+}
+
+namespace {
+
+void indexer_scores_portable(const float* q, const float* w, int H, const KeyBlocks& keys, int64_t n, float* out) {
+  const int d = keys.d;
+  constexpr int B = KeyBlocks::kBlock;
+  for (int64_t jb = 0; jb * B < n; ++jb) {
+    const float* kb = keys.data.data() + static_cast<size_t>(jb) * d * B;
+    float s[B] = {};
+    for (int h = 0; h < H; ++h) {
+      float acc[B] = {};
+      const float* qh = q + static_cast<size_t>(h) * d;
+      for (int e = 0; e < d; ++e)
+        for (int l = 0; l < B; ++l) acc[l] += qh[e] * kb[static_cast<size_t>(e) * B + l];
+      for (int l = 0; l < B; ++l) s[l] += w[h] * std::max(acc[l], 0.0f);
+    }
+    std::copy_n(s, B, out + jb * B);
+  }
+}
+
+// Two key blocks x 8 heads of accumulators per pass: 2 key loads and 8 query broadcasts per 16
+// FMAs.
+V4_AVX512 void indexer_scores_avx512(const float* q, const float* w, int H, const KeyBlocks& keys, int64_t n, float* out) {
+  const int d = keys.d;
+  constexpr int B = KeyBlocks::kBlock;
+  const int64_t nb = (n + B - 1) / B;
+  for (int64_t jb = 0; jb < nb; jb += 2) {
+    const bool two = jb + 1 < nb;
+    const float* k0 = keys.data.data() + static_cast<size_t>(jb) * d * B;
+    const float* k1 = two ? k0 + static_cast<size_t>(d) * B : k0;
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (int h0 = 0; h0 < H; h0 += 8) {
+      const int hn = std::min(8, H - h0);
+      __m512 a0[8], a1[8];
+      for (int h = 0; h < 8; ++h) a0[h] = a1[h] = _mm512_setzero_ps();
+      for (int e = 0; e < d; ++e) {
+        const __m512 v0 = _mm512_loadu_ps(k0 + static_cast<size_t>(e) * B), v1 = _mm512_loadu_ps(k1 + static_cast<size_t>(e) * B);
+        for (int h = 0; h < 8; ++h) {
+          if (h >= hn) break;
+          const __m512 qb = _mm512_set1_ps(q[static_cast<size_t>(h0 + h) * d + e]);
+          a0[h] = _mm512_fmadd_ps(qb, v0, a0[h]);
+          a1[h] = _mm512_fmadd_ps(qb, v1, a1[h]);
+        }
+      }
+      for (int h = 0; h < hn; ++h) {
+        const __m512 wh = _mm512_set1_ps(w[h0 + h]);
+        s0 = _mm512_fmadd_ps(wh, _mm512_max_ps(a0[h], _mm512_setzero_ps()), s0);
+        s1 = _mm512_fmadd_ps(wh, _mm512_max_ps(a1[h], _mm512_setzero_ps()), s1);
+      }
+    }
+    _mm512_storeu_ps(out + jb * B, s0);
+    if (two) _mm512_storeu_ps(out + (jb + 1) * B, s1);
+  }
+}
+
+V4_AVX512 float dot_avx512(const float* a, const float* b, int d) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+  int e = 0;
+  for (; e + 32 <= d; e += 32) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + e), _mm512_loadu_ps(b + e), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + e + 16), _mm512_loadu_ps(b + e + 16), s1);
+  }
+  for (; e < d; e += 16) {
+    const __mmask16 m = e + 16 <= d ? 0xFFFF : static_cast<__mmask16>((1u << (d - e)) - 1);
+    s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, a + e), _mm512_maskz_loadu_ps(m, b + e), s0);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+
+// o[0..d) += Σ_i p[i] · key_i, two heads at a time sharing the key loads.
+V4_AVX512 void weighted_sum2_avx512(const float* p0, const float* p1, const float* const* keys, int nk, int d, float* o0, float* o1) {
+  for (int c = 0; c < d; c += 128) {
+    const int cn = std::min(128, d - c);
+    __m512 a[8], b[8];
+    for (int j = 0; j < 8; ++j) a[j] = b[j] = _mm512_setzero_ps();
+    if (cn == 128) {
+      for (int i = 0; i < nk; ++i) {
+        const float* k = keys[i] + c;
+        const __m512 x = _mm512_set1_ps(p0[i]), y = _mm512_set1_ps(p1[i]);
+        for (int j = 0; j < 8; ++j) {
+          const __m512 kv = _mm512_loadu_ps(k + 16 * j);
+          a[j] = _mm512_fmadd_ps(x, kv, a[j]);
+          b[j] = _mm512_fmadd_ps(y, kv, b[j]);
+        }
+      }
+    } else {
+      for (int i = 0; i < nk; ++i) {
+        const float* k = keys[i] + c;
+        const __m512 x = _mm512_set1_ps(p0[i]), y = _mm512_set1_ps(p1[i]);
+        for (int j = 0; j * 16 < cn; ++j) {
+          const __mmask16 m = (j + 1) * 16 <= cn ? 0xFFFF : static_cast<__mmask16>((1u << (cn - 16 * j)) - 1);
+          const __m512 kv = _mm512_maskz_loadu_ps(m, k + 16 * j);
+          a[j] = _mm512_fmadd_ps(x, kv, a[j]);
+          b[j] = _mm512_fmadd_ps(y, kv, b[j]);
+        }
+      }
+    }
+    for (int j = 0; j * 16 < cn; ++j) {
+      const __mmask16 m = (j + 1) * 16 <= cn ? 0xFFFF : static_cast<__mmask16>((1u << (cn - 16 * j)) - 1);
+      _mm512_mask_storeu_ps(o0 + c + 16 * j, m, a[j]);
+      _mm512_mask_storeu_ps(o1 + c + 16 * j, m, b[j]);
+    }
+  }
+}
+
+float dot_portable(const float* a, const float* b, int d) {
+  float acc[8] = {};
+  int e = 0;
+  for (; e + 8 <= d; e += 8)
+    for (int j = 0; j < 8; ++j) acc[j] += a[e + j] * b[e + j];
+  float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; e < d; ++e) s += a[e] * b[e];
+  return s;
+}
+
+}  // namespace
+
+void indexer_scores(const float* q, const float* w, int H, const KeyBlocks& keys, int64_t n, float* out) {
+  if (n <= 0) return;
+  if (use_avx512()) indexer_scores_avx512(q, w, H, keys, n, out);
+  else indexer_scores_portable(q, w, H, keys, n, out);
+}
+
+void top_k_indices(const float* score, int64_t n, int k, std::vector<int32_t>& out) {
+  out.resize(static_cast<size_t>(n));
+  std::iota(out.begin(), out.end(), 0);
+  if (k < n) {
+    std::nth_element(out.begin(), out.begin() + k, out.end(), [&](int32_t a, int32_t b) { return score[a] > score[b]; });
+    out.resize(static_cast<size_t>(k));
+  }
+}
+
+void mqa_attend(const float* q, int H, int d, const float* const* keys, int nk, const float* sink, float scale, float* o,
+                std::vector<float>& scratch) {
+  scratch.resize(static_cast<size_t>(H) * static_cast<size_t>(std::max(nk, 1)));
+  const bool simd = use_avx512();
+  for (int h = 0; h < H; ++h) {
+    const float* qh = q + static_cast<size_t>(h) * d;
+    float* sc = scratch.data() + static_cast<size_t>(h) * nk;
+    float mx = -INFINITY;
+    for (int i = 0; i < nk; ++i) {
+      sc[i] = (simd ? dot_avx512(qh, keys[i], d) : dot_portable(qh, keys[i], d)) * scale;
+      mx = std::max(mx, sc[i]);
+    }
+    float den = std::exp(sink[h] - mx);
+    for (int i = 0; i < nk; ++i) den += (sc[i] = std::exp(sc[i] - mx));
+    const float inv = 1.0f / den;
+    for (int i = 0; i < nk; ++i) sc[i] *= inv;
+  }
+  int h = 0;
+  if (simd)
+    for (; h + 2 <= H; h += 2)
+      weighted_sum2_avx512(scratch.data() + static_cast<size_t>(h) * nk, scratch.data() + static_cast<size_t>(h + 1) * nk, keys, nk, d,
+                           o + static_cast<size_t>(h) * d, o + static_cast<size_t>(h + 1) * d);
+  for (; h < H; ++h) {
+    float* oh = o + static_cast<size_t>(h) * d;
+    const float* p = scratch.data() + static_cast<size_t>(h) * nk;
+    std::fill(oh, oh + d, 0.f);
+    for (int i = 0; i < nk; ++i)
+      for (int e = 0; e < d; ++e) oh[e] += p[i] * keys[i][e];
+  }
+}
+
+}  // namespace v4
