@@ -83,7 +83,7 @@ void write_json(const std::string& path, const Json& j) {
 
 int run_eval_cmd(EvalRunArgs& a) {
   Progress::set_global_quiet(a.quiet);
-  if (a.api != "openai" && a.api != "anthropic") throw InputError("--api must be openai or anthropic");
+  if (a.api != "openai" && a.api != "anthropic" && a.api != "responses") throw InputError("--api must be openai, responses or anthropic");
   if (a.concurrency < 1 || a.concurrency > 256) throw InputError("--concurrency must be in 1..256");
   if (a.samples < 1 || a.samples > 1000) throw InputError("--samples must be in 1..1000");
   if (a.max_tokens < 0) throw InputError("--max-tokens must be positive");
@@ -263,7 +263,7 @@ void add_eval_command(CLI::App& app) {
   r->add_option("--url", a->url, "endpoint base URL, e.g. http://127.0.0.1:8000/v1")->required();
   r->add_option("--model", a->model, "model name sent in requests")->required();
   r->add_option("--out", a->out, "results JSONL (appended; an existing file is continued)")->required();
-  r->add_option("--api", a->api, "openai (chat completions) | anthropic (messages)");
+  r->add_option("--api", a->api, "openai (chat completions) | responses | anthropic (messages)");
   r->add_option("--api-key-env", a->api_key_env, "environment variable holding the API key");
   r->add_option("--concurrency", a->concurrency, "requests in flight (default 1)");
   r->add_option("--samples", a->samples, "samples per item (pass@k; default 1)");

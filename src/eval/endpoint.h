@@ -1,7 +1,8 @@
 // The endpoint under evaluation: an OpenAI-compatible chat-completions server (v4host, vLLM,
-// SGLang, the hosted DeepSeek API, ...) or an Anthropic Messages server. Items are written in
-// the OpenAI chat shape; for --api anthropic they are translated (system, tool_use/tool_result
-// blocks, thinking). Reasoning modes: none | high | max (reasoning_effort, or Anthropic thinking).
+// SGLang, the hosted DeepSeek API, ...), an OpenAI Responses server or an Anthropic Messages
+// server. Items are written in the OpenAI chat shape; the protocol layer (src/protocol) carries
+// them to the other APIs and reads every API's answer. Reasoning modes: none | high | max
+// (reasoning_effort, or Anthropic thinking).
 #pragma once
 #include <functional>
 #include <memory>
@@ -15,7 +16,7 @@ namespace v4::eval {
 
 struct EndpointConfig {
   std::string url;  // base, e.g. http://127.0.0.1:8000/v1 (a trailing /v1 is optional)
-  std::string api = "openai";  // openai | anthropic
+  std::string api = "openai";  // openai (chat completions) | responses | anthropic
   std::string model;
   std::string api_key;  // sent as Bearer (openai) or x-api-key (anthropic)
   double timeout_s = 600;
