@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <random>
 #include <thread>
@@ -125,6 +126,12 @@ struct Exchange {
   std::string garbage_msg, hop_note;
   SClock::time_point hop_t0;
   int hop_sharing = 1;
+  // Passthrough (same dialect, first_byte, no verifiers, no tools): upstream frames go to the
+  // client as they are; only the frames carrying the finish, usage or an error are parsed.
+  bool passthrough = false, saw_done = false, pt_error = false;
+  std::vector<std::string> held, tail;  // before the first token / the end, held until commit
+  protocol::Usage pt_usage;
+  std::string pt_error_msg;
   // Client side.
   bool committed = false, finished = false, client_gone = false;
   std::shared_ptr<net::Stream> stream;
@@ -496,6 +503,13 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->up = s;
     ex->hop_note = w.note;
     ex->reader = protocol::make_stream_reader(w.dialect);
+    ex->passthrough = ex->req.stream && ex->route->stream == StreamMode::FirstByte && ex->route->verify.empty() && ex->req.tools.empty() &&
+                      w.dialect == ex->dialect && ex->dialect == Dialect::ChatCompletions;
+    ex->saw_done = ex->pt_error = false;
+    ex->held.clear();
+    ex->tail.clear();
+    ex->pt_usage = {};
+    ex->pt_error_msg.clear();
     ex->decoder = protocol::SseDecoder();
     ex->acc = protocol::ResponseAccumulator();
     ex->events.clear();
@@ -551,6 +565,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     }
     if (ex->garbage) return;
     arm_idle(ex, ex->up->cfg.timeouts.first_token_s);
+    if (ex->passthrough) return pt_piece(ex, piece);
     try {
       for (auto& f : ex->decoder.feed(piece))
         for (auto& ev : ex->reader->read(f)) on_event(ex, std::move(ev));
@@ -558,6 +573,76 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       ex->garbage = true;
       ex->garbage_msg = e.what();
       ex->handle->cancel();
+    }
+  }
+
+  // A chat chunk whose delta carries text, reasoning or a tool call (not the empty role chunk).
+  static bool pt_is_token(const std::string& d) {
+    for (const char* k : {"\"content\":\"", "\"reasoning_content\":\""}) {
+      size_t p = d.find(k);
+      if (p != std::string::npos && p + std::strlen(k) < d.size() && d[p + std::strlen(k)] != '"') return true;
+    }
+    return d.find("\"tool_calls\"") != std::string::npos;
+  }
+
+  void pt_piece(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
+    for (auto& f : ex->decoder.feed(piece)) {
+      if (ex->saw_done) continue;
+      if (f.data == "[DONE]") {
+        ex->saw_done = true;
+        ex->tail.push_back(f.wire());
+        continue;
+      }
+      bool is_finish = f.data.find("\"finish_reason\":\"") != std::string::npos;
+      bool is_usage = f.data.find("\"usage\":{") != std::string::npos;
+      bool is_error = f.data.find("\"error\"") != std::string::npos;
+      if (is_finish || is_usage || is_error) {
+        auto j = ojson::parse(f.data, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) {
+          ex->garbage = true;
+          ex->garbage_msg = "a stream chunk is not JSON";
+          ex->handle->cancel();
+          return;
+        }
+        if (j.contains("error")) {
+          ex->pt_error = true;
+          ex->pt_error_msg = upstream_error_message(f.data);
+          continue;
+        }
+        if (j.contains("usage") && j["usage"].is_object()) {
+          ex->pt_usage = protocol::chat::parse_usage(j["usage"]);
+          if (!ex->req.include_usage) {  // the router asked for it; the client did not
+            if (is_finish) j.erase("usage");
+            else continue;
+          }
+          if (is_finish) {
+            ex->tail.push_back(protocol::SseFrame{"", protocol::wire(j)}.wire());
+            continue;
+          }
+        }
+        ex->tail.push_back(f.wire());
+        continue;
+      }
+      if (!ex->committed) {
+        ex->held.push_back(f.wire());
+        if (!pt_is_token(f.data)) continue;
+        ex->got_token = true;
+        commit_stream(ex);
+        std::string out;
+        for (auto& h : ex->held) out += h;
+        ex->held.clear();
+        pt_write(ex, std::move(out));
+        continue;
+      }
+      pt_write(ex, f.wire());
+    }
+  }
+
+  void pt_write(const std::shared_ptr<Exchange>& ex, std::string bytes) {
+    if (!ex->stream || ex->stream->closed()) return;
+    if (!ex->stream->write(std::move(bytes))) {
+      ex->client_gone = true;
+      if (ex->handle) ex->handle->cancel();
     }
   }
 
@@ -636,7 +721,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     std::string outcome;  // "" = answered
     double retry_after = -1;
     bool retryable = true, health_failure = true;
-    if (ex->up_status == 200 && resp.ok() && !ex->garbage) {
+    if (ex->up_status == 200 && resp.ok() && !ex->garbage && !ex->passthrough) {
       try {
         for (auto& f : ex->decoder.finish())
           for (auto& ev : ex->reader->read(f)) on_event(ex, std::move(ev));
@@ -676,14 +761,18 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       hop.detail = upstream_error_message(ex->up_error_body);
       retryable = false;
       health_failure = false;
-    } else if (!ex->reader->complete() || !ex->acc.finished()) {
+    } else if (ex->passthrough && ex->pt_error) {
+      outcome = "upstream_error";
+      hop.detail = ex->pt_error_msg;
+    } else if (ex->passthrough ? !ex->saw_done : (!ex->reader->complete() || !ex->acc.finished())) {
       outcome = "truncated";
       hop.detail = "the stream ended before the answer finished";
-    } else if (ex->acc.response().finish == protocol::FinishReason::Error) {
+    } else if (!ex->passthrough && ex->acc.response().finish == protocol::FinishReason::Error) {
       outcome = "upstream_error";
       hop.detail = ex->acc.response().error_message;
     }
     // Tokens and money, for every hop that produced any.
+    if (ex->passthrough) ex->acc.response().usage = ex->pt_usage;
     const protocol::Response& res = ex->acc.response();
     hop.prompt_tokens = res.usage.input_tokens > 0 ? res.usage.input_tokens : (ex->up_status == 200 ? ex->features.prompt_tokens : 0);
     hop.cached_tokens = res.usage.cached_tokens;
@@ -918,6 +1007,17 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       if (ex->client_gone) {
         if (ex->stream) ex->stream->close();
         else ex->reply->send();
+        return;
+      }
+      if (ex->passthrough) {
+        if (!ex->committed) self->commit_stream(ex);
+        std::string out;
+        for (auto& h : ex->held) out += h;
+        for (auto& t : ex->tail) out += t;
+        ex->held.clear();
+        ex->tail.clear();
+        self->pt_write(ex, std::move(out));
+        ex->stream->close();
         return;
       }
       if (ex->req.stream) {

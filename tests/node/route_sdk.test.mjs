@@ -66,6 +66,17 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
     assert.ok(usage && usage.completion_tokens > 0);
     const hard = await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Prove it' }], reasoning_effort: 'high', max_tokens: 8 });
     assert.equal(hard.choices[0].message.content, 'Hello from the hosted stand-in.');
+    // A first_byte route in the client's own dialect streams the upstream's chunks through as they are.
+    const pt = await client.chat.completions.create({ model: 'pro', messages: [{ role: 'user', content: 'Hi' }], stream: true,
+      stream_options: { include_usage: true } });
+    let ptText = '';
+    let ptUsage = null;
+    for await (const ch of pt) {
+      ptText += ch.choices[0]?.delta?.content || '';
+      if (ch.usage) ptUsage = ch.usage;
+    }
+    assert.equal(ptText, 'Hello from the hosted stand-in.');
+    assert.ok(ptUsage && ptUsage.prompt_tokens > 0);
     const r = await client.responses.create({ model: 'auto', input: 'Hi', max_output_tokens: 8 });
     assert.equal(r.object, 'response');
     assert.equal(typeof r.output_text, 'string');
