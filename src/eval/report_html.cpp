@@ -55,7 +55,6 @@ std::string interval_bars(const std::vector<std::pair<std::string, Json>>& rows,
 
 void write_run_html(const std::string& path, const Json& s) {
   report::HtmlPage page("v4host eval: " + s.value("suite", std::string()));
-  page.heading("Evaluation: " + s.value("suite", std::string()), 1);
   if (s.contains("provenance")) {
     const Json& p = s["provenance"];
     std::vector<std::pair<std::string, std::string>> kv;
@@ -129,7 +128,6 @@ void write_run_html(const std::string& path, const Json& s) {
 
 void write_compare_html(const std::string& path, const Json& c, const std::string& an, const std::string& bn) {
   report::HtmlPage page("v4host eval compare");
-  page.heading("A/B comparison", 1);
   page.definition_list({{"A (baseline)", an}, {"B (candidate)", bn}, {"pairs", std::to_string(c["n_pairs"].get<long>())},
                         {"verdict", "B is " + c["verdict"].get<std::string>() + (c["verdict"] == "no significant difference" ? "" : " than A")}});
   auto row = [](const std::string& label, const std::string& key, const Json& t) {
