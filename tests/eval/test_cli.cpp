@@ -3,6 +3,11 @@
 // opened in headless Chromium.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <map>
 #include <thread>
 
@@ -11,6 +16,8 @@
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval_test_util.h"
+
+extern char** environ;
 
 using namespace v4;
 using test::AnswerServer;
@@ -97,9 +104,30 @@ TEST(EvalCli, KilledRunResumesWithoutRedoingOrLosingItems) {
   auto f = tmp.write("mine.jsonl", items_jsonl(N));
   const std::string out = tmp.path("out.jsonl");
   std::vector<std::string> args = {"eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "--concurrency", "2", "-q"};
-  // SIGKILL (no chance to clean up) part-way through.
-  auto first = test::v4host(args, 1.0);
-  EXPECT_TRUE(first.timed_out);
+  // SIGKILL (no chance to clean up) part-way through: once a few lines are in the file.
+  {
+    std::vector<std::string> full = {V4_BINARY};
+    full.insert(full.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& x : full) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    ASSERT_EQ(::posix_spawn(&pid, V4_BINARY, &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 600; ++i) {
+      std::string t = test::slurp(out);
+      if (std::count(t.begin(), t.end(), '\n') >= 5) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ::kill(pid, SIGKILL);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    EXPECT_TRUE(WIFSIGNALED(st));
+  }
   auto partial = eval::load_results(out);
   EXPECT_GT(partial.size(), 0u);
   EXPECT_LT(partial.size(), static_cast<size_t>(N));
