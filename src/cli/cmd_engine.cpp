@@ -16,6 +16,7 @@
 #include "text/tokenizer.h"
 #include "text/tokenizer_builder.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 
 namespace v4::cli {
 
@@ -99,7 +100,7 @@ struct GenArgs {
   int n = 16;
   float temperature = 0, top_p = 1;
   uint64_t seed = 0;
-  bool quiet = false;
+  bool quiet = false, speculative = false;
 };
 
 void run_generate(const GenArgs& a) {
@@ -118,31 +119,48 @@ void run_generate(const GenArgs& a) {
   }
   if (a.n < 0) throw InputError("-n must be >= 0");
   if (a.temperature < 0 || a.top_p <= 0 || a.top_p > 1) throw InputError("need --temperature >= 0 and 0 < --top-p <= 1");
-  auto w = ModelWeights::load(a.model, false, a.quiet);
+  auto w = ModelWeights::load(a.model, a.speculative, a.quiet);
   Engine eng(*w, numerics_from(a.numerics));
-  auto st = eng.new_sequence();
+  if (a.speculative && !eng.has_mtp()) throw InputError("--speculative: the checkpoint has no mtp.* weights");
+  auto st = eng.new_sequence(a.speculative);
   const int V = w->cfg.vocab_size;
-  std::vector<float> logits(static_cast<size_t>(V));
-  Sampler sampler({a.temperature, a.top_p, 0.0f, 0, a.seed});
-  Segment s;
-  s.state = st.get();
-  s.tokens = tokens.data();
-  s.n = static_cast<int>(tokens.size());
-  s.logits = logits.data();
-  eng.forward(std::span<Segment>(&s, 1));
+  const SamplingParams sp{a.temperature, a.top_p, 0.0f, 0, a.seed};
   std::vector<int32_t> out;
   std::unique_ptr<text::StreamDecoder> dec;
   if (tok) dec = std::make_unique<text::StreamDecoder>(*tok);
-  for (int i = 0; i < a.n; ++i) {
-    int32_t t = sampler.sample(logits.data(), V);
+  auto print = [&](int32_t t) {
     out.push_back(t);
     if (dec) std::fputs(dec->push(t).c_str(), stdout);
-    else std::printf("%s%d", i ? " " : "", t);
+    else std::printf("%s%d", out.size() > 1 ? " " : "", t);
     std::fflush(stdout);
-    if (i + 1 == a.n) break;
-    s.tokens = &out.back();
-    s.n = 1;
+  };
+  if (a.speculative) {
+    // MTP drafts, one batched verifying forward per step; same output distribution as plain.
+    SpeculativeDecoder sd(eng, *st, sp);
+    sd.start(tokens.data(), static_cast<int>(tokens.size()));
+    sd.generate(a.n, [&](int32_t t) {
+      print(t);
+      return true;
+    });
+    if (!a.quiet)
+      std::fprintf(stderr, "speculative: %lld drafts, %.1f%% accepted, %.2f tokens per verifying forward\n",
+                   static_cast<long long>(sd.stats().drafts), 100 * sd.stats().acceptance(), sd.stats().tokens_per_step());
+  } else {
+    std::vector<float> logits(static_cast<size_t>(V));
+    Sampler sampler(sp);
+    Segment s;
+    s.state = st.get();
+    s.tokens = tokens.data();
+    s.n = static_cast<int>(tokens.size());
+    s.logits = logits.data();
     eng.forward(std::span<Segment>(&s, 1));
+    for (int i = 0; i < a.n; ++i) {
+      print(sampler.sample(logits.data(), V));
+      if (i + 1 == a.n) break;
+      s.tokens = &out.back();
+      s.n = 1;
+      eng.forward(std::span<Segment>(&s, 1));
+    }
   }
   if (dec) std::fputs(dec->finish().c_str(), stdout);
   std::printf("\n");
@@ -165,8 +183,10 @@ void run_bench(BenchArgs a) {
   if (a.opt.decode < 1) throw InputError("--decode must be >= 1");
   if (a.opt.context < 0 || a.opt.context_base < 1) throw InputError("--context must be >= 0 and --context-base >= 1");
   a.opt.progress = !a.quiet && !a.json;
-  auto w = ModelWeights::load(a.model, false, a.quiet);
+  if (a.opt.speculative < 0) throw InputError("--speculative must be >= 0");
+  auto w = ModelWeights::load(a.model, a.opt.speculative > 0, a.quiet);
   Engine eng(*w, numerics_from(a.numerics));
+  if (a.opt.speculative > 0 && !eng.has_mtp()) throw InputError("--speculative: the checkpoint has no mtp.* weights");
   EngineBenchResult r = bench_engine(eng, a.opt);
   if (a.json) {
     std::printf("%s\n", bench_json(r).c_str());
@@ -190,6 +210,9 @@ void run_bench(BenchArgs a) {
                 c.tokens, c.base, c.prefill_tok_s, c.base_prefill_tok_s, 100 * c.prefill_tok_s / c.base_prefill_tok_s,
                 c.decode_tok_s, c.base_decode_tok_s, 100 * c.decode_tok_s / c.base_decode_tok_s);
   }
+  if (r.speculative.tokens > 0)
+    std::printf("speculative      %.2f tokens/s greedy with MTP drafts: %.1f%% accepted, %.2f tokens per verifying forward\n",
+                r.speculative.tok_s, 100 * r.speculative.acceptance, r.speculative.tokens_per_step);
 }
 
 }  // namespace
@@ -205,6 +228,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--decode", a->opt.decode, "decode steps per figure");
     c->add_option("--context", a->opt.context, "long-context figure: prefill and decode after N tokens (0 = skip)");
     c->add_option("--context-base", a->opt.context_base, "the short context it is compared with");
+    c->add_option("--speculative", a->opt.speculative, "also generate N tokens with MTP speculation (0 = skip)");
     c->add_option("--seed", a->opt.seed, "random seed for the token ids");
     c->add_option("--numerics", a->numerics, "exact | official | cachesim");
     c->add_flag("--json", a->json, "machine-readable output");
@@ -265,6 +289,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--top-p", a->top_p, "nucleus sampling");
     c->add_option("--seed", a->seed, "random seed");
     c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_flag("--speculative", a->speculative, "draft with the MTP module, verify in one batched forward (exact)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_generate(*a); });
   }

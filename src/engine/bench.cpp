@@ -9,6 +9,7 @@
 
 #include "core/cpu.h"
 #include "core/thread_pool.h"
+#include "engine/speculative.h"
 #include "kernels/peaks.h"
 
 namespace v4 {
@@ -192,6 +193,20 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
       note("context %.0f: prefill %.1f tok/s", n, n / s);
     }
   }
+  if (opt.speculative > 0 && eng.has_mtp()) {
+    auto st = eng.new_sequence(true);
+    SpeculativeDecoder sd(eng, *st, SamplingParams{});
+    auto prompt = run.random_tokens(32);
+    sd.start(prompt.data(), 32);
+    auto t0 = std::chrono::steady_clock::now();
+    sd.generate(opt.speculative, [](int32_t) { return true; });
+    SpeculativeFigure& f = r.speculative;
+    f.tokens = opt.speculative;
+    f.tok_s = opt.speculative / seconds_since(t0);
+    f.acceptance = sd.stats().acceptance();
+    f.tokens_per_step = sd.stats().tokens_per_step();
+    note("speculative: %.2f tok/s, %.2f tokens/step", f.tok_s, f.tokens_per_step);
+  }
   return r;
 }
 
@@ -229,6 +244,12 @@ std::string bench_json(const EngineBenchResult& r) {
                     {"base_decode_tok_s", c.base_decode_tok_s},
                     {"decode_ratio", c.base_decode_tok_s > 0 ? c.decode_tok_s / c.base_decode_tok_s : 0}};
   }
+  if (r.speculative.tokens > 0)
+    j["speculative"] = {{"tokens", r.speculative.tokens},
+                        {"tok_s", r.speculative.tok_s},
+                        {"acceptance", r.speculative.acceptance},
+                        {"tokens_per_step", r.speculative.tokens_per_step},
+                        {"speedup_vs_batch1", r.decode_tok_s > 0 ? r.speculative.tok_s / r.decode_tok_s : 0}};
   return j.dump(2);
 }
 

@@ -34,6 +34,7 @@ struct BenchOptions {
   int decode = 32;                         // decode steps per figure
   int context = 16384;                     // long-context figure (0 = skip) ...
   int context_base = 1024;                 // ... against this short context
+  int speculative = 0;                     // tokens generated with MTP speculation (0 = skip)
   uint64_t seed = 1;
   bool progress = false;                   // one line per figure on stderr
 };
@@ -57,6 +58,13 @@ struct ContextFigure {
   double decode_tok_s = 0, base_decode_tok_s = 0;    // batch-1 decode after the prompt
 };
 
+struct SpeculativeFigure {
+  int tokens = 0;
+  double tok_s = 0;            // greedy generation with MTP drafts
+  double acceptance = 0;       // accepted drafts / drafts
+  double tokens_per_step = 0;  // tokens per verifying forward
+};
+
 struct EngineBenchResult {
   // Figures of the first prompt / batch 1 (field names kept from the first version).
   int prompt_tokens = 0, decode_tokens = 0, threads = 0;
@@ -75,6 +83,7 @@ struct EngineBenchResult {
   std::vector<DecodeFigure> decode;
   std::vector<PrefillFigure> prefill;
   ContextFigure context;
+  SpeculativeFigure speculative;
 };
 
 EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt);

@@ -53,16 +53,19 @@ TEST(Cli, LogitsPrefillChunkedDecodeAndMtpMatchGolden) {
 
 TEST(Cli, GenerateGreedyMatchesGolden) {
   V4_REQUIRE_GOLDEN("tiny-all");
-  const std::string out = tmp("gen.txt");
-  int rc = std::system((std::string(V4_BINARY) + " generate -q -n 32 --model " + G + "/checkpoint --tokens " + G +
-                        "/prompt_ids.npy > " + out)
-                           .c_str());
-  ASSERT_EQ(rc, 0);
-  std::ifstream f(out);
-  std::vector<int64_t> got;
-  for (int64_t t; f >> t;) got.push_back(t);
-  EXPECT_EQ(got, i64(G + "/noaq/greedy_tokens.npy"));
-  fs::remove(out);
+  // Plain and speculative (MTP drafts, exact acceptance) greedy decoding give the reference.
+  for (const std::string flags : {"", " --speculative"}) {
+    const std::string out = tmp("gen.txt");
+    int rc = std::system((std::string(V4_BINARY) + " generate -q -n 32 --model " + G + "/checkpoint --tokens " + G +
+                          "/prompt_ids.npy" + flags + " > " + out)
+                             .c_str());
+    ASSERT_EQ(rc, 0);
+    std::ifstream f(out);
+    std::vector<int64_t> got;
+    for (int64_t t; f >> t;) got.push_back(t);
+    EXPECT_EQ(got, i64(G + "/noaq/greedy_tokens.npy")) << flags;
+    fs::remove(out);
+  }
 }
 
 TEST(Cli, SynthCheckpointRunsInTheEngine) {
@@ -79,7 +82,7 @@ TEST(Cli, SynthCheckpointRunsInTheEngine) {
   // bench-engine --json: the documented fields, every figure with its roofline ratio.
   const std::string js = tmp("bench.json");
   EXPECT_EQ(std::system((std::string(V4_BINARY) + " bench-engine --model " + dir +
-                         " --prompts 8,16 --batches 1,3 --decode 2 --context 40 --context-base 20 -q --json > " + js + " 2>/dev/null").c_str()),
+                         " --prompts 8,16 --batches 1,3 --decode 2 --context 40 --context-base 20 --speculative 6 -q --json > " + js + " 2>/dev/null").c_str()),
             0);
   std::ifstream jf(js);
   auto j = nlohmann::json::parse(jf);
@@ -97,6 +100,8 @@ TEST(Cli, SynthCheckpointRunsInTheEngine) {
   EXPECT_GT(j["prefill"][1]["peak_ratio"].get<double>(), 0);
   EXPECT_EQ(j["context"]["tokens"], 40);
   EXPECT_GT(j["context"]["decode_ratio"].get<double>(), 0);
+  EXPECT_EQ(j["speculative"]["tokens"], 6);
+  EXPECT_GE(j["speculative"]["tokens_per_step"].get<double>(), 1.0);
   EXPECT_EQ(run("bench-engine --model " + dir + " --batches 0 -q"), 2);
   fs::remove(js);
   fs::remove_all(dir);
