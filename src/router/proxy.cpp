@@ -115,6 +115,9 @@ struct Exchange {
   UpstreamState* up = nullptr;
   std::shared_ptr<UpCancel> handle;
   std::unique_ptr<asio::steady_timer> idle_timer, total_timer, backoff_timer;
+  SClock::time_point idle_deadline{};
+  bool idle_armed = false;
+  uint64_t hop_gen = 0;
   std::unique_ptr<protocol::StreamReader> reader;
   protocol::SseDecoder decoder;
   protocol::ResponseAccumulator acc;
@@ -502,6 +505,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     WireRequest w = build_wire_request(u, ex->req, memo);
     ex->up = s;
     ex->hop_note = w.note;
+    ex->hop_gen++;
+    ex->idle_armed = false;
     ex->reader = protocol::make_stream_reader(w.dialect);
     ex->passthrough = ex->req.stream && ex->route->stream == StreamMode::FirstByte && ex->route->verify.empty() && ex->req.tools.empty() &&
                       w.dialect == ex->dialect && ex->dialect == Dialect::ChatCompletions;
@@ -545,16 +550,31 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
 
   // A hop that sends nothing for first_token seconds (before the first token, or between pieces
   // after it) is cancelled as timed out: a hang is found without waiting for the total limit.
+  // The deadline moves with every piece; the timer is re-armed only when it fires early (one
+  // wait per silence, not a cancel and a new wait per piece).
   void arm_idle(const std::shared_ptr<Exchange>& ex, double seconds) {
     if (!ex->idle_timer) ex->idle_timer = std::make_unique<asio::steady_timer>(up_io);
-    ex->idle_timer->expires_after(std::chrono::duration_cast<SClock::duration>(std::chrono::duration<double>(seconds)));
+    ex->idle_deadline = SClock::now() + std::chrono::duration_cast<SClock::duration>(std::chrono::duration<double>(seconds));
+    if (ex->idle_armed) return;
+    ex->idle_armed = true;
+    wait_idle(ex, ex->hop_gen);
+  }
+
+  void wait_idle(const std::shared_ptr<Exchange>& ex, uint64_t gen) {
+    ex->idle_timer->expires_at(ex->idle_deadline);
     std::weak_ptr<Exchange> wex = ex;
-    ex->idle_timer->async_wait([wex](const boost::system::error_code& ec) {
-      if (ec) return;
-      if (auto e = wex.lock()) {
-        e->timed_out = true;
-        if (e->handle) e->handle->cancel();
+    auto self = shared_from_this();
+    ex->idle_timer->async_wait([self, wex, gen](const boost::system::error_code& ec) {
+      auto e = wex.lock();
+      if (!e || e->hop_gen != gen) return;  // a later hop owns the timer now
+      if (ec) {
+        e->idle_armed = false;
+        return;
       }
+      if (SClock::now() < e->idle_deadline) return self->wait_idle(e, gen);
+      e->idle_armed = false;
+      e->timed_out = true;
+      if (e->handle) e->handle->cancel();
     });
   }
 

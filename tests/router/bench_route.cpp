@@ -118,8 +118,10 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   fast.answer_chunks = 1;
   fast.model = "m";
   v4::testing::ScriptedEndpoint fast_up(fast);
-  char tmpl[] = "/tmp/v4route-bench-XXXXXX";
-  fs::path dir = mkdtemp(tmpl);
+  // ROUTE_BENCH_DIR: where the ledger goes (default /tmp; /dev/shm takes the disk out of it).
+  std::string tdir = std::getenv("ROUTE_BENCH_DIR") ? std::getenv("ROUTE_BENCH_DIR") : "/tmp";
+  std::string tmpl = tdir + "/v4route-bench-XXXXXX";
+  fs::path dir = mkdtemp(tmpl.data());
   std::string yaml = fmt::format(
       "listen: {{port: 0}}\nledger: {}/ledger.db\naccess_log: \"-\"\n"
       "upstreams:\n"
@@ -138,7 +140,16 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
               "rss MB");
   double base_rss = rss_mb();
-  for (int conc : {1, 64, 512}) {
+  std::vector<int> concs = {1, 64, 512};
+  if (const char* e = std::getenv("ROUTE_BENCH_CONC")) {  // e.g. "1,64,512,2000"
+    concs.clear();
+    for (const char* p = e; *p;) {
+      concs.push_back(std::atoi(p));
+      while (*p && *p != ',') ++p;
+      if (*p) ++p;
+    }
+  }
+  for (int conc : concs) {
     if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
     Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs);
     Sample r = run_load(via, true, conc, secs);
@@ -149,9 +160,9 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f   (router - direct)\n", conc, "added", pct(r.ttft_ms, 0.5) - pct(d.ttft_ms, 0.5),
                 pct(r.ttft_ms, 0.99) - pct(d.ttft_ms, 0.99), pct(r.total_ms, 0.5) - pct(d.total_ms, 0.5),
                 pct(r.total_ms, 0.99) - pct(d.total_ms, 0.99));
-    if (conc == 512)
-      std::printf("RSS growth with 512 streams through the router (router + client + upstream in one process): %.1f KB per stream\n",
-                  (r.peak_rss_mb - base_rss) * 1024 / 512);
+    if (conc >= 512)
+      std::printf("RSS growth with %d streams through the router (router + client + upstream in one process): %.1f KB per stream\n", conc,
+                  (r.peak_rss_mb - base_rss) * 1024 / conc);
   }
   // Non-streaming throughput, header-selected route to the zero-delay upstream.
   for (int conc : {64}) {
