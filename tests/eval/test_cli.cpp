@@ -276,3 +276,44 @@ TEST(EvalCli, HtmlReportsRenderInChromium) {
   EXPECT_EQ(v4::testing::text_of_key(r2.dom, "all.p_value"), "0.07031");
   EXPECT_NE(r2.dom.find("i8#0"), std::string::npos);
 }
+
+TEST(EvalCli, CtrlCFinishesInFlightItemsAndExits130) {
+  test::Scratch tmp;
+  AnswerServer srv([](const OJson& b) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    return echo(b);
+  });
+  auto f = tmp.write("mine.jsonl", items_jsonl(20));
+  const std::string out = tmp.path("out.jsonl"), err = tmp.path("err.txt");
+  std::vector<std::string> full = {V4_BINARY, "eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "-q"};
+  std::vector<char*> argv;
+  for (auto& x : full) argv.push_back(x.data());
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid;
+  ASSERT_EQ(::posix_spawn(&pid, V4_BINARY, &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  for (int i = 0; i < 600; ++i) {
+    std::string t = test::slurp(out);
+    if (std::count(t.begin(), t.end(), '\n') >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const size_t asked_at_sigint = srv.requests();
+  ::kill(pid, SIGINT);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 130);
+  EXPECT_NE(test::slurp(err).find("interrupted; rerun the same command"), std::string::npos) << test::slurp(err);
+  // The item in flight at Ctrl-C was finished and written; nothing after it was started.
+  auto rs = eval::load_results(out);
+  EXPECT_EQ(rs.size(), srv.requests());
+  EXPECT_LE(srv.requests(), asked_at_sigint + 1);
+  auto again = test::v4host({"eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "-q"});
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_EQ(eval::load_results(out).size(), 20u);
+  EXPECT_EQ(srv.requests(), 20u);  // nothing asked twice
+}

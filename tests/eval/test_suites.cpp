@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "answer_server.h"
+#include "core/error.h"
 #include "eval/code_suite.h"
 #include "eval/niah.h"
 #include "eval/runner.h"
@@ -319,4 +320,67 @@ TEST(EvalSuites, ToolsAstChecks) {
     }
   }
   EXPECT_TRUE(saw_required && saw_named && saw_none);
+}
+
+TEST(EvalSuites, UserCodeAndToolsTaskFiles) {
+  test::Scratch tmp;
+  // Code: a bash task and a python task; bad lines are named.
+  auto code = tmp.write("tasks.jsonl",
+                        OJson{{"id", "sh/sum"}, {"language", "bash"}, {"prompt", "Write a bash function add that echoes the sum of its two arguments."},
+                              {"tests", "[ \"$(add 2 3)\" = 5 ] || exit 1\n[ \"$(add -1 1)\" = 0 ] || exit 1\n"}, {"time_limit", 5}}
+                                .dump() +
+                            "\n" +
+                            OJson{{"id", "py/double"}, {"prompt", "Write a Python function double(x)."}, {"tests", "assert double(4) == 8\n"}}.dump() + "\n");
+  if (::access("/usr/bin/bwrap", X_OK) == 0) {
+    eval::Sandbox sb;
+    AnswerServer srv([](const OJson& b) {
+      Reply r;
+      r.content = test::last_user(b).find("bash") != std::string::npos ? "```bash\nadd() { echo $(( $1 + $2 )); }\n```"
+                                                                       : "```python\ndef double(x):\n    return x + x + 1\n```";
+      return r;
+    });
+    auto suite = eval::make_code_suite(code, false, sb);
+    ASSERT_EQ(suite->items().size(), 2u);
+    auto s = run_suite(*suite, srv.url(), tmp.path("c.jsonl"));
+    EXPECT_EQ(s["passed"], 1);
+    for (const auto& o : eval::load_results(tmp.path("c.jsonl"))) EXPECT_EQ(o.passed, o.id == "sh/sum") << o.id << o.detail.dump();
+  }
+  auto bad = tmp.write("bad.jsonl", "{\"id\":\"x\",\"prompt\":\"p\",\"tests\":\"\",\"language\":\"cobol\"}\n");
+  try {
+    eval::Sandbox sb;
+    eval::make_code_suite(bad, false, sb);
+    ADD_FAILURE() << "accepted an unsupported language";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.jsonl:1: unsupported language 'cobol'"), std::string::npos) << e.what();
+  }
+
+  // Tools: the user's own schema, one right and one wrong answer.
+  OJson tools = OJson::array({{{"type", "function"},
+                               {"function", {{"name", "deploy"}, {"parameters", {{"type", "object"}, {"required", {"service", "env"}},
+                                                                                 {"properties", {{"service", {{"type", "string"}}}, {"env", {{"type", "string"}, {"enum", {"staging", "prod"}}}}}}}}}}}});
+  std::string t;
+  t += OJson{{"id", "deploy-staging"}, {"messages", {{{"role", "user"}, {"content", "deploy api to staging"}}}}, {"tools", tools},
+             {"expected", {{"calls", {{{"name", "deploy"}, {"arguments", {{"service", {"api"}}, {"env", {"staging"}}}}}}}}}}
+           .dump() + "\n";
+  t += OJson{{"id", "deploy-prod"}, {"messages", {{{"role", "user"}, {"content", "deploy web to prod"}}}}, {"tools", tools},
+             {"expected", {{"calls", {{{"name", "deploy"}, {"arguments", {{"service", {"web"}}, {"env", {"prod"}}}}}}}}}}
+           .dump() + "\n";
+  auto tf = tmp.write("tools.jsonl", t);
+  AnswerServer srv2([](const OJson& b) {
+    Reply r;
+    const bool staging = test::last_user(b).find("staging") != std::string::npos;
+    r.tool_calls = {{{"name", "deploy"}, {"arguments", {{"service", staging ? "api" : "web"}, {"env", staging ? "staging" : "production"}}}}};
+    return r;
+  });
+  auto ts = eval::make_tools_suite(tf, false);
+  auto s2 = run_suite(*ts, srv2.url(), tmp.path("t.jsonl"));
+  EXPECT_EQ(s2["n"], 2);
+  EXPECT_EQ(s2["passed"], 1);
+  auto tb = tmp.write("tbad.jsonl", "{\"id\":\"x\",\"prompt\":\"p\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"f\"}}],\"expected\":{\"call\":[]}}\n");
+  try {
+    eval::make_tools_suite(tb, false);
+    ADD_FAILURE() << "accepted a bad expected";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tbad.jsonl:1: 'expected' must be"), std::string::npos) << e.what();
+  }
 }
