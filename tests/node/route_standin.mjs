@@ -35,8 +35,27 @@ export async function startStandin({ key = '', slowMs = 3000 } = {}) {
     res.end(JSON.stringify({ error: { message, type, param: null, code: null } }));
   }
 
+  // Engine-style pressure for overflow tests: /health answers like v4host serve, /metrics like vLLM.
+  const pressure = { queued: 0, running: 1 };
   function handle(req, res, raw) {
-    if (req.method === 'GET' && (req.url === '/health' || req.url === '/models' || req.url === '/v1/models')) {
+    if (req.method === 'GET' && req.url === '/health') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ status: 'ok', model: 'standin', running: pressure.running, queued: pressure.queued }));
+    }
+    if (req.method === 'GET' && req.url === '/metrics') {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      return res.end(`# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name="m"} ${pressure.queued}\n` +
+        `vllm:num_requests_running{model_name="m"} ${pressure.running}\n`);
+    }
+    // A RouteLLM-style classifier endpoint: long prompts are "hard".
+    if (req.method === 'POST' && req.url === '/classify') {
+      let b = {};
+      try { b = JSON.parse(raw); } catch { /* empty */ }
+      const text = JSON.stringify(b.messages || '');
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ route: text.includes('prove') ? 'hard' : 'easy' }));
+    }
+    if (req.method === 'GET' && (req.url === '/models' || req.url === '/v1/models')) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ object: 'list', data: [{ id: 'deepseek-v4-pro', object: 'model' }] }));
     }
@@ -128,7 +147,7 @@ export async function startStandin({ key = '', slowMs = 3000 } = {}) {
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   const port = server.address().port;
   return {
-    port, url: `http://127.0.0.1:${port}`, requests,
+    port, url: `http://127.0.0.1:${port}`, requests, pressure,
     close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }),
   };
 }
