@@ -28,7 +28,8 @@ struct ServeArgs {
   std::string model, numerics = "exact";
   bool demo = false, quiet = false, no_thinking = false;
   ServeOptions opt;
-  std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M", max_header = "64K", stream_buffer = "4M";
+  std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M", max_header = "64K", stream_buffer = "4M",
+              response_store = "64M";
 };
 
 // "4294967296", "4G", "512M", "64K" (binary units) -> bytes.
@@ -91,6 +92,11 @@ void run_serve(ServeArgs& a) {
   if (a.opt.cors_origin.find_first_of(" \r\n,") != std::string::npos)
     throw InputError("--cors takes one origin (https://app.example) or '*', got '" + a.opt.cors_origin + "'");
   a.opt.default_thinking = !a.no_thinking;
+  if (a.opt.max_output_tokens < 0) throw InputError("--max-output-tokens must be 0 (no cap) or positive");
+  a.opt.response_store_bytes = parse_bytes("--response-store", a.response_store);
+  if (a.opt.secret.empty()) {
+    if (const char* s = std::getenv("V4HOST_SECRET")) a.opt.secret = s;
+  }
   std::string tok_path = text::model_tokenizer_path(dir);
   if (tok_path.empty()) throw InputError("no tokenizer.json in " + dir + " (it ships with the official checkpoints)");
   auto tok = text::Tokenizer::from_file(tok_path);
@@ -139,6 +145,10 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
   c->add_option("--numerics", a->numerics, "exact | official | cachesim");
   c->add_flag("--no-thinking", a->no_thinking, "default to non-thinking mode when a request does not choose");
+  c->add_option("--max-output-tokens", a->opt.max_output_tokens,
+                "cap on generated tokens per request, whatever the client asks (0 = no cap; default 0)");
+  c->add_option("--response-store", a->response_store, "bytes of stored /v1/responses conversations (LRU; default 64M; 0 = none)");
+  c->add_option("--secret", a->opt.secret, "key for reasoning encrypted_content (also $V4HOST_SECRET; default: random per process)");
   c->add_flag("--log-prompts", a->opt.log_prompts, "log prompt text (off by default)");
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_serve(*a); });

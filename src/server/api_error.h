@@ -42,7 +42,7 @@ struct ApiError : std::runtime_error {
   }
   // The shape the client of `path` expects.
   std::string body_for(const std::string& path) const {
-    return wire(path == "/v1/messages" ? anthropic_body() : body());
+    return wire(path.rfind("/v1/messages", 0) == 0 ? anthropic_body() : body());
   }
 };
 

@@ -1,12 +1,67 @@
 #include "server/chat_constraint.h"
 
+#include <map>
+#include <mutex>
+
 namespace v4 {
+
+namespace {
+// Closing mode's choice: the longest allowed token that is a prefix of `close` (-1 if none).
+int32_t closing_token(const TokenMasker& masker, const text::Tokenizer& tok, const GrammarMatcher& m, const std::string& close,
+                      std::vector<uint8_t>& allowed) {
+  masker.fill(m, allowed);
+  int32_t best = -1;
+  size_t best_len = 0;
+  for (size_t id = 0; id < allowed.size(); ++id) {
+    if (!allowed[id]) continue;
+    allowed[id] = 0;
+    const std::string& b = tok.token_bytes(static_cast<int32_t>(id));
+    if (!b.empty() && b.size() > best_len && close.compare(0, b.size(), b) == 0) {
+      best = static_cast<int32_t>(id);
+      best_len = b.size();
+    }
+  }
+  return best;
+}
+}  // namespace
+
+int ChatConstraint::min_tokens(const TokenMasker& masker, const text::Tokenizer& tok, const GrammarPtr& grammar) {
+  // Cached per grammar (not in Grammar::attached_cache: the masker fills below take that lock).
+  static std::mutex mu;
+  static std::map<const Grammar*, std::pair<std::weak_ptr<const Grammar>, int>> cache;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = cache.find(grammar.get());
+    if (it != cache.end() && it->second.first.lock() == grammar) return it->second.second;
+  }
+  GrammarMatcher m(grammar);
+  std::vector<uint8_t> allowed;
+  int n = 1;  // EOS
+  for (int guard = 0; guard < 100000; ++guard) {
+    const std::string close = m.shortest_completion();
+    if (close.empty()) break;
+    int32_t t = closing_token(masker, tok, m, close, allowed);
+    if (t < 0 || !m.accept(tok.token_bytes(t))) {  // cannot happen for a grammar the masker covers
+      n += static_cast<int>(close.size());
+      break;
+    }
+    ++n;
+  }
+  std::lock_guard<std::mutex> lk(mu);
+  for (auto it = cache.begin(); it != cache.end();) it = it->second.first.expired() ? cache.erase(it) : std::next(it);
+  cache[grammar.get()] = {grammar, n};
+  return n;
+}
 
 ChatConstraint::ChatConstraint(const TokenMasker& masker, const text::Tokenizer& tok, ChatConstraintSpec spec)
     : masker_(masker), tok_(tok), spec_(std::move(spec)), eos_(masker.eos_id()) {
   think_end_ = tok.token_to_id("</think>").value_or(-1);
   dsml_ = tok.token_to_id("\xEF\xBD\x9C" "DSML" "\xEF\xBD\x9C").value_or(-1);
   answer_min_bytes_ = spec_.grammar ? static_cast<int>(GrammarMatcher(spec_.grammar).shortest_completion().size()) : 0;
+  if (spec_.dsml && spec_.grammar) {
+    min_call_tokens_ = min_tokens(masker, tok, spec_.grammar);
+    block_close_ = "\n</" + tok.token_bytes(dsml_ >= 0 ? dsml_ : 0) + "tool_calls>";
+  }
   phase_ = spec_.thinking ? Phase::Reasoning : (spec_.forced ? Phase::Grammar : Phase::Free);
   if (phase_ == Phase::Grammar) engage("");
 }
@@ -47,7 +102,11 @@ bool ChatConstraint::mask(std::vector<uint8_t>& allowed) {
       break;
   }
   const std::string close = m_->shortest_completion();
-  if (static_cast<int>(close.size()) + 1 >= left) {
+  // Between two calls of a tool block: start another only if a complete one still fits
+  // (else the block closes here, so no call is ever cut short or left degenerate).
+  const bool no_room_for_a_call = spec_.dsml && dsml_ >= 0 && (m_->can_accept(block_close_) || m_->can_accept(std::string_view(block_close_).substr(1))) &&
+                                  static_cast<int>(close.size()) + 1 + min_call_tokens_ >= left;
+  if (no_room_for_a_call || static_cast<int>(close.size()) + 1 >= left) {
     // Closing mode: only tokens along the shortest completion, so it ends within the budget.
     std::fill(allowed.begin(), allowed.end(), 0);
     if (close.empty()) {
@@ -55,18 +114,7 @@ bool ChatConstraint::mask(std::vector<uint8_t>& allowed) {
       return true;
     }
     // Greedy along the completion: the longest allowed token that is a prefix of it.
-    masker_.fill(*m_, allowed);
-    int32_t best = -1;
-    size_t best_len = 0;
-    for (size_t id = 0; id < allowed.size(); ++id) {
-      if (!allowed[id]) continue;
-      allowed[id] = 0;
-      const std::string& b = tok_.token_bytes(static_cast<int32_t>(id));
-      if (!b.empty() && b.size() > best_len && close.compare(0, b.size(), b) == 0) {
-        best = static_cast<int32_t>(id);
-        best_len = b.size();
-      }
-    }
+    const int32_t best = closing_token(masker_, tok_, *m_, close, allowed);
     const bool any = best >= 0;
     if (any) allowed[static_cast<size_t>(best)] = 1;
     if (any) return true;

@@ -21,6 +21,8 @@ struct ChatConstraintSpec {
   int max_tokens = 0;
   int reasoning_budget = 0;      // forced mode: </think> is forced after this many reasoning tokens
   bool ban_tool_calls = false;   // tool_choice "none": the DSML marker is never sampled
+  bool dsml = false;             // `grammar` is the DSML tool block: between two calls, another
+                                 // call is only started when a complete one still fits
 };
 
 class ChatConstraint : public TokenConstraint {
@@ -28,6 +30,10 @@ class ChatConstraint : public TokenConstraint {
   ChatConstraint(const TokenMasker& masker, const text::Tokenizer& tok, ChatConstraintSpec spec);
   bool mask(std::vector<uint8_t>& allowed) override;
   void accept(int32_t token) override;
+
+  // Tokens the closing mode needs to write `grammar` from its start to the end (EOS included):
+  // the least budget a forced answer can have. Cached on the grammar.
+  static int min_tokens(const TokenMasker& masker, const text::Tokenizer& tok, const GrammarPtr& grammar);
 
  private:
   enum class Phase { Reasoning, Free, Grammar, Done };
@@ -39,6 +45,8 @@ class ChatConstraint : public TokenConstraint {
   std::optional<GrammarMatcher> m_;
   int generated_ = 0, reasoning_ = 0;
   int answer_min_bytes_ = 0;
+  int min_call_tokens_ = 0;  // dsml: a whole block with one shortest call, in tokens
+  std::string block_close_;  // dsml: what ends the block between two calls
   int32_t think_end_ = -1, dsml_ = -1, eos_;
 };
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/sampler.h"
+#include "protocol/types.h"
 #include "text/chat_encoding.h"
 
 namespace v4 {
@@ -37,10 +38,22 @@ struct ChatParams {
   bool stream = false;
   bool include_usage = false;
   int n = 1;
+  // Custom (freeform) tools: presented to the model as a function with one string parameter
+  // "input"; calls of these names come back as custom tool calls with that raw input.
+  std::vector<std::string> custom_tools;
+  std::vector<std::string> notes;    // accepted-and-ignored parts of the request
 };
 
-// Throws ApiError (400, naming the parameter) on anything invalid.
+// The generation a dialect-neutral request asks for (any dialect: the parsers in src/protocol
+// have checked the field types). Throws ApiError (400, naming the parameter) on anything this
+// server cannot serve: bad tool names or schemas, tool_choice naming an absent tool, ….
+ChatParams chat_params_from(const protocol::Request& r, bool default_thinking);
+
+// An OpenAI chat body: protocol::chat::parse_request + chat_params_from.
 ChatParams parse_chat_params(const text::ojson& body, bool default_thinking);
+
+// ProtocolError -> ApiError (same status, param and message).
+[[noreturn]] void rethrow_protocol(const protocol::ProtocolError& e);
 
 // Shared by /v1/completions.
 struct CompletionParams {
@@ -57,9 +70,5 @@ struct CompletionParams {
   bool include_usage = false;
 };
 CompletionParams parse_completion_params(const text::ojson& body);
-
-// Common sampling fields: temperature, top_p, min_p, top_k, seed.
-void parse_sampling(const text::ojson& body, SamplingParams& s);
-std::vector<std::string> parse_stop(const text::ojson& body);
 
 }  // namespace v4

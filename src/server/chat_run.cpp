@@ -1,5 +1,6 @@
 #include "server/chat_run.h"
 
+#include <algorithm>
 #include <cstdio>
 
 #include "core/error.h"
@@ -22,23 +23,27 @@ text::ParserOptions parser_options(const ChatParams& p) {
 }
 }  // namespace
 
-ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, const TokenMasker* masker, int64_t ctx,
-                 bool log_prompt, GrammarCache* grammars)
-    : p_(std::move(p)), tok_(tok), parser_(parser_options(p_)), dec_(tok), stop_(p_.stop), in_reasoning_(p_.reasoning.thinking) {
+std::string render_chat_prompt(ChatParams& p, int64_t ctx, std::string* warning) {
   // Think Max wants a long context (model card: >= 384K); below that fall back to High.
   constexpr int64_t kMaxCtx = 393216;
-  if (p_.reasoning.max && ctx < kMaxCtx) {
-    p_.reasoning.max = false;
-    p_.encode.reasoning_effort = nullptr;
-    warning_ = "reasoning_effort max needs a context of at least 393216 tokens (this server: --ctx " +
-               std::to_string(ctx) + "); served as high";
+  if (p.reasoning.max && ctx < kMaxCtx) {
+    p.reasoning.max = false;
+    p.encode.reasoning_effort = nullptr;
+    if (warning)
+      *warning = "reasoning_effort max needs a context of at least 393216 tokens (this server: --ctx " + std::to_string(ctx) +
+                 "); served as high";
   }
-  std::string prompt;
   try {
-    prompt = text::encode_messages(p_.messages, p_.encode);
+    return text::encode_messages(p.messages, p.encode);
   } catch (const InputError& e) {
     throw ApiError(400, e.what(), "messages");
   }
+}
+
+ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, const TokenMasker* masker, int64_t ctx,
+                 bool log_prompt, GrammarCache* grammars)
+    : p_(std::move(p)), tok_(tok), parser_(parser_options(p_)), dec_(tok), stop_(p_.stop), in_reasoning_(p_.reasoning.thinking) {
+  const std::string prompt = render_chat_prompt(p_, ctx, &warning_);
   if (log_prompt) std::fprintf(stderr, "prompt: %s\n", prompt.c_str());
   GenRequest g;
   g.prompt = tok_.encode(prompt);
@@ -80,6 +85,15 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
     spec.thinking = p_.reasoning.thinking;
     spec.max_tokens = g.max_tokens;
     spec.reasoning_budget = std::max(8, g.max_tokens / 2);
+    spec.dsml = dsml;
+    if (forced_tool) {
+      // A forced call must fit: refuse a budget below the shortest complete call (in tokens,
+      // as the closing mode writes it, plus </think> when thinking) rather than cut it.
+      const int need = ChatConstraint::min_tokens(*masker, tok_, spec.grammar) + (spec.thinking ? 1 : 0);
+      if (g.max_tokens < need)
+        throw ApiError(400, "max_tokens " + std::to_string(g.max_tokens) + " cannot fit a complete forced tool call (it needs at least " +
+                                std::to_string(need) + " tokens)", "max_tokens");
+    }
     g.constraint = std::make_shared<ChatConstraint>(*masker, tok_, spec);
   } else if (masker && !p_.tools.empty() && p_.tool_choice == "none") {
     ChatConstraintSpec spec;
@@ -141,6 +155,102 @@ std::string ChatRun::finish_reason() const {
     if (!c.error) return "tool_calls";
   if (stop_.stopped()) return "stop";
   return h_->finish_reason() == FinishReason::Length ? "length" : "stop";
+}
+
+protocol::FinishReason ChatRun::finish_kind() const {
+  using F = protocol::FinishReason;
+  if (h_->finish_reason() == FinishReason::Error) return F::Error;
+  for (auto& c : parser_.message().tool_calls)
+    if (!c.error) return F::ToolCalls;
+  if (stop_.stopped()) return F::StopSequence;
+  return h_->finish_reason() == FinishReason::Length ? F::Length : F::Stop;
+}
+
+protocol::Usage ChatRun::usage() const {
+  protocol::Usage u;
+  u.input_tokens = prompt_tokens_;
+  u.cached_tokens = h_->cached_tokens;
+  u.output_tokens = h_->completion_tokens();
+  u.reasoning_tokens = reasoning_tokens_;
+  return u;
+}
+
+bool ChatRun::is_custom(const std::string& name) const {
+  return std::find(p_.custom_tools.begin(), p_.custom_tools.end(), name) != p_.custom_tools.end();
+}
+
+namespace {
+// The raw input of a custom call from its {"input": ...} arguments.
+std::string custom_input(const std::string& args) {
+  try {
+    auto j = nlohmann::ordered_json::parse(args);
+    if (j.is_object() && j.contains("input") && j["input"].is_string()) return j["input"];
+  } catch (const nlohmann::json::exception&) {
+  }
+  return args;
+}
+}  // namespace
+
+std::vector<protocol::StreamEvent> ChatRun::events(const std::vector<text::Delta>& ds) {
+  using protocol::StreamEvent;
+  std::vector<StreamEvent> out;
+  for (auto& d : ds) {
+    const bool custom = std::find(custom_calls_.begin(), custom_calls_.end(), d.index) != custom_calls_.end();
+    switch (d.kind) {
+      case text::Delta::Kind::Reasoning: out.push_back(StreamEvent::reasoning(d.text)); break;
+      case text::Delta::Kind::Content: out.push_back(StreamEvent::content(d.text)); break;
+      case text::Delta::Kind::ToolCallBegin:
+        if (is_custom(d.name)) {
+          custom_calls_.push_back(d.index);
+          custom_args_.clear();
+        }
+        out.push_back(StreamEvent::tool_start(d.index, d.id, d.name, is_custom(d.name)));
+        break;
+      case text::Delta::Kind::ToolCallArguments:
+        if (custom) custom_args_ += d.text;
+        else out.push_back(StreamEvent::tool_delta(d.index, d.text));
+        break;
+      case text::Delta::Kind::ToolCallEnd:
+        if (custom && !d.error) out.push_back(StreamEvent::tool_delta(d.index, custom_input(custom_args_)));
+        out.push_back(StreamEvent::tool_end(d.index, d.error ? nlohmann::ordered_json::parse(wire(d.error->to_json())) : nullptr));
+        break;
+    }
+  }
+  return out;
+}
+
+protocol::Response ChatRun::result() const {
+  protocol::Response r;
+  const text::ParsedMessage& m = parser_.message();
+  if (p_.reasoning.thinking) r.reasoning = m.reasoning;
+  r.content = m.content;
+  for (size_t i = 0; i < m.tool_calls.size(); ++i) {
+    const auto& c = m.tool_calls[i];
+    if (c.error) {
+      protocol::ToolCallFailure f;
+      f.index = static_cast<int>(i);
+      f.id = c.id;
+      f.name = c.name;
+      f.error = nlohmann::ordered_json::parse(wire(c.error->to_json()));
+      r.failures.push_back(std::move(f));
+      continue;
+    }
+    protocol::ToolCall t;
+    t.id = c.id;
+    t.name = c.name;
+    t.custom = is_custom(c.name);
+    t.arguments = t.custom ? custom_input(c.arguments) : c.arguments;
+    r.tool_calls.push_back(std::move(t));
+  }
+  r.finish = finish_kind();
+  if (r.finish == protocol::FinishReason::Error) {
+    r.error_message = "generation failed: " + h_->error();
+    r.error_code = "server_error";
+  }
+  r.usage = usage();
+  r.notes = p_.notes;
+  if (!warning_.empty()) r.notes.push_back(warning_);
+  return r;
 }
 
 int ChatRun::tool_call_failures() const {

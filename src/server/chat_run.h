@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/types.h"
 #include "server/chat_params.h"
 #include "server/scheduler.h"
 #include "server/stop_strings.h"
@@ -19,6 +20,11 @@ namespace v4 {
 class Service;
 class TokenMasker;
 class GrammarCache;
+
+// The prompt a chat request is charged for: the official encoder's rendering, tokenized.
+// Applies the Think Max fallback (below kThinkMaxCtx the request is served as High, noted in
+// *warning). Throws ApiError 400 when the encoder rejects the conversation.
+std::string render_chat_prompt(ChatParams& p, int64_t ctx, std::string* warning);
 
 class ChatRun {
  public:
@@ -41,6 +47,13 @@ class ChatRun {
 
   // "stop" | "length" | "tool_calls" (a valid call was produced); valid after finish().
   std::string finish_reason() const;
+  protocol::FinishReason finish_kind() const;
+  protocol::Usage usage() const;  // prompt (cached part included), completion, reasoning tokens
+  // Parser deltas -> dialect-neutral stream events. Calls of custom (freeform) tools are sent
+  // whole at their end, as the raw input.
+  std::vector<protocol::StreamEvent> events(const std::vector<text::Delta>& ds);
+  // The whole answer (after finish()): reasoning, content, valid calls, failures, usage.
+  protocol::Response result() const;
   bool stopped_by_string() const { return stop_.stopped(); }
   const text::ParsedMessage& message() const { return parser_.message(); }
   nlohmann::json logprobs_json(const std::vector<TokenEvent>& ev) const;  // OpenAI chat logprobs.content[]
@@ -54,6 +67,9 @@ class ChatRun {
   text::DsmlParser parser_;
   text::StreamDecoder dec_;
   StopMatcher stop_;
+  bool is_custom(const std::string& name) const;
+  std::vector<int> custom_calls_;        // tool-call indexes of custom tools
+  std::string custom_args_;              // arguments of the custom call being generated
   int prompt_tokens_ = 0, reasoning_tokens_ = 0;
   bool in_reasoning_;
   int32_t think_end_ = -1;

@@ -20,7 +20,8 @@ bool contains_marker(const std::string& s) { return s.find(kMarker) != std::stri
 bool is_plain_string(const ojson& s) {
   if (!s.is_object()) return false;
   static const std::set<std::string> ok = {"type", "description", "title", "default", "examples", "format",
-                                           "$comment", "deprecated", "readOnly", "writeOnly"};
+                                           "$comment", "deprecated", "readOnly", "writeOnly", "pattern",
+                                           "contentMediaType", "contentEncoding"};
   for (auto it = s.begin(); it != s.end(); ++it)
     if (!ok.count(it.key())) return false;
   if (!s.contains("type")) return false;
@@ -59,6 +60,23 @@ GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool
   const uint32_t root = rs.add_rule("tool_calls");
   JsonBuilder jb(rs);
   jb.dsml_safe = true;
+  jb.lenient = true;
+  // Whether the lenient builder can take `schema` at all (tried on a scratch rule set, so a
+  // failure leaves no half-built rules behind); if not, the value is any JSON.
+  auto buildable = [](const ojson& schema, const ojson& root) {
+    RuleSet scratch;
+    JsonBuilder t(scratch);
+    t.dsml_safe = true;
+    t.lenient = true;
+    try {
+      const uint32_t r = scratch.add_rule("probe");
+      scratch.set_body(r, t.schema(schema, root));
+      compile(scratch, r);
+      return true;
+    } catch (const InputError&) {
+      return false;
+    }
+  };
   NodeP raw_text;
   std::vector<NodeP> invokes;
   std::set<std::string> names;
@@ -127,7 +145,7 @@ GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool
             for (auto& c : choices) alts.push_back(lit(c));
             value = seq({lit(head + "true\">"), alt(std::move(alts)), lit(kParamEnd)});
           } else {
-            value = seq({lit(head + "false\">"), jb.schema(schema, params), lit(kParamEnd)});
+            value = seq({lit(head + "false\">"), buildable(schema, params) ? jb.schema(schema, params) : jb.any_value(), lit(kParamEnd)});
           }
         } catch (const InputError& e) {
           throw InputError("tool '" + name + "' parameter '" + key + "': " + e.what());

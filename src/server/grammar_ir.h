@@ -119,6 +119,11 @@ class JsonBuilder {
   // \uff5c), so no string value can form the ｜DSML｜ marker.
   bool dsml_safe = false;
   std::string dsml_escape(const std::string& json_text) const;
+  // Tool schemas as agents write them: keywords the grammar cannot express (pattern,
+  // propertyNames, not, if/then/else, uniqueItems, external $ref, …) are left out of the
+  // grammar (it then admits a superset) instead of refusing the schema; the finished call is
+  // still validated against the whole schema.
+  bool lenient = false;
 
  private:
   NodeP schema_inner(const nlohmann::ordered_json& s, const nlohmann::ordered_json& root, int depth);

@@ -394,11 +394,15 @@ NodeP JsonBuilder::schema_inner(const ojson& s, const ojson& root, int depth) {
     throw InputError("schema 'false' admits no value");
   }
   if (!s.is_object()) throw InputError("a schema must be a JSON object or a boolean");
-  for (auto it = s.begin(); it != s.end(); ++it)
-    if (unsupported_keywords().count(it.key()))
-      throw InputError("unsupported JSON-schema keyword '" + it.key() + "'");
-  if (s.contains("uniqueItems") && s["uniqueItems"].is_boolean() && s["uniqueItems"].get<bool>())
-    throw InputError("unsupported JSON-schema keyword 'uniqueItems: true'");
+  if (!lenient) {
+    for (auto it = s.begin(); it != s.end(); ++it)
+      if (unsupported_keywords().count(it.key()))
+        throw InputError("unsupported JSON-schema keyword '" + it.key() + "'");
+    if (s.contains("uniqueItems") && s["uniqueItems"].is_boolean() && s["uniqueItems"].get<bool>())
+      throw InputError("unsupported JSON-schema keyword 'uniqueItems: true'");
+  }
+  if (lenient && s.contains("$ref") && s["$ref"].is_string() && s["$ref"].get_ref<const std::string&>().rfind('#', 0) != 0)
+    return any_value();  // a reference to another document: unconstrained here, validated later
 
   if (s.contains("$ref")) {
     if (!s["$ref"].is_string()) throw InputError("$ref must be a string");
@@ -434,12 +438,12 @@ NodeP JsonBuilder::schema_inner(const ojson& s, const ojson& root, int depth) {
       if (!p->is_object()) throw InputError("allOf entries must be schemas");
       if (p->contains("allOf") || p->contains("anyOf") || p->contains("oneOf") || p->contains("$ref"))
         throw InputError("nested allOf/anyOf/oneOf/$ref inside allOf is unsupported");
-      merge_into(merged, *p, false);
+      merge_into(merged, *p, lenient);
     }
     return schema_inner(merged, root, depth + 1);
   }
   if (s.contains("anyOf") || s.contains("oneOf")) {
-    if (s.contains("anyOf") && s.contains("oneOf")) throw InputError("anyOf together with oneOf is unsupported");
+    if (s.contains("anyOf") && s.contains("oneOf") && !lenient) throw InputError("anyOf together with oneOf is unsupported");
     const char* key = s.contains("anyOf") ? "anyOf" : "oneOf";
     const auto& list = s[key];
     if (!list.is_array() || list.empty()) throw InputError(std::string(key) + " must be a non-empty array");

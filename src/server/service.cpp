@@ -9,6 +9,8 @@
 #include "net/http_server.h"
 #include "server/api_error.h"
 #include "server/chat_run.h"
+#include "server/reasoning_seal.h"
+#include "server/response_store.h"
 #include "server/sse.h"
 #include "server/token_mask.h"
 
@@ -68,6 +70,8 @@ Service::Service(const ServeOptions& opt, const ModelWeights& weights, Engine& e
   }
   masker_ = std::make_unique<TokenMasker>(vocab, weights.cfg.eos_id, mo);
   grammars_ = std::make_unique<GrammarCache>(64);
+  responses_ = std::make_unique<ResponseStore>(opt.response_store_bytes);
+  seal_ = std::make_unique<ReasoningSeal>(opt.secret);
   sched_ = std::make_unique<Scheduler>(engine, opt.sched, &metrics_);
   routes();
 }
@@ -193,6 +197,10 @@ void Service::routes() {
   h.route("POST", "/v1/chat/completions", guarded(&Service::handle_chat), work);
   h.route("POST", "/v1/completions", guarded(&Service::handle_completions), work);
   h.route("POST", "/v1/messages", guarded(&Service::handle_messages), work);
+  h.route("POST", "/v1/messages/count_tokens", guarded(&Service::handle_count_tokens), work);
+  h.route("POST", "/v1/responses", guarded(&Service::handle_responses), work);
+  h.route("GET", "/v1/responses/{id}", guarded(&Service::handle_response_get));
+  h.route("DELETE", "/v1/responses/{id}", guarded(&Service::handle_response_delete));
 }
 
 }  // namespace v4

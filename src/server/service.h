@@ -1,6 +1,7 @@
 // v4host serve: the OpenAI- and Anthropic-compatible HTTP service over the scheduler.
-// Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/messages, GET /v1/models,
-// GET /health, GET /metrics.
+// Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/responses,
+// GET/DELETE /v1/responses/{id}, POST /v1/messages, POST /v1/messages/count_tokens,
+// GET /v1/models, GET /health, GET /metrics.
 #pragma once
 #include <atomic>
 #include <chrono>
@@ -22,6 +23,8 @@ namespace v4 {
 class TokenMasker;
 class GrammarCache;
 class ChatRun;
+class ResponseStore;
+class ReasoningSeal;
 
 struct ServeOptions {
   std::string host = "127.0.0.1";
@@ -42,6 +45,9 @@ struct ServeOptions {
   double write_timeout_s = 30;           // a client that reads nothing for this long is dropped
   size_t stream_buffer_bytes = 4u << 20; // stream bytes queued for a slow reader before it is dropped
   std::string cors_origin;               // --cors: "*" or an origin; "" = no CORS
+  int max_output_tokens = 0;       // cap on generated tokens per request (0 = context room only)
+  size_t response_store_bytes = 64u << 20;  // stored /v1/responses (store: true), LRU
+  std::string secret;              // key of reasoning encrypted_content (empty = random per process)
   SchedulerOptions sched;
 };
 
@@ -80,6 +86,10 @@ class Service {
   void handle_chat(const net::Request& req, net::Reply& res);
   void handle_completions(const net::Request& req, net::Reply& res);
   void handle_messages(const net::Request& req, net::Reply& res);
+  void handle_count_tokens(const net::Request& req, net::Reply& res);
+  void handle_responses(const net::Request& req, net::Reply& res);
+  void handle_response_get(const net::Request& req, net::Reply& res);
+  void handle_response_delete(const net::Request& req, net::Reply& res);
 
   ServeOptions opt_;
   const ModelWeights& weights_;
@@ -89,6 +99,8 @@ class Service {
   std::unique_ptr<Scheduler> sched_;
   std::unique_ptr<TokenMasker> masker_;  // constrained decoding over this vocabulary
   std::unique_ptr<GrammarCache> grammars_;  // compiled grammars reused across requests
+  std::unique_ptr<ResponseStore> responses_;  // POST /v1/responses with store: true
+  std::unique_ptr<ReasoningSeal> seal_;       // reasoning encrypted_content
   std::unique_ptr<net::HttpServer> http_;
   std::string model_id_;
   int64_t created_ = 0;

@@ -157,6 +157,14 @@ struct Validator {
       if (n != 1) fail(path, n == 0 ? "value does not match any schema of oneOf" : "value matches more than one schema of oneOf");
     }
     if (auto it = s.find("not"); it != s.end() && ok(v, *it)) fail(path, "value must not match the schema in \"not\"");
+    if (auto it = s.find("if"); it != s.end()) {
+      auto then_ = s.find("then"), else_ = s.find("else");
+      if (ok(v, *it)) {
+        if (then_ != s.end()) check(v, *then_, path);
+      } else if (else_ != s.end()) {
+        check(v, *else_, path);
+      }
+    }
     --depth;
   }
 
@@ -222,6 +230,15 @@ struct Validator {
     }
     if (items != s.end() && (items->is_object() || items->is_boolean()))
       for (size_t i = first_rest; i < n; ++i) check(v[i], *items, path + "/" + std::to_string(i));
+    if (auto it = s.find("contains"); it != s.end()) {
+      size_t matches = 0;
+      for (size_t i = 0; i < n; ++i) matches += ok(v[i], *it) ? 1 : 0;
+      double lo = 1, hi = -1;
+      if (auto m = s.find("minContains"); m != s.end() && m->is_number()) lo = m->get<double>();
+      if (auto m = s.find("maxContains"); m != s.end() && m->is_number()) hi = m->get<double>();
+      if (matches < lo) fail(path, "array has fewer than " + py_float_or_int(lo) + " items matching \"contains\"");
+      if (hi >= 0 && matches > hi) fail(path, "array has more than " + py_float_or_int(hi) + " items matching \"contains\"");
+    }
   }
 
   void check_object(const J& v, const J& s, const std::string& path) {
@@ -238,6 +255,22 @@ struct Validator {
     const J* pprops = nullptr;
     if (auto it = s.find("patternProperties"); it != s.end() && it->is_object()) pprops = &*it;
     auto addl = s.find("additionalProperties");
+    if (auto it = s.find("propertyNames"); it != s.end())
+      for (auto kv = v.begin(); kv != v.end(); ++kv)
+        if (!ok(J(kv.key()), *it)) fail(path + "/" + escape_pointer(kv.key()), "property name \"" + kv.key() + "\" does not match propertyNames");
+    // dependentRequired / dependentSchemas, and draft-7 "dependencies" (either form).
+    for (const char* key : {"dependentRequired", "dependentSchemas", "dependencies"})
+      if (auto it = s.find(key); it != s.end() && it->is_object())
+        for (auto d = it->begin(); d != it->end(); ++d) {
+          if (!v.contains(d.key())) continue;
+          if (d->is_array()) {
+            for (const auto& r : *d)
+              if (r.is_string() && !v.contains(r.get<std::string>()))
+                fail(path, "property \"" + d.key() + "\" requires property \"" + r.get<std::string>() + "\"");
+          } else {
+            check(v, *d, path);
+          }
+        }
     for (auto kv = v.begin(); kv != v.end(); ++kv) {
       std::string sub = path + "/" + escape_pointer(kv.key());
       bool matched = false;

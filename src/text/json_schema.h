@@ -3,7 +3,9 @@
 // additionalProperties (bool or schema), patternProperties, enum, const, items (schema or tuple
 // list), prefixItems, minItems/maxItems, uniqueItems, minLength/maxLength (code points), pattern
 // (PCRE2), minimum/maximum/exclusiveMinimum/exclusiveMaximum (number or draft-4 bool), multipleOf,
-// minProperties/maxProperties, anyOf/oneOf/allOf/not, and local "$ref": "#/..." pointers.
+// minProperties/maxProperties, anyOf/oneOf/allOf/not, if/then/else, contains/minContains/
+// maxContains, propertyNames, dependentRequired/dependentSchemas/dependencies, and local
+// "$ref": "#/..." pointers.
 // Unknown keywords (description, default, title, $schema, format, ...) are ignored.
 #pragma once
 #include <string>

@@ -205,3 +205,32 @@ export function mibArg(flag, mib) {
   const line = serveHelp().split('\n').find((l) => l.includes(flag)) || '';
   return /MiB/.test(line) ? String(mib) : `${mib}M`;
 }
+
+// A synthetic checkpoint (makeModel) whose answers end: agent clients (Codex, Claude Code)
+// treat a reply cut at the token limit as a failed turn, and random weights practically never
+// sample EOS (p ≈ 1/vocab). The final norm keeps only hidden dimension 0 and the output head
+// keeps only the EOS row, with weight `eosWeight` on that dimension: every other token is
+// equally likely (the text stays random), and EOS gets logit eosWeight·z for a roughly
+// standard-normal z per position — a stop every few dozen tokens. Returns { dir, why }.
+export function makeEndingModel({ layers = 2, seed = 7, eosWeight = 6 } = {}) {
+  const m = makeModel({ layers, seed });
+  if (!m.dir) return m;
+  const cfg = JSON.parse(fs.readFileSync(path.join(m.dir, 'config.json'), 'utf8'));
+  const index = JSON.parse(fs.readFileSync(path.join(m.dir, 'model.safetensors.index.json'), 'utf8'));
+  const bf16 = (x) => { const f = new Float32Array([x]); return new Uint16Array(f.buffer)[1]; };
+  const patch = (name, fn) => {
+    const file = path.join(m.dir, index.weight_map[name]);
+    const buf = fs.readFileSync(file);
+    const n = Number(buf.readBigUInt64LE(0));
+    const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8'));
+    const t = header[name];
+    if (t.dtype !== 'BF16') throw new Error(`${name}: expected BF16, got ${t.dtype}`);
+    const [a, b] = t.data_offsets;
+    const data = new Uint16Array(buf.buffer, buf.byteOffset + 8 + n + a, (b - a) / 2);
+    fn(data, t.shape);
+    fs.writeFileSync(file, buf);
+  };
+  patch('norm.weight', (w) => { w.fill(0); w[0] = bf16(1); });
+  patch('head.weight', (w, [, dim]) => { w.fill(0); w[cfg.eos_token_id * dim] = bf16(eosWeight); });
+  return m;
+}

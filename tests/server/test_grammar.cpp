@@ -279,11 +279,27 @@ TEST(GrammarDsml, BadTools) {
   EXPECT_THROW(v4::compile_dsml_tool_calls(ojson::parse(R"([{"type": "function", "function": {"name": "a\"b"}}])"), "",
                                            false),
                v4::InputError);
-  EXPECT_THROW(v4::compile_dsml_tool_calls(
-                   ojson::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-                       "properties": {"p": {"type": "string", "pattern": "x"}}}}}])"),
-                   "", false),
-               v4::InputError);
+}
+
+// Tool schemas as agents write them (Claude Code's propertyNames, pattern, ...): keywords the
+// grammar cannot express are left out of it, never refused; the parser validates the finished
+// call against the whole schema.
+TEST(GrammarDsml, AcceptsEveryKeyword) {
+  auto g = v4::compile_dsml_tool_calls(ojson::parse(R"([{"type": "function", "function": {"name": "f", "parameters": {
+      "type": "object", "$schema": "http://json-schema.org/draft-07/schema#",
+      "properties": {"p": {"type": "string", "pattern": "^x+$"},
+                     "m": {"type": "object", "propertyNames": {"pattern": "^[a-z]+$"}, "additionalProperties": {"type": "string"}},
+                     "l": {"type": "array", "items": {"type": "integer"}, "uniqueItems": true, "contains": {"const": 1}},
+                     "n": {"not": {"type": "null"}, "if": {"type": "string"}, "then": {"minLength": 1}},
+                     "r": {"$ref": "https://example.com/other.json"}},
+      "required": ["p", "m"], "additionalProperties": false}}}])"),
+                                       "", true);
+  v4::GrammarMatcher m(g);
+  const std::string d = "\xEF\xBD\x9C" "DSML" "\xEF\xBD\x9C";
+  EXPECT_TRUE(m.accept("\n\n<" + d + "tool_calls>\n<" + d + "invoke name=\"f\">\n<" + d + "parameter name=\"p\" string=\"true\">xx</" + d +
+                       "parameter>\n<" + d + "parameter name=\"m\" string=\"false\">{\"a\": \"b\"}</" + d + "parameter>\n</" + d +
+                       "invoke>\n</" + d + "tool_calls>"));
+  EXPECT_TRUE(m.is_complete());
 }
 
 TEST(Grammar, CacheReusesCompiledGrammars) {
