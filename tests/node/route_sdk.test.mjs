@@ -30,7 +30,8 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
       `  flash: {kind: v4host, base_url: "${local.url}", model: flash, residency: on-prem, cost: {amortised_per_hour: 2.0}, health: {interval: 300ms}}\n` +
       `  pro: {kind: deepseek, base_url: "${hosted.url}", api_key_env: HOSTED_KEY, model: ok, residency: cloud,\n` +
       `        cost: {tariff: [{from: 2026-01-01, input: 0.435, cached_input: 0.036, output: 0.87}]}}\n` +
-      `routes:\n  auto: {chain: [flash, pro], verify: [non_empty]}\n  pro: {chain: [pro], stream: first_byte}\n` +
+      `  claude: {kind: anthropic, base_url: "${hosted.url}", api_key_env: HOSTED_KEY, model: claude-standin, residency: cloud}\n` +
+      `routes:\n  auto: {chain: [flash, pro], verify: [non_empty]}\n  pro: {chain: [pro], stream: first_byte}\n  claude: {chain: [claude]}\n` +
       `rules:\n  - {match: {reasoning_effort: [high, max]}, route: pro}\n` +
       `keys:\n  dev: {key_env: DEV_KEY, team: eng}\nteams:\n  eng: {budget: {month: 100}}\nrequire_key: true\n`,
       { env: { HOSTED_KEY: 'sk-h', DEV_KEY: 'sk-dev' } });
@@ -46,7 +47,7 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
   test('openai: models, chat, streaming chat, responses', async () => {
     const client = new OpenAI({ baseURL: router.url, apiKey: 'sk-dev', maxRetries: 0 });
     const models = await client.models.list();
-    assert.deepEqual(models.data.map((m) => m.id).sort(), ['auto', 'pro']);
+    assert.deepEqual(models.data.map((m) => m.id).sort(), ['auto', 'claude', 'pro']);
     const c = await client.chat.completions.create({ model: 'auto', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 8 });
     assert.equal(c.model, 'auto');
     assert.equal(typeof c.choices[0].message.content, 'string');
@@ -95,6 +96,22 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
     const final = await s.finalMessage();
     assert.equal(text, 'Hello from the hosted stand-in.');
     assert.equal(final.stop_reason, 'end_turn');
+  });
+
+  test('an Anthropic upstream behind an OpenAI client: translated both ways, streaming and not', async () => {
+    const client = new OpenAI({ baseURL: router.url, apiKey: 'sk-dev', maxRetries: 0 });
+    const c = await client.chat.completions.create({ model: 'claude', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }] });
+    assert.equal(c.choices[0].message.content, 'Hello from the Anthropic stand-in.');
+    assert.equal(c.choices[0].finish_reason, 'stop');
+    assert.equal(c.usage.prompt_tokens, 11);
+    const sent = hosted.requests.at(-1);
+    assert.equal(sent.api, 'messages');
+    assert.equal(sent.headers['x-api-key'], 'sk-h');
+    assert.equal(sent.body.model, 'claude-standin');
+    const s = await client.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: 'Hi' }], stream: true });
+    let text = '';
+    for await (const ch of s) text += ch.choices[0]?.delta?.content || '';
+    assert.equal(text, 'Hello from the Anthropic stand-in.');
   });
 
   test('the local tier goes down: requests fall back to the hosted tier; the ledger shows both', async () => {

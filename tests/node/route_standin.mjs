@@ -59,6 +59,7 @@ export async function startStandin({ key = '', slowMs = 3000 } = {}) {
       res.writeHead(200, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ object: 'list', data: [{ id: 'deepseek-v4-pro', object: 'model' }] }));
     }
+    if (req.method === 'POST' && req.url === '/v1/messages') return messages(req, res, raw);
     if (req.method !== 'POST' || !/^(\/v1)?\/chat\/completions$/.test(req.url)) return error(res, 404, `no route ${req.url}`);
     let b;
     try { b = JSON.parse(raw); } catch { return error(res, 400, 'Failed to deserialize the JSON body'); }
@@ -142,6 +143,38 @@ export async function startStandin({ key = '', slowMs = 3000 } = {}) {
     }
     const go = () => { res.write(parts.join('')); res.end(); };
     return mode === 'slow' ? setTimeout(go, slowMs) : go();
+  }
+
+  // An Anthropic Messages upstream (x-api-key, anthropic-version, the event stream).
+  function messages(req, res, raw) {
+    let b;
+    try { b = JSON.parse(raw); } catch { return error(res, 400, 'invalid JSON'); }
+    requests.push({ headers: req.headers, body: b, at: Date.now(), api: 'messages' });
+    if (key && req.headers['x-api-key'] !== key) {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ type: 'error', error: { type: 'authentication_error', message: 'invalid x-api-key' } }));
+    }
+    if (!req.headers['anthropic-version'] || typeof b.max_tokens !== 'number') {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens and anthropic-version are required' } }));
+    }
+    const text = 'Hello from the Anthropic stand-in.';
+    const usage = { input_tokens: 11, output_tokens: 9, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
+    const id = `msg_${++n}`;
+    if (!b.stream) {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ id, type: 'message', role: 'assistant', model: b.model, content: [{ type: 'text', text }],
+        stop_reason: 'end_turn', stop_sequence: null, usage }));
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = (type, data) => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+    res.write(ev('message_start', { message: { id, type: 'message', role: 'assistant', model: b.model, content: [], stop_reason: null,
+      stop_sequence: null, usage: { ...usage, output_tokens: 0 } } }));
+    res.write(ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+    for (const w of text.match(/.{1,8}/gs)) res.write(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } }));
+    res.write(ev('content_block_stop', { index: 0 }));
+    res.write(ev('message_delta', { delta: { stop_reason: 'end_turn', stop_sequence: null }, usage: { output_tokens: usage.output_tokens } }));
+    res.end(ev('message_stop', {}));
   }
 
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
