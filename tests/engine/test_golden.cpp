@@ -272,6 +272,62 @@ TEST_P(Golden, CacheSimNumericsStatistically) {
   statistical(G, "cachesim", Numerics::CacheSim);
 }
 
+// The official numerics on the BF16 dot-product units against the same numerics on the float32
+// kernels: top-1 agreement with `exact` and KL(exact || mode) over every position of the golden
+// prompt. The products are the same, so the BF16 path must be no worse (it differs from the
+// float32 path only in summation order). The figures are printed for docs/engine.md.
+TEST_P(Golden, Bf16DotPathAgreesWithExactAsWellAsFloat32Official) {
+  V4_REQUIRE_GOLDEN(GetParam());
+  GoldenRun ex = open(G, Numerics::Exact);
+  const int N = static_cast<int>(ex.prompt.size());
+  auto ref = run_logits(ex, N, N);
+  struct Agree {
+    double top1 = 0, kl = 0;
+  };
+  auto agree = [&](const std::vector<float>& got) {
+    Agree a;
+    const int V = ex.V;
+    for (int r = 0; r < N; ++r) {
+      const float* p = ref.data() + static_cast<size_t>(r) * V;
+      const float* q = got.data() + static_cast<size_t>(r) * V;
+      double mp = -1e30, mq = -1e30, zp = 0, zq = 0;
+      int ip = 0, iq = 0;
+      for (int v = 0; v < V; ++v) {
+        if (p[v] > p[ip]) ip = v;
+        if (q[v] > q[iq]) iq = v;
+        mp = std::max(mp, static_cast<double>(p[v]));
+        mq = std::max(mq, static_cast<double>(q[v]));
+      }
+      for (int v = 0; v < V; ++v) {
+        zp += std::exp(p[v] - mp);
+        zq += std::exp(q[v] - mq);
+      }
+      double kl = 0;
+      for (int v = 0; v < V; ++v) {
+        const double lp = p[v] - mp - std::log(zp), lq = q[v] - mq - std::log(zq);
+        kl += std::exp(lp) * (lp - lq);
+      }
+      a.kl += kl / N;
+      a.top1 += (ip == iq) / static_cast<double>(N);
+    }
+    return a;
+  };
+  GoldenRun fast = open(G, Numerics::Official);
+  if (!fast.eng->bf16_dot()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  auto a = agree(run_logits(fast, N, N));
+  setenv("V4HOST_NO_BF16", "1", 1);
+  GoldenRun slow = open(G, Numerics::Official);
+  unsetenv("V4HOST_NO_BF16");
+  ASSERT_FALSE(slow.eng->bf16_dot());
+  auto b = agree(run_logits(slow, N, N));
+  std::printf("[ golden %s ] vs exact: official/bf16-dot top-1 %.4f KL %.3g; official/fp32 top-1 %.4f KL %.3g\n",
+              GetParam().c_str(), a.top1, a.kl, b.top1, b.kl);
+  RecordProperty("bf16_top1", std::to_string(a.top1));
+  RecordProperty("bf16_kl", std::to_string(a.kl));
+  EXPECT_GE(a.top1, b.top1 - 0.02);
+  EXPECT_LE(a.kl, 1.25 * b.kl + 1e-5);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sets, Golden, ::testing::Values("tiny-all", "tiny-fp8", "tiny-real-ratios"),
                          [](const auto& info) {
                            std::string s = info.param;
