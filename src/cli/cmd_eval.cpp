@@ -2,6 +2,7 @@
 // endpoint — long-context retrieval (niah), sandboxed coding tasks (code), tool-call conformance
 // (tools) or your own JSONL — resumable, with Wilson intervals, pass@k, and a paired A/B gate
 // (eval compare: exact McNemar + paired bootstrap, --fail-if-worse).
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -120,8 +121,9 @@ int run_eval_cmd(EvalRunArgs& a) {
     no.per_cell = a.per_cell;
     no.seed = a.seed;
     no.haystack_dir = a.haystack;
-    no.answer_tokens = std::min(a.max_tokens, 64);
-    if (modes.size() == 1 && modes[0] != "none") no.answer_tokens = a.max_tokens;  // reasoning needs room
+    // The answer is a 7-digit code; with reasoning on it needs room to think first.
+    const bool thinks = std::any_of(modes.begin(), modes.end(), [](const std::string& m) { return m != "none"; });
+    no.answer_tokens = thinks ? a.max_tokens : std::min(a.max_tokens, 64);
     tok = load_tokenizer(a);
   } else if (a.suite == "code") {
     eval::SandboxOptions so;
@@ -216,8 +218,8 @@ struct EvalCompareArgs {
 
 int run_compare_cmd(const EvalCompareArgs& c) {
   if (!(c.alpha > 0 && c.alpha < 1)) throw InputError("--alpha must be in (0, 1)");
-  auto A = eval::load_results(c.a, false);
-  auto B = eval::load_results(c.b, false);
+  auto A = eval::load_results(c.a);
+  auto B = eval::load_results(c.b);
   eval::CompareOptions o;
   o.alpha = c.alpha;
   o.bootstrap = c.bootstrap;
