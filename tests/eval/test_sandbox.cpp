@@ -148,6 +148,16 @@ TEST_F(Sandboxed, HostSecretsAreNotReadable) {
   EXPECT_NE(o.detail.value("stderr", "").find("nothing leaked"), std::string::npos) << o.detail.dump();
 }
 
+TEST_F(Sandboxed, HugeFilesAndFullTmpAreRefused) {
+  // 64 MiB into its own directory: over the 16 MiB file-size limit.
+  auto o = run_attack(sb, "with open('/work/big', 'wb') as f:\n    for i in range(64):\n        f.write(b'x' * (1 << 20))");
+  EXPECT_FALSE(o.passed);
+  // Many small files in /tmp: the private tmpfs is capped (64 MiB).
+  auto o2 = run_attack(sb, "for i in range(200):\n    open('/tmp/f%d' % i, 'wb').write(b'x' * (1 << 20))");
+  EXPECT_FALSE(o2.passed);
+  EXPECT_NE(o2.detail.value("stderr", "").find("No space left"), std::string::npos) << o2.detail.dump();
+}
+
 TEST(Sandbox, FailsClosedWhenItCannotBeSetUp) {
   eval::SandboxOptions so;
   so.bwrap = "/nonexistent/bwrap";
