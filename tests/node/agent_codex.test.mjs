@@ -1,0 +1,105 @@
+// Codex CLI (`codex exec`, the real binary from @openai/codex) against the real `v4host serve`
+// through a custom model provider with wire_api "responses" (the only wire API recent Codex
+// accepts), in an isolated CODEX_HOME with update checks, analytics and feedback off and no
+// network beyond the loopback server. A synthetic model whose answers end (makeEndingModel):
+// the turn must complete — Codex treats a stream without response.completed, or a
+// response.incomplete, as a failed turn — and its usage must be what the server charged.
+// Run: cd tests/node && V4HOST_BIN=../../build/v4host node --test agent_codex.test.mjs
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { makeEndingModel, skipReason, startServer } from './v4host_server.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CODEX = path.join(here, 'node_modules', '.bin', 'codex');
+const MODEL = 'v4host-test';
+
+let skip = skipReason() || (fs.existsSync(CODEX) ? '' : 'codex CLI not installed (npm install in tests/node)');
+let model = { dir: '' };
+if (!skip) {
+  model = makeEndingModel({ layers: 2, seed: 9 });
+  skip = model.why;
+}
+if (skip) console.log(`# SKIP agent_codex: ${skip}`);
+
+function run(cmd, args, { env, cwd, timeoutMs }) {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
+  });
+}
+
+describe('Codex CLI -> v4host serve (/v1/responses)', { skip: skip || false }, () => {
+  let srv;
+  let home;
+
+  before(async () => {
+    // A cap on generated tokens keeps a turn short whatever the random model does.
+    srv = await startServer(model.dir, ['--served-model-name', MODEL, '--max-output-tokens', '200']);
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'v4host-codex-'));
+    fs.mkdirSync(path.join(home, 'home'));
+    fs.mkdirSync(path.join(home, 'work'));
+    fs.writeFileSync(path.join(home, 'config.toml'), `
+model = "${MODEL}"
+model_provider = "v4host"
+approval_policy = "never"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+
+[model_providers.v4host]
+name = "v4host"
+base_url = "${srv.url}"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+stream_idle_timeout_ms = 300000
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+`);
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    if (home) fs.rmSync(home, { recursive: true, force: true });
+    if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true });
+  });
+
+  test('codex exec completes a turn; its usage is what the server charged', async () => {
+    const t0 = Date.now();
+    const env = { PATH: process.env.PATH, HOME: path.join(home, 'home'), CODEX_HOME: home, NO_COLOR: '1', RUST_LOG: 'error' };
+    const r = await run(CODEX, ['exec', '--json', '--skip-git-repo-check', 'Say hi'], { env, cwd: path.join(home, 'work'), timeoutMs: 180000 });
+    const secs = (Date.now() - t0) / 1000;
+    console.log(`# codex exec: ${secs.toFixed(1)} s`);
+    const events = r.out.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
+    const ctx = `exit ${r.code}\nstdout:\n${r.out.slice(-3000)}\nstderr:\n${r.err.slice(-3000)}\nserver:\n${srv.log().slice(-2000)}`;
+    assert.equal(r.code, 0, ctx);
+    const done = events.find((e) => e.type === 'turn.completed');
+    assert.ok(done, `no turn.completed\n${ctx}`);
+    assert.ok(!events.some((e) => e.type === 'turn.failed' || e.type === 'error'), ctx);
+    // The only error item allowed is Codex's note that it has no metadata for this model name.
+    for (const e of events.filter((x) => x.type === 'item.completed' && x.item.type === 'error'))
+      assert.match(e.item.message, /metadata/, ctx);
+    // Every request Codex made was a streamed /v1/responses answered 200; the last one's prompt
+    // is the usage Codex reports (it sums its requests: one here).
+    const lines = srv.log().split('\n').filter((l) => l.startsWith('POST /v1/responses'));
+    assert.ok(lines.length >= 1, ctx);
+    for (const l of lines) assert.match(l, / 200 .*stream/, l);
+    const prompts = lines.map((l) => Number(/prompt=(\d+)/.exec(l)[1]));
+    assert.equal(done.usage.input_tokens, prompts.reduce((a, b) => a + b, 0), ctx);
+    assert.ok(done.usage.input_tokens > 1000, 'Codex sends its long agent prompt');
+    assert.ok(done.usage.output_tokens >= 1);
+  });
+});
