@@ -251,7 +251,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ojson ups = ojson::object();
     for (auto& s : states) {
       Pressure p = s->pressure();
-      ups[s->cfg.name] = {{"healthy", s->healthy()}, {"breaker", s->breaker_state()}, {"in_flight", s->in_flight},
+      ups[s->cfg.name] = {{"healthy", s->healthy()}, {"breaker", s->breaker_state()}, {"in_flight", s->in_flight.load()},
                           {"queue_depth", p.queue_depth < 0 ? ojson(nullptr) : ojson(p.queue_depth)}};
     }
     res.set_content(protocol::wire({{"status", "ok"}, {"upstreams", ups}}), "application/json");
@@ -262,7 +262,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       Labels l{{"upstream", s->cfg.name}};
       metrics.set("v4host_route_upstream_healthy", l, s->healthy() ? 1 : 0);
       metrics.set("v4host_route_upstream_breaker_open", l, s->breaker_state() == "closed" ? 0 : 1);
-      metrics.set("v4host_route_upstream_in_flight", l, s->in_flight);
+      metrics.set("v4host_route_upstream_in_flight", l, s->in_flight.load());
       Pressure p = s->pressure();
       if (p.queue_depth >= 0) metrics.set("v4host_route_upstream_queue_depth", l, p.queue_depth);
     }
@@ -488,7 +488,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
         continue;
       }
       if (s->in_flight >= s->cfg.concurrency) {
-        skip(*ex, s->cfg, "busy", fmt::format("{} requests in flight (limit {})", s->in_flight, s->cfg.concurrency));
+        skip(*ex, s->cfg, "busy", fmt::format("{} requests in flight (limit {})", s->in_flight.load(), s->cfg.concurrency));
         metrics.inc("v4host_route_fallbacks_total", {{"route", ex->route->name}, {"from", s->cfg.name}, {"reason", "busy"}});
         ex->next++;
         ex->attempt = 0;

@@ -3,6 +3,7 @@
 // where it demands it), its circuit breaker, in-flight count, and the pressure and health read
 // from its /health and /metrics (v4host, vLLM and SGLang formats).
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <list>
@@ -68,7 +69,7 @@ class UpstreamState {
   bool healthy() const { return healthy_; }
   void set_healthy(bool h, std::chrono::steady_clock::time_point now);
 
-  int in_flight = 0;     // requests now at this upstream (touched on the router's upstream thread)
+  std::atomic<int> in_flight{0};  // requests now at this upstream (changed on the upstream thread, read anywhere)
   // Pressure from the last poll, and a TTFT prediction from it.
   void update_pressure(const PressureSample& s);
   Pressure pressure() const;

@@ -200,6 +200,22 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
     assert.ok(t.amortised_usd > 0, 'the local tier shows its amortised cost');
   });
 
+  test('a client that goes away mid-request: the upstream call is cancelled and the ledger says so', async () => {
+    const ac = new AbortController();
+    const p = fetch(`${router.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: ac.signal,
+      body: JSON.stringify({ model: 'rhang', stream: true, messages: [{ role: 'user', content: 'bye' }] }) }).catch((e) => e);
+    await new Promise((r) => setTimeout(r, 300));
+    ac.abort();
+    await p;
+    await new Promise((r) => setTimeout(r, 300));
+    if (hasSqliteCli()) {
+      const rows = ledgerRows(router.ledger, `SELECT outcome, status FROM requests WHERE route = 'rhang' ORDER BY ts DESC LIMIT 1`);
+      assert.deepEqual(rows, [{ outcome: 'client_gone', status: 499 }]);
+    }
+    const h = await (await fetch(`${router.base}/health`)).json();
+    assert.equal(h.upstreams.hang.in_flight, 0);
+  });
+
   test('bad requests are 4xx naming the problem', async () => {
     let r = await fetch(`${router.url}/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"model":' });
     assert.equal(r.status, 400);
