@@ -480,6 +480,14 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     while (ex->next < ex->plan.size()) {
       UpstreamState* s = ex->plan[ex->next];
       auto now = SClock::now();
+      bool tried = false;
+      for (auto& h : ex->rec.hops) tried = tried || (h.outcome != "circuit_open" && h.outcome != "busy" && h.outcome != "residency" &&
+                                                     h.outcome != "budget" && h.outcome != "cost_cap");
+      if (!tried) {  // what the client hears if nothing gets to try
+        ex->fail_status = 503;
+        ex->fail_code = "upstream_unavailable";
+        ex->fail_msg = "no upstream of route '" + ex->route->name + "' is available now (circuit breakers open or concurrency limits reached)";
+      }
       if (!s->allow(now)) {
         skip(*ex, s->cfg, "circuit_open", "circuit breaker open");
         metrics.inc("v4host_route_fallbacks_total", {{"route", ex->route->name}, {"from", s->cfg.name}, {"reason", "circuit_open"}});
