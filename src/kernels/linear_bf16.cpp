@@ -7,17 +7,31 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <vector>
 
 #include "core/cpu.h"
 #include "core/thread_pool.h"
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
 #define V4_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define V4_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 
 namespace v4 {
 
 bool bf16_dot_available() { return use_avx512() && cpu_features().avx512bf16; }
+
+namespace {
+std::atomic<bool> g_no_amx{false};
+bool amx_disabled_for_tests() { return g_no_amx.load(); }
+}  // namespace
+
+void set_amx_disabled(bool off) { g_no_amx = off; }
 
 namespace {
 
@@ -380,6 +394,92 @@ V4_BF16 void quant_pack_rows(const LinearWeight& w, const float* x, int ldx, int
   }
 }
 
+// ---- AMX (tile) path for M >= kAmxMinTokens: C^T[n, m] = W · X^T with W tiles (16 rows x 32
+// columns) straight from the decoded row buffer and X^T tiles in the VNNI layout (16 k-pairs x
+// 16 tokens). Each output accumulates its own products in a fixed order whatever the other
+// tokens, so results do not depend on the batch composition among calls that take this path.
+struct TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// X rows (M x Kp, kernel order) -> [M/16][Kp/32][16 k-pairs][16 tokens] pairs, zero-padded tokens.
+void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
+  const int Mp = (M + 15) / 16 * 16, KC = Kp / 32, half = Kp / 2;
+  out.assign(static_cast<size_t>(Mp / 16) * KC * 256, 0u);
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
+  for (int m = 0; m < M; ++m) {
+    const int tb = m / 16, tm = m % 16;
+    for (int kc = 0; kc < KC; ++kc) {
+      uint32_t* d = out.data() + (static_cast<size_t>(tb) * KC + kc) * 256 + tm;
+      const uint32_t* s = src + static_cast<size_t>(m) * half + kc * 16;
+      for (int r = 0; r < 16; ++r) d[r * 16] = s[r];
+    }
+  }
+}
+
+V4_AMX void rows_amx(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
+  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
+  const int KC = static_cast<int>(Kp / 32), TB = (M + 15) / 16;
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  _tile_loadconfig(&cfg);
+  thread_local std::vector<uint16_t> wbuf;
+  wbuf.resize(32 * Kp);
+  alignas(64) float cbuf[4][16][16];
+  const size_t stride = Kp * 2;
+  for (int nb = n0; nb < n1; nb += 32) {
+    const int nr = std::min(32, n1 - nb);
+    for (int r = 0; r < nr; ++r) decode_row_impl(w, nb + r, wbuf.data() + static_cast<size_t>(r) * Kp);
+    if (nr < 32) std::fill(wbuf.begin() + static_cast<long>(nr) * static_cast<long>(Kp), wbuf.end(), 0);
+    const uint16_t* a0 = wbuf.data();
+    const uint16_t* a1 = wbuf.data() + 16 * Kp;
+    for (int tb = 0; tb < TB; tb += 2) {
+      const bool two = tb + 1 < TB;
+      const uint32_t* b0 = xv + static_cast<size_t>(tb) * KC * 256;
+      const uint32_t* b1 = two ? b0 + static_cast<size_t>(KC) * 256 : b0;
+      _tile_zero(0);
+      _tile_zero(1);
+      _tile_zero(2);
+      _tile_zero(3);
+      for (int kc = 0; kc < KC; ++kc) {
+        _tile_loadd(4, a0 + kc * 32, stride);
+        _tile_loadd(5, a1 + kc * 32, stride);
+        _tile_loadd(6, b0 + kc * 256, 64);
+        _tile_loadd(7, b1 + kc * 256, 64);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+      }
+      _tile_stored(0, cbuf[0], 64);
+      _tile_stored(1, cbuf[1], 64);
+      _tile_stored(2, cbuf[2], 64);
+      _tile_stored(3, cbuf[3], 64);
+      // cbuf[t][row n][token m]: t = 2·(row block) + (token block).
+      for (int t = 0; t < 4; ++t) {
+        const int rb = t / 2, tk = t % 2;
+        if (tk == 1 && !two) continue;
+        for (int i = 0; i < 16; ++i) {
+          const int n = nb + rb * 16 + i;
+          if (rb * 16 + i >= nr) break;
+          for (int j = 0; j < 16; ++j) {
+            const int m = (tb + tk) * 16 + j;
+            if (m >= M) break;
+            y[static_cast<size_t>(m) * ldy + n] = cbuf[t][i][j];
+          }
+        }
+      }
+    }
+  }
+  _tile_release();
+}
+
 }  // namespace
 
 void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16_t* out) {
@@ -395,9 +495,33 @@ void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y
   else rows_batched(w, xp, M, y, ldy, n0, n1);
 }
 
+bool amx_available() {
+  static const bool ok = [] {
+    const char* off = std::getenv("V4HOST_NO_AMX");
+    if (off && *off && *off != '0') return false;
+#if defined(__x86_64__) && __GNUC__ >= 12
+    if (!cpu_features().amx_tile || !__builtin_cpu_supports("amx-bf16")) return false;
+    // Linux hands out the tile state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA).
+    return syscall(SYS_arch_prctl, 0x1023, 18) == 0;
+#else
+    return false;
+#endif
+  }();
+  return ok && bf16_dot_available() && !amx_disabled_for_tests();
+}
+
 void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy) {
   if (M <= 0 || w.rows <= 0) return;
   if (ldy <= 0) ldy = w.rows;
+  if (M >= kAmxMinTokens && amx_available()) {
+    thread_local std::vector<uint32_t> xv;
+    pack_vnni(xp, M, bf16_padded_k(w), xv);
+    const uint32_t* xvp = xv.data();
+    parallel_for(static_cast<size_t>(w.rows), 32, [&](size_t b, size_t e) {
+      rows_amx(w, xvp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
+    });
+    return;
+  }
   size_t grain;
   if (M == 1) {
     // Bandwidth-bound: tasks stream a few hundred KB of weights each.

@@ -89,9 +89,14 @@ TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
   const int Kp = bf16_padded_k(w.w);
   std::vector<uint16_t> xp(static_cast<size_t>(c.M) * Kp);
   bf16_pack_act(w.w, x.data(), c.M, c.K, xp.data());
+  // Default dispatch (AMX tiles from kAmxMinTokens tokens where present).
   linear_bf16(w.w, xp.data(), c.M, got.data());
   EXPECT_LT(rel_err(got, ref), 2e-6);
-  // Decode path (M = 1) gives the batched path's bits for every token.
+  // The vdpbf16ps batched path, and the decode path (M = 1) gives its bits for every token.
+  set_amx_disabled(true);
+  linear_bf16(w.w, xp.data(), c.M, got.data());
+  set_amx_disabled(false);
+  EXPECT_LT(rel_err(got, ref), 2e-6);
   std::vector<float> one(static_cast<size_t>(c.N));
   for (int m = 0; m < c.M; ++m) {
     linear_bf16(w.w, xp.data() + static_cast<size_t>(m) * Kp, 1, one.data());
@@ -136,7 +141,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                          ::testing::Values(Case{WFormat::FP8, 131, 259, 7}, Case{WFormat::FP8, 5, 1000, 13},
                                            Case{WFormat::FP8, 257, 130, 1}, Case{WFormat::FP8, 70, 4100, 3},
                                            Case{WFormat::FP4, 67, 96, 3}, Case{WFormat::FP4, 130, 320, 1},
-                                           Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9}));
+                                           Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9},
+                                           Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
