@@ -133,6 +133,7 @@ struct Exchange {
   // client as they are; only the frames carrying the finish, usage or an error are parsed.
   bool passthrough = false, saw_done = false, pt_error = false;
   std::vector<std::string> held, tail;  // before the first token / the end, held until commit
+  std::string outbuf;                   // frames of the current upstream read, written at once
   protocol::Usage pt_usage;
   std::string pt_error_msg;
   // Client side.
@@ -602,6 +603,21 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       ex->garbage_msg = e.what();
       ex->handle->cancel();
     }
+    flush_out(ex);
+  }
+
+  void flush_out(const std::shared_ptr<Exchange>& ex) {
+    if (ex->outbuf.empty() || !ex->stream || ex->stream->closed()) {
+      ex->outbuf.clear();
+      return;
+    }
+    // A client that reads too slowly overruns the stream's buffer cap: the server closes it and
+    // write() says so; stop the upstream then (memory per stream stays bounded).
+    if (!ex->stream->write(std::move(ex->outbuf))) {
+      ex->client_gone = true;
+      if (ex->handle) ex->handle->cancel();
+    }
+    ex->outbuf.clear();
   }
 
   // A chat chunk whose delta carries text, reasoning or a tool call (not the empty role chunk).
@@ -614,6 +630,13 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   }
 
   void pt_piece(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
+    pt_frames(ex, piece);
+    // One write per upstream read, not one per frame: fewer wake-ups of the client's I/O thread.
+    if (!ex->outbuf.empty()) pt_write(ex, std::move(ex->outbuf));
+    ex->outbuf.clear();
+  }
+
+  void pt_frames(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
     for (auto& f : ex->decoder.feed(piece)) {
       if (ex->saw_done) continue;
       if (f.data == "[DONE]") {
@@ -656,13 +679,11 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
         if (!pt_is_token(f.data)) continue;
         ex->got_token = true;
         commit_stream(ex);
-        std::string out;
-        for (auto& h : ex->held) out += h;
+        for (auto& h : ex->held) ex->outbuf += h;
         ex->held.clear();
-        pt_write(ex, std::move(out));
         continue;
       }
-      pt_write(ex, f.wire());
+      ex->outbuf += f.wire();
     }
   }
 
@@ -722,16 +743,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     metrics.observe("v4host_route_time_to_first_token_seconds", {{"route", ex->route->name}}, ex->ttft_ms / 1000);
   }
 
+  // Appends the event's frames to the pending output (flush_out writes it).
   void write_event(const std::shared_ptr<Exchange>& ex, const protocol::StreamEvent& e) {
     if (!ex->stream || ex->stream->closed()) return;
-    std::string out;
-    for (auto& f : ex->writer->write(e)) out += f.wire();
-    // A client that reads too slowly overruns the stream's buffer cap: the server closes it and
-    // write() says so; stop the upstream then (memory per stream stays bounded).
-    if (!out.empty() && !ex->stream->write(std::move(out))) {
-      ex->client_gone = true;
-      if (ex->handle) ex->handle->cancel();
-    }
+    for (auto& f : ex->writer->write(e)) ex->outbuf += f.wire();
   }
 
   void on_hop_done(const std::shared_ptr<Exchange>& ex, UpResult&& resp) {
@@ -758,6 +773,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
         ex->garbage = true;
         ex->garbage_msg = e.what();
       }
+      flush_out(ex);
     }
     if (ex->client_gone && !ex->finished) {
       outcome = "client_gone";
@@ -1010,11 +1026,11 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->rec.completion_tokens = ex->rec.hops.back().completion_tokens;
     (void)res;
     fill_record(ex, 200, "truncated");
-    commit_then(ex, [ex, why] {
+    auto self = shared_from_this();
+    commit_then(ex, [self, ex, why] {
       if (ex->stream && !ex->stream->closed()) {
-        std::string out;
-        for (auto& f : ex->writer->abort("upstream " + ex->rec.upstream + " broke off the stream: " + why)) out += f.wire();
-        ex->stream->write(std::move(out));
+        for (auto& f : ex->writer->abort("upstream " + ex->rec.upstream + " broke off the stream: " + why)) ex->outbuf += f.wire();
+        self->flush_out(ex);
         ex->stream->close();
       }
     });
@@ -1039,7 +1055,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       }
       if (ex->passthrough) {
         if (!ex->committed) self->commit_stream(ex);
-        std::string out;
+        std::string out = std::move(ex->outbuf);
+        ex->outbuf.clear();
         for (auto& h : ex->held) out += h;
         for (auto& t : ex->tail) out += t;
         ex->held.clear();
@@ -1052,11 +1069,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
         if (!ex->committed) self->commit_stream(ex);
         for (auto& e : ex->events) self->write_event(ex, e);
         ex->events.clear();
-        if (ex->writer && !ex->writer->complete()) {
-          std::string out;
-          for (auto& f : ex->writer->abort("the upstream stream ended without a finish")) out += f.wire();
-          ex->stream->write(std::move(out));
-        }
+        if (ex->writer && !ex->writer->complete())
+          for (auto& f : ex->writer->abort("the upstream stream ended without a finish")) ex->outbuf += f.wire();
+        self->flush_out(ex);
         ex->stream->close();
         return;
       }
