@@ -149,8 +149,9 @@ TEST(EvalE2E, CodeAgainstServe) {
 TEST(EvalE2E, ToolsAgainstServe) {
   NEED_SERVER();
   test::Scratch tmp;
-  // tool_choice "required" / named are constrained by the server: those answers are real calls.
-  auto s = run_ok({"tools", "--max-tokens", "48", "--concurrency", "4", "--reasoning", "none"}, tmp.path("o.jsonl"), 11);
+  // tool_choice "required" / named are constrained by the server: those answers are real calls
+  // (and need room for a complete call: the server refuses a max_tokens too small for one).
+  auto s = run_ok({"tools", "--max-tokens", "96", "--concurrency", "4", "--reasoning", "none"}, tmp.path("o.jsonl"), 11);
   bool saw_call = false;
   std::string got;
   for (const auto& o : eval::load_results(tmp.path("o.jsonl")))
