@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   v4::cli::add_serve_command(app);
   v4::cli::add_check_command(app);
   v4::cli::add_bench_serve_command(app);
+  v4::cli::add_bench_command(app);
   v4::cli::add_route_command(app);
   v4::cli::add_spend_command(app);
   v4::cli::add_eval_command(app);

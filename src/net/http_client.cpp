@@ -15,6 +15,11 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <linux/net_tstamp.h>
+#include <sys/socket.h>
 #include <limits>
 #include <map>
 #include <optional>
@@ -111,6 +116,7 @@ struct Conn {
   std::string origin;
   std::unique_ptr<tcp::socket> plain;
   std::unique_ptr<ssl::stream<tcp::socket>> tls;
+  bool kernel_ts = false;  // SO_TIMESTAMPING receive timestamps enabled (plain TCP)
   tcp::socket& lowest() { return tls ? tls->next_layer() : *plain; }
   // Runs f on whichever stream this connection uses (f is instantiated for both types).
   template <class F>
@@ -315,6 +321,10 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
       }
       error_code ig;
       self->conn_->lowest().set_option(tcp::no_delay(true), ig);
+      if (!self->conn_->tls) {
+        int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
+        self->conn_->kernel_ts = ::setsockopt(self->conn_->plain->native_handle(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
+      }
       if (self->conn_->tls) {
         self->conn_->tls->async_handshake(ssl::stream_base::client, [self](error_code ec2) {
           if (self->done_) return;
@@ -360,15 +370,67 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
 
   void read_more() {
     auto self = shared_from_this();
+    if (!conn_->tls && conn_->kernel_ts) {
+      // Plain TCP: wait for readability, then recvmsg ourselves to get the kernel's receive
+      // timestamp of the data (immune to this thread being scheduled late).
+      conn_->plain->async_wait(tcp::socket::wait_read, [self](error_code ec) {
+        if (self->done_) return;
+        if (ec) {
+          self->on_read(ec, 0, Clock::now());
+          return;
+        }
+        self->recv_now();
+      });
+      return;
+    }
     auto bufs = buf_.prepare(64 * 1024);
     conn_->with([&](auto& stream) {
-      stream.async_read_some(bufs, [self](error_code ec, std::size_t n) { self->on_read(ec, n); });
+      stream.async_read_some(bufs, [self](error_code ec, std::size_t n) { self->on_read(ec, n, Clock::now()); });
     });
   }
 
-  void on_read(error_code ec, std::size_t n) {
+  void recv_now() {
+    auto bufs = buf_.prepare(64 * 1024);
+    iovec iov{bufs.data(), bufs.size()};
+    alignas(cmsghdr) char ctrl[256];
+    msghdr m{};
+    m.msg_iov = &iov;
+    m.msg_iovlen = 1;
+    m.msg_control = ctrl;
+    m.msg_controllen = sizeof ctrl;
+    ssize_t n = ::recvmsg(conn_->plain->native_handle(), &m, MSG_DONTWAIT);
+    Clock::time_point now = Clock::now();
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        read_more();
+        return;
+      }
+      on_read(error_code(errno, boost::system::system_category()), 0, now);
+      return;
+    }
+    if (n == 0) {
+      on_read(asio::error::eof, 0, now);
+      return;
+    }
+    Clock::time_point at = now;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING) {
+        timespec ts[3];
+        std::memcpy(ts, CMSG_DATA(c), sizeof ts);
+        if (ts[0].tv_sec == 0 && ts[0].tv_nsec == 0) break;
+        // Kernel time is CLOCK_REALTIME: its age now, subtracted from the steady clock.
+        timespec rt;
+        clock_gettime(CLOCK_REALTIME, &rt);
+        int64_t age_ns = (rt.tv_sec - ts[0].tv_sec) * 1'000'000'000LL + (rt.tv_nsec - ts[0].tv_nsec);
+        if (age_ns >= 0 && age_ns < 60'000'000'000LL) at = now - std::chrono::nanoseconds(age_ns);
+      }
+    }
+    on_read({}, static_cast<std::size_t>(n), at);
+  }
+
+  void on_read(error_code ec, std::size_t n, Clock::time_point at) {
     if (done_) return;
-    read_at_ = Clock::now();
+    read_at_ = at;
     if (n > 0) {
       buf_.commit(n);
       got_bytes_ = true;

@@ -19,6 +19,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -73,6 +74,13 @@ class ScriptedEndpoint {
     std::lock_guard<std::mutex> l(mu_);
     return bodies_;
   }
+  // Steady-clock instants at which each scheduled piece of the request with this X-Request-Id was
+  // written, then the finish/terminator write (empty if unknown).
+  std::vector<std::chrono::steady_clock::time_point> sent_times(const std::string& id) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = sent_.find(id);
+    return it == sent_.end() ? std::vector<std::chrono::steady_clock::time_point>{} : it->second;
+  }
 
  private:
   using tcp = boost::asio::ip::tcp;
@@ -87,6 +95,8 @@ class ScriptedEndpoint {
     std::vector<std::chrono::steady_clock::time_point> at;
     std::string tail;                 // finish + terminator, sent right after the last chunk
     size_t next = 0;
+    std::string id;
+    std::vector<std::chrono::steady_clock::time_point> sent;
     std::string out;                  // keeps write buffers alive
     Session(ScriptedEndpoint* e, tcp::socket s) : ep(e), sock(std::move(s)), timer(sock.get_executor()) {}
 
@@ -207,6 +217,8 @@ class ScriptedEndpoint {
       }
       events.clear();
       at.clear();
+      sent.clear();
+      id = std::string(req["X-Request-Id"]);
       next = 0;
       auto sse = [](const std::string& ev, const json& j) { return (ev.empty() ? std::string() : "event: " + ev + "\n") + "data: " + j.dump() + "\n\n"; };
       std::string first;
@@ -243,6 +255,11 @@ class ScriptedEndpoint {
       auto self = shared_from_this();
       if (next >= events.size()) {
         ep->open_streams_--;
+        sent.push_back(std::chrono::steady_clock::now());
+        if (!id.empty()) {
+          std::lock_guard<std::mutex> l(ep->mu_);
+          ep->sent_[id] = sent;
+        }
         write_raw(chunk(tail) + "0\r\n\r\n", [self] { self->after(); });
         return;
       }
@@ -250,6 +267,7 @@ class ScriptedEndpoint {
       timer.async_wait([self](boost::system::error_code ec) {
         if (ec) return;
         std::string e = self->events[self->next++];
+        self->sent.push_back(std::chrono::steady_clock::now());
         self->write_raw(chunk(e), [self] { self->tick(); });
       });
     }
@@ -274,6 +292,7 @@ class ScriptedEndpoint {
   std::atomic<size_t> open_streams_{0}, max_streams_{0};
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
+  std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> sent_;
 };
 
 }  // namespace v4::testing
