@@ -11,9 +11,11 @@
 // - Timeouts per request: connect (DNS + TCP + TLS handshake), first byte (request sent -> first
 //   response byte), total (start -> end of body). Each failure has its own ErrorKind.
 // - Streaming: Handlers::on_head gets the status line and headers; Handlers::on_body gets each piece
-//   of (de-chunked) body together with the steady-clock time at which the bytes carrying it were
-//   read from the socket (taken in the read completion, before parsing), so latency figures do
-//   not include the time the application spends handling earlier pieces.
+//   of (de-chunked) body together with the steady-clock time at which the bytes carrying it
+//   arrived: on plain TCP the kernel's receive timestamp (SO_TIMESTAMPING, converted to the
+//   steady clock), so a late-scheduled client thread does not shift the figures; over TLS the
+//   instant the read completed (before parsing). Bytes that arrive while the thread is busy and
+//   are read together share the time of the last of them.
 // - Cancellation: RequestHandle::cancel() (thread-safe) aborts a request; on_done reports
 //   ErrorKind::cancelled.
 // - fetch(): a blocking convenience call (its own io_context) for non-hot paths: evals, tests,
@@ -89,7 +91,9 @@ enum class ErrorKind {
 const char* error_kind_name(ErrorKind k);
 
 // Everything known about one finished (or failed) request. Times are steady-clock instants;
-// an instant never reached is Clock::time_point{} (epoch).
+// an instant never reached is Clock::time_point{} (epoch). t_first_byte, t_head, t_end and the
+// on_body instants are kernel receive times on plain TCP (SO_TIMESTAMPING), else the read
+// completion; they can precede t_sent (when the write's completion handler ran).
 struct Response {
   ErrorKind error = ErrorKind::none;
   std::string error_message;  // human-readable, empty when error == none

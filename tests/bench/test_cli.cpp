@@ -67,10 +67,11 @@ TEST(BenchCli, EveryApiStreamsAndSplitsReasoningFromAnswer) {
       EXPECT_EQ(q["output_tokens"], 8);
       if (std::string(api) != "completions") {  // completions has no reasoning channel
         EXPECT_EQ(q["reasoning_pieces"], 2);
-        EXPECT_GT(q["ttfa_ms"].get<double>(), q["ttft_ms"].get<double>() + 2);
+        EXPECT_EQ(q["answer_pieces"], 6);
+        EXPECT_GE(q["ttfa_ms"].get<double>(), q["ttft_ms"].get<double>());  // pieces may share a read on a busy machine
       }
-      EXPECT_NEAR(q["ttft_ms"].get<double>(), 15, 12);
-      EXPECT_EQ(q["piece_ms"].size(), std::string(api) == "completions" ? 8u : 8u);
+      EXPECT_GE(q["ttft_ms"].get<double>(), 14.0);  // the scripted first-token delay is 15 ms
+      EXPECT_EQ(q["piece_ms"].size(), 8u);
     }
     EXPECT_GT(s["throughput"]["output_tokens_per_s"].get<double>(), 0);
   }
