@@ -460,11 +460,15 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
         c["type"] = "function";
         c["function"] = {{"name", e.name}, {"arguments", ""}};
       }
+      if (e.custom) custom_.push_back(e.index);
       out.push_back(chunk({{"tool_calls", ojson::array({c})}}));
       break;
     }
     case K::ToolCallDelta:
-      out.push_back(chunk({{"tool_calls", ojson::array({{{"index", e.index}, {"function", {{"arguments", e.text}}}}})}}));
+      if (std::find(custom_.begin(), custom_.end(), e.index) != custom_.end())
+        out.push_back(chunk({{"tool_calls", ojson::array({{{"index", e.index}, {"custom", {{"input", e.text}}}}})}}));
+      else
+        out.push_back(chunk({{"tool_calls", ojson::array({{{"index", e.index}, {"function", {{"arguments", e.text}}}}})}}));
       break;
     case K::ToolCallEnd:
       if (!e.error.is_null()) {

@@ -27,6 +27,7 @@ class StreamWriter final : public protocol::StreamWriter {
   SseFrame chunk(ojson delta, ojson finish = nullptr, ojson logprobs = nullptr) const;
   StreamMeta m_;
   bool started_ = false, done_ = false;
+  std::vector<int> custom_;  // indexes of custom (freeform) calls: deltas go to custom.input
 };
 
 class StreamReader final : public protocol::StreamReader {

@@ -246,6 +246,57 @@ describe('@anthropic-ai/sdk -> v4host serve', { skip: skip || false }, () => {
       return true;
     });
   }
+  // What Claude Code sends: a system turn mid-conversation, the billing-header block, schemas
+  // with keywords the grammar cannot express, server tools, anthropic-beta headers.
+  const agentBody = () => ({
+    model: MODEL, max_tokens: 6,
+    system: [{ type: 'text', text: 'x-anthropic-billing-header: cc_version=2.1.197; cch=0a1b2c;' },
+      { type: 'text', text: 'You are a coding agent.', cache_control: { type: 'ephemeral' } }],
+    messages: [
+      { role: 'user', content: [{ type: 'text', text: 'List the files.' }] },
+      { role: 'system', content: 'The user switched to plan mode.' },
+      { role: 'assistant', content: [{ type: 'text', text: 'Sure.' }] },
+      { role: 'user', content: 'Go on.' },
+    ],
+    tools: [
+      { name: 'Glob', description: 'Find files', input_schema: { type: 'object', $schema: 'http://json-schema.org/draft-07/schema#',
+        properties: { pattern: { type: 'string', pattern: '^[^\\0]+$' }, env: { type: 'object', propertyNames: { pattern: '^[A-Z_]+$' },
+          additionalProperties: { type: 'string' } } }, required: ['pattern'], additionalProperties: false } },
+      { type: 'web_search_20250305', name: 'web_search', max_uses: 5 },
+    ],
+  });
+  const betaHeaders = { 'anthropic-beta': 'claude-code-20250219,interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14' };
+
+  test('agent-shaped request: mid-conversation system, every schema keyword, server tools, beta headers', async () => {
+    const m = await client.messages.create(agentBody(), { headers: betaHeaders });
+    assert.equal(m.type, 'message');
+    assert.ok(m.usage.input_tokens + m.usage.cache_read_input_tokens > 0);
+  });
+
+  test('count_tokens is exactly what the same request is charged', async () => {
+    const b = agentBody();
+    const { max_tokens: _, ...countBody } = b;
+    const counted = await client.messages.countTokens(countBody, { headers: betaHeaders });
+    const m = await client.messages.create(b);
+    assert.equal(counted.input_tokens, m.usage.input_tokens + m.usage.cache_read_input_tokens + m.usage.cache_creation_input_tokens);
+    // The billing-header nonce changes per request and is not part of the prompt.
+    const other = agentBody();
+    other.system[0].text = 'x-anthropic-billing-header: cc_version=2.1.197; cch=ffffff;';
+    const { max_tokens: __, ...otherCount } = other;
+    assert.equal((await client.messages.countTokens(otherCount)).input_tokens, counted.input_tokens);
+  });
+
+  test('streamed message_start usage has the prefix-cache split', async () => {
+    const b = { ...agentBody(), stream: true };
+    await client.messages.create({ ...agentBody() });  // warms the prefix cache
+    const s = await client.messages.create(b);
+    let start;
+    for await (const ev of s) if (ev.type === 'message_start') start = ev.message.usage;
+    assert.ok(start, 'message_start seen');
+    assert.ok(start.cache_read_input_tokens > 0, JSON.stringify(start));
+    assert.ok(Number.isInteger(start.input_tokens) && Number.isInteger(start.cache_creation_input_tokens));
+  });
+
   const body = (extra = {}) => ({ model: MODEL, max_tokens: 4, messages: [{ role: 'user', content: 'Hello' }], ...extra });
 
   test('400 BadRequestError: malformed JSON and bad parameters', async () => {

@@ -419,6 +419,23 @@ TEST(Protocol, StreamsRoundTripThroughEveryDialect) {
     }
 }
 
+TEST(Protocol, CustomToolCallsStreamAsRawInput) {
+  for (Dialect d : {Dialect::ChatCompletions, Dialect::Responses}) {
+    auto w = make_stream_writer(d, meta(d));
+    auto r = make_stream_reader(d);
+    ResponseAccumulator acc;
+    for (auto& e : {StreamEvent::start(), StreamEvent::tool_start(0, "call_p", "apply_patch", true),
+                    StreamEvent::tool_delta(0, "*** Begin Patch\n"), StreamEvent::tool_delta(0, "*** End Patch"), StreamEvent::tool_end(0),
+                    StreamEvent::finished(FinishReason::ToolCalls, {})})
+      for (auto& f : w->write(e))
+        for (auto& x : r->read(f)) acc.add(x);
+    for (auto& x : r->end()) acc.add(x);
+    ASSERT_EQ(acc.response().tool_calls.size(), 1u) << dialect_name(d);
+    EXPECT_TRUE(acc.response().tool_calls[0].custom) << dialect_name(d);
+    EXPECT_EQ(acc.response().tool_calls[0].arguments, "*** Begin Patch\n*** End Patch") << dialect_name(d);
+  }
+}
+
 TEST(Protocol, ResponsesStreamHasTheFullEventSequence) {
   StreamMeta m = meta(Dialect::Responses);
   m.seal = [](const std::string& t) { return "sealed:" + t; };
