@@ -78,6 +78,12 @@ TEST(EvalCli, UnknownScorerAndMissingFieldsAreNamed) {
   r = test::v4host({"eval", "run", "tools", "--url", srv.url(), "--model", "m", "--out", tmp.path("o.jsonl"), "--reasoning", "extreme", "-q"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--reasoning: unknown mode 'extreme'"), std::string::npos) << r.err;
+  ::unsetenv("V4HOST_EVAL_TEST_NO_SUCH_KEY");
+  r = test::v4host({"eval", "run", "tools", "--url", srv.url(), "--model", "m", "--out", tmp.path("o.jsonl"), "--api-key-env",
+                    "V4HOST_EVAL_TEST_NO_SUCH_KEY", "-q"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("$V4HOST_EVAL_TEST_NO_SUCH_KEY is not set"), std::string::npos) << r.err;
+  EXPECT_EQ(srv.requests(), 0u);
 }
 
 TEST(EvalCli, UnreachableEndpointIsExit2) {
