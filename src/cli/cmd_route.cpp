@@ -144,21 +144,25 @@ void run_route(RouteArgs& a) {
   }
   if (a.config.empty() && !a.demo) throw InputError("give --config FILE (or --demo, or --check-config FILE)");
   std::vector<DemoServer> children;
+  fs::path work;  // --demo: config and the tiers' logs, removed at exit
   struct Reaper {
     std::vector<DemoServer>& c;
+    fs::path& dir;
     ~Reaper() {
       for (auto& s : c)
         if (s.pid > 0) {
           kill(s.pid, SIGTERM);
           waitpid(s.pid, nullptr, 0);
         }
+      std::error_code ec;
+      if (!dir.empty()) fs::remove_all(dir, ec);
     }
-  } reaper{children};
+  } reaper{children, work};
   std::string cfg_path = a.config;
   if (a.demo) {
     std::string dir = ensure_demo_model(a.quiet);
     if (!a.quiet) std::fprintf(stderr, "v4host route --demo: starting the local tier and the stand-in hosted tier...\n");
-    fs::path work = fs::temp_directory_path() / fmt::format("v4host-route-demo-{}", getpid());
+    work = fs::temp_directory_path() / fmt::format("v4host-route-demo-{}", getpid());
     fs::create_directories(work);
     // The local tier has a short context, so long prompts fail there and fall back to the
     // stand-in hosted tier (which has the full context): fallback visible with one curl.

@@ -50,7 +50,7 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
   });
 
   after(async () => {
-    if (router) await router.stop();
+    if (router) { await router.stop(); router.cleanup(); }
     if (hosted) await hosted.close();
   });
 
@@ -229,6 +229,7 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
 
 describe('route: config errors exit 2 naming field and line', { skip: why || false }, () => {
   const dir = tempDir();
+  after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const write = (name, text) => { const p = path.join(dir, name); fs.writeFileSync(p, text); return p; };
 
   test('unknown field, bad value, unknown upstream', () => {

@@ -39,6 +39,7 @@ export async function startRouter(yaml, { env = {}, dir = tempDir(), extra = [] 
             port, base, url: `${base}/v1`, proc, dir, ledger, cfgPath, log: () => log,
             accessLog: () => (fs.existsSync(path.join(dir, 'access.log')) ? fs.readFileSync(path.join(dir, 'access.log'), 'utf8') : ''),
             kill: async (sig) => { if (!exited) proc.kill(sig); return waitExit(); },
+            cleanup: () => fs.rmSync(dir, { recursive: true, force: true }),
             stop: async () => {
               if (!exited) proc.kill('SIGTERM');
               const t0 = Date.now();
@@ -80,9 +81,4 @@ export async function postJson(url, body, headers = {}) {
 // `v4host <args>` synchronously.
 export function runV4host(args, opts = {}) {
   return spawnSync(v4hostBin(), args, { encoding: 'utf8', ...opts });
-}
-
-// A closed port: bound then released, so a connection to it is refused.
-export async function deadPort() {
-  return freePort();
 }

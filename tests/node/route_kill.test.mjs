@@ -2,6 +2,7 @@
 // is recorded exactly once, with all its hops; nothing is recorded that was not started; the
 // database passes its integrity check and a restarted router opens it and reports from it.
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { skipReason } from './v4host_server.mjs';
@@ -19,7 +20,10 @@ describe('route: kill -9 under load leaves a consistent ledger', { skip: why || 
     `routes:\n  auto: {chain: [bad, good]}\n`;
 
   before(async () => { hosted = await startStandin(); });
-  after(async () => { if (hosted) await hosted.close(); });
+  after(async () => {
+    if (hosted) await hosted.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   test('no request counted twice or lost once its response was sent', async () => {
     const router = await startRouter(yaml(hosted.url), { dir });

@@ -29,7 +29,7 @@ describe('route: overflow and classifier', { skip: why || false }, () => {
   });
 
   after(async () => {
-    if (router) await router.stop();
+    if (router) { await router.stop(); router.cleanup(); }
     if (engine) await engine.close();
   });
 

@@ -38,7 +38,7 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
   });
 
   after(async () => {
-    if (router) await router.stop();
+    if (router) { await router.stop(); router.cleanup(); }
     if (local) await local.stop();
     if (hosted) await hosted.close();
     if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true });
