@@ -68,8 +68,8 @@ void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, i
   const int W = cw.wkv.rows, d = cw.dim, rd = c.cfg.rope_dim;
   std::vector<float> a(static_cast<size_t>(M) * W), g(static_cast<size_t>(M) * W), entry(static_cast<size_t>(d)),
       normed(static_cast<size_t>(d));
-  linear(cw.wkv, x, M, a.data());
-  linear(cw.wgate, x, M, g.data());
+  linear_w(c, cw.wkv, x, M, a.data());
+  linear_w(c, cw.wgate, x, M, g.data());
   for (auto& s : segs) {
     CompressorState& st = indexer ? s.ls->idx_state : s.ls->comp_state;
     for (int t = 0; t < s.n; ++t) {
@@ -133,7 +133,7 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
     qi.resize(static_cast<size_t>(M) * nIH * ihd);
     wts.resize(static_cast<size_t>(M) * nIH);
     linear_act(c, ix->wq_b, qr.data(), M, qi.data());
-    linear(ix->weights_proj, x, M, wts.data());
+    linear_w(c, ix->weights_proj, x, M, wts.data());
     const float wscale = 1.0f / std::sqrt(static_cast<float>(ihd)) / std::sqrt(static_cast<float>(nIH));
     for (auto& s : segs)
       for (int t = 0; t < s.n; ++t) {

@@ -113,7 +113,7 @@ void run_block(const Ctx& c, const BlockWeights& b, float* X, int M, const int32
 }
 
 // hc_head reduction, final norm and logits for up to 256 selected rows of X.
-void head_logits_block(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
+void head_logits_block(const Ctx& c, const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
                        const std::vector<int>& rows, float* const* outs) {
   const int hc = cfg.hc_mult, D = cfg.dim, R = static_cast<int>(rows.size());
   if (R == 0) return;
@@ -132,17 +132,17 @@ void head_logits_block(const ModelConfig& cfg, const HeadWeights& hw, const Line
     rmsnorm(yi, hw.norm.data(), D, cfg.norm_eps, yi);
   }
   std::vector<float> logits(static_cast<size_t>(R) * cfg.vocab_size);
-  linear(lm, y.data(), R, logits.data());
+  detail::linear_w(c, lm, y.data(), R, logits.data());
   for (int i = 0; i < R; ++i)
     if (outs[i]) std::copy_n(logits.data() + static_cast<size_t>(i) * cfg.vocab_size, cfg.vocab_size, outs[i]);
 }
 
 // Logits for the selected rows of X, in blocks so long all-logits segments need a bounded buffer.
-void head_logits(const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
+void head_logits(const Ctx& c, const ModelConfig& cfg, const HeadWeights& hw, const LinearWeight& lm, const float* X,
                  const std::vector<int>& rows, float* const* outs) {
   for (size_t i = 0; i < rows.size(); i += 256) {
     const size_t e = std::min(rows.size(), i + 256);
-    head_logits_block(cfg, hw, lm, X, std::vector<int>(rows.begin() + static_cast<long>(i), rows.begin() + static_cast<long>(e)),
+    head_logits_block(c, cfg, hw, lm, X, std::vector<int>(rows.begin() + static_cast<long>(i), rows.begin() + static_cast<long>(e)),
                       outs + i);
   }
 }
@@ -216,7 +216,7 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
         outs.push_back(s.logits);
       }
     }
-    head_logits(cfg, w_.head, w_.lm_head, X.data(), rows, outs.data());
+    head_logits(c, cfg, w_.head, w_.lm_head, X.data(), rows, outs.data());
     for (size_t k = 0; k < ctx.size(); ++k) {
       segs[which[k]].state->pos += ctx[k].n;
       done[which[k]] += ctx[k].n;
@@ -287,7 +287,7 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
     }
     s.state->mtp_pos += s.n;
   }
-  head_logits(cfg, mt.head, w_.lm_head, X.data(), rows, outs.data());
+  head_logits(c, cfg, mt.head, w_.lm_head, X.data(), rows, outs.data());
 }
 
 }  // namespace v4

@@ -39,6 +39,9 @@ struct Ctx {
   const RopeTable& rope(int ratio) const { return ratio ? rope_comp : rope_plain; }
 };
 
+// y = x·Wᵀ for weights used without activation quantisation; in `official` with the BF16 units
+// enabled, BF16 weights run there on exactly split activations (same products).
+void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
 // y = x·Wᵀ, with the official FP8 activation quantisation of x when enabled and W is FP8/FP4.
 void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
 // Two weights over the same input (the experts' w1 and w3): the input is quantised once.

@@ -35,9 +35,14 @@ bool quantised(const Ctx& c, const LinearWeight& w) {
 
 }  // namespace
 
+void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y) {
+  if (c.act_quant && c.bf16 && c.bf16->enabled && w.format == WFormat::BF16) linear_bf16_split(w, x, M, y);
+  else linear(w, x, M, y);
+}
+
 void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y) {
   if (!quantised(c, w)) {
-    linear(w, x, M, y);
+    linear_w(c, w, x, M, y);
     return;
   }
   if (c.bf16 && c.bf16->usable(w)) {

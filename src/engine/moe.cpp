@@ -38,7 +38,7 @@ void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32
   const FfnWeights& F = b.ffn;
   const int E = cfg.n_routed_experts, K = cfg.n_activated, D = cfg.dim;
   std::vector<float> scores(static_cast<size_t>(M) * E);
-  linear(F.gate, x, M, scores.data());
+  linear_w(c, F.gate, x, M, scores.data());
   std::vector<int32_t> idx(static_cast<size_t>(M) * K);
   std::vector<float> wsel(static_cast<size_t>(M) * K);
   std::vector<int32_t> order(static_cast<size_t>(E));

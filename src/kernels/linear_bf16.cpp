@@ -43,6 +43,7 @@ bool scale_in_range(WFormat f, uint8_t e) { return f == WFormat::FP4 ? (e >= 2 &
 }  // namespace
 
 bool bf16_weight_ok(const LinearWeight& w) {
+  if (w.format == WFormat::BF16) return w.data != nullptr;
   if ((w.format != WFormat::FP8 && w.format != WFormat::FP4) || w.scale_format != ScaleFormat::E8M0 || !w.scale)
     return false;
   if (w.format == WFormat::FP4 && w.cols % 32) return false;
@@ -164,6 +165,12 @@ V4_BF16 inline __m512i ldx(const uint16_t* p) { return _mm512_loadu_si512(p); }
 
 V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) {
   const size_t K = static_cast<size_t>(w.cols);
+  if (w.format == WFormat::BF16) {
+    const uint16_t* p = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * K;
+    std::memcpy(out, p, K * 2);
+    for (size_t k = K; k < (K + 31) / 32 * 32; ++k) out[k] = 0;
+    return;
+  }
   const uint8_t* sp = static_cast<const uint8_t*>(w.scale);
   if (w.format == WFormat::FP4) {
     const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
@@ -490,8 +497,43 @@ void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, 
 
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out) { decode_row_impl(w, n, out); }
 
+namespace {
+// x = h1 + h2 + h3 exactly (BF16 keeps 8 of FP32's 24 significant bits; each remainder is exact
+// in FP32 and has at most 16, then 8, significant bits).
+V4_BF16 void split3_rows(const float* x, int M, int ldx, int K, int Kp, uint16_t* out) {
+  for (int m = 0; m < M; ++m) {
+    const float* xm = x + static_cast<size_t>(m) * ldx;
+    uint16_t* o[3] = {out + static_cast<size_t>(3 * m) * Kp, out + static_cast<size_t>(3 * m + 1) * Kp, out + static_cast<size_t>(3 * m + 2) * Kp};
+    for (int k = 0; k < Kp; k += 16) {
+      const __mmask16 mk = k + 16 <= K ? 0xFFFF : k < K ? static_cast<__mmask16>((1u << (K - k)) - 1) : 0;
+      __m512 r = _mm512_maskz_loadu_ps(mk, xm + k);
+      for (int i = 0; i < 3; ++i) {
+        const __m256bh h = _mm512_cvtneps_pbh(r);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o[i] + k), reinterpret_cast<const __m256i&>(h));
+        r = _mm512_sub_ps(r, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16)));
+      }
+    }
+  }
+}
+}  // namespace
+
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y) {
+  const int K = w.cols, Kp = bf16_padded_k(w), N = w.rows;
+  thread_local std::vector<uint16_t> xs;
+  thread_local std::vector<float> ys;
+  xs.resize(static_cast<size_t>(3 * M) * Kp);
+  ys.resize(static_cast<size_t>(3 * M) * N);
+  split3_rows(x, M, K, K, Kp, xs.data());
+  linear_bf16(w, xs.data(), 3 * M, ys.data());
+  for (int m = 0; m < M; ++m) {
+    const float* a = ys.data() + static_cast<size_t>(3 * m) * N;
+    float* o = y + static_cast<size_t>(m) * N;
+    for (int n = 0; n < N; ++n) o[n] = (a[n] + a[N + n]) + a[2 * N + n];
+  }
+}
+
 void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1) {
-  if (M == 1) rows_m1(w, xp, y, n0, n1);
+  if (M == 1 && w.format != WFormat::BF16) rows_m1(w, xp, y, n0, n1);
   else rows_batched(w, xp, M, y, ldy, n0, n1);
 }
 

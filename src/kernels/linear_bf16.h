@@ -28,7 +28,7 @@ constexpr int kAmxMinTokens = 16;
 bool amx_available();
 // Tests: force the vdpbf16ps path.
 void set_amx_disabled(bool off);
-// Whether `w` has a format the BF16 kernels compute exactly: FP8 or FP4 with UE8M0 scales in the
+// Whether `w` has a format the BF16 kernels compute exactly: BF16, or FP8 / FP4 with UE8M0 scales in the
 // range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
 bool bf16_weight_ok(const LinearWeight& w);
 // Padded row length of packed activations for w (multiple of 32; of 64 for FP4 where K allows).
@@ -45,6 +45,10 @@ void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, 
 void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy = 0);
 // Same over rows [n0, n1), caller-threaded.
 void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1);
+// BF16 weights times FP32 activations with exactly the FP32 products: each activation is split
+// into three BF16 parts that sum to it exactly, the three GEMMs run on the dot-product units and
+// their results are added (another summation order than the float32 kernels, same products).
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y);
 // Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);
 

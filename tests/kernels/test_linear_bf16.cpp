@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 #include "core/float_formats.h"
 #include "kernels/linear.h"
@@ -152,10 +153,49 @@ TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   Owned v = make_weight(WFormat::FP4, 40, 256, rng);
   v.w.scale_format = ScaleFormat::F32;
   EXPECT_FALSE(bf16_weight_ok(v.w));
-  LinearWeight b;
+  LinearWeight b;  // BF16 weights qualify (with split activations, see below)
   b.format = WFormat::BF16;
   b.data = v.data.data();
-  EXPECT_FALSE(bf16_weight_ok(b));
+  EXPECT_TRUE(bf16_weight_ok(b));
+  LinearWeight f;
+  f.format = WFormat::F32;
+  f.data = v.data.data();
+  EXPECT_FALSE(bf16_weight_ok(f));
+}
+
+}  // namespace
+
+namespace {
+
+// BF16 weights times FP32 activations split exactly into three BF16 parts: the float32 products.
+TEST(Bf16Kernels, SplitActivationsGiveTheFloat32Products) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  std::mt19937 rng(21);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto [N, K, M] : {std::tuple{70, 259, 1}, std::tuple{33, 4100, 7}, std::tuple{129, 96, 20}}) {
+    std::vector<uint16_t> wd(static_cast<size_t>(N) * K);
+    for (auto& v : wd) v = f32_to_bf16(nd(rng));
+    LinearWeight w;
+    w.format = WFormat::BF16;
+    w.rows = N;
+    w.cols = K;
+    w.data = wd.data();
+    ASSERT_TRUE(bf16_weight_ok(w));
+    std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N), got(ref.size()), one(static_cast<size_t>(N));
+    for (auto& v : x) v = nd(rng) * 10.f;
+    linear_ref(w, x.data(), M, ref.data());
+    linear_bf16_split(w, x.data(), M, got.data());
+    EXPECT_LT(rel_err(got, ref), 2e-6) << N << "x" << K << " M=" << M;
+    set_amx_disabled(true);
+    linear_bf16_split(w, x.data(), M, got.data());
+    for (int m = 0; m < M; ++m) {
+      linear_bf16_split(w, x.data() + static_cast<size_t>(m) * K, 1, one.data());
+      for (int n = 0; n < N; ++n)
+        ASSERT_EQ(std::bit_cast<uint32_t>(one[static_cast<size_t>(n)]), std::bit_cast<uint32_t>(got[static_cast<size_t>(m) * N + n]));
+    }
+    set_amx_disabled(false);
+    EXPECT_LT(rel_err(got, ref), 2e-6);
+  }
 }
 
 }  // namespace
