@@ -68,11 +68,11 @@ std::string build_v4_tokenizer_json(const std::string& path) {
 std::string find_v3_tokenizer_json() {
   std::error_code ec;
   if (const char* env = std::getenv("V4HOST_V3_TOKENIZER"); env && *env && fs::is_regular_file(env, ec)) return env;
-  // The source tree this file was compiled from (CMake passes absolute paths).
-  std::string src = __FILE__;
-  if (size_t k = src.rfind("src/text/tokenizer_builder.cpp"); k != std::string::npos) src.resize(k);
-  else src.clear();
-  if (!src.empty() && fs::is_regular_file(fs::path(src) / kRel, ec)) return (fs::path(src) / kRel).string();
+  // The source tree the binary was built from (CMake passes it; __FILE__ is not reliable: a
+  // compiler cache may rewrite it to a relative path), then the working directory and its parents.
+#ifdef V4_SOURCE_DIR
+  if (fs::path src = V4_SOURCE_DIR; fs::is_regular_file(src / kRel, ec)) return (src / kRel).string();
+#endif
   fs::path cur = fs::current_path(ec);
   for (int up = 0; up < 6 && !cur.empty(); ++up) {
     if (fs::is_regular_file(cur / kRel, ec)) return (cur / kRel).string();
