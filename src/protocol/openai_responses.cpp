@@ -696,7 +696,11 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
       break;
     case K::TextDelta:
       if (open_ != "message") {
-        if (!r_.content.empty() || open_ == "closed-message") break;
+        if (!r_.content.empty()) {  // text after a tool call: one message item per response
+          if (r_.notes.empty() || r_.notes.back().rfind("text after", 0) != 0)
+            r_.notes.push_back("text after the tool calls was left out of the stream");
+          break;
+        }
         close_open(out, "");
         open_message(out);
       }
