@@ -21,10 +21,11 @@ namespace v4 {
 // Whether the BF16 kernels can run on this CPU (AVX-512 BF16 present and not forced portable).
 bool bf16_dot_available();
 // AMX tiles (where present and granted by the OS; V4HOST_NO_AMX=1 turns them off) compute
+// (below 8 tokens the weight decode dominates and the register path is faster; measured)
 // calls of at least kAmxMinTokens tokens: ~30x the vdpbf16ps rate, same exact products, FP32
 // accumulation in the tile order — such calls are batch-independent among themselves but not
 // bit-identical to the vdpbf16ps path used below the threshold.
-constexpr int kAmxMinTokens = 16;
+constexpr int kAmxMinTokens = 8;
 bool amx_available();
 // Tests: force the vdpbf16ps path.
 void set_amx_disabled(bool off);
