@@ -179,19 +179,29 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
   r.bytes_per_token = wt.step_bytes(1);
   r.bw_ratio = r.bytes_per_token * r.decode_tok_s / r.mem_bw_bytes_s;
   if (opt.context > 0) {
+    // On a shared machine the load changes within seconds: the short-context prefill is timed
+    // before and after the long one (mean), and the two decodes alternate step by step, so both
+    // figures of a ratio see the same conditions.
     ContextFigure& c = r.context;
     c.tokens = opt.context;
     c.base = opt.context_base;
-    for (int pass = 0; pass < 2; ++pass) {
-      const int n = pass == 0 ? c.base : c.tokens;
-      std::vector<std::unique_ptr<SequenceState>> st;
-      st.push_back(eng.new_sequence());
-      const double s = run.prefill(*st[0], n);
-      const double dec = 1.0 / run.decode(st, opt.decode);
-      (pass == 0 ? c.base_prefill_tok_s : c.prefill_tok_s) = n / s;
-      (pass == 0 ? c.base_decode_tok_s : c.decode_tok_s) = dec;
-      note("context %.0f: prefill %.1f tok/s", n, n / s);
+    std::vector<std::unique_ptr<SequenceState>> base, lng;
+    base.push_back(eng.new_sequence());
+    lng.push_back(eng.new_sequence());
+    auto spare = eng.new_sequence();
+    const double b0 = run.prefill(*base[0], c.base);
+    const double l0 = run.prefill(*lng[0], c.tokens);
+    const double b1 = run.prefill(*spare, c.base);
+    c.base_prefill_tok_s = c.base / ((b0 + b1) / 2);
+    c.prefill_tok_s = c.tokens / l0;
+    double tb = 0, tl = 0;
+    for (int i = 0; i < opt.decode; ++i) {
+      tb += run.decode(base, 1);
+      tl += run.decode(lng, 1);
     }
+    c.base_decode_tok_s = opt.decode / tb;
+    c.decode_tok_s = opt.decode / tl;
+    note("context %.0f: prefill %.1f tok/s", c.tokens, c.prefill_tok_s);
   }
   if (opt.speculative > 0 && eng.has_mtp()) {
     auto st = eng.new_sequence(true);
