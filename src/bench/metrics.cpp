@@ -70,7 +70,10 @@ std::map<std::string, double> parse_slo(const std::string& s) {
 bool meets_slo(const RequestRecord& r, const std::map<std::string, double>& slo) {
   if (!r.ok()) return false;
   for (const auto& [k, lim] : slo) {
-    double v = k == "ttft" ? r.ttft() : k == "ttfa" ? r.ttfa() : k == "tpot" ? r.tpot() : k == "e2e" ? r.e2e() : r.reasoning_ms();
+    // Latencies as the arriving user sees them: a wait for a free slot (open loop with
+    // --max-concurrency) counts against ttft, ttfa and e2e.
+    const double q = r.queue_ms();
+    double v = k == "ttft" ? r.ttft() + q : k == "ttfa" ? r.ttfa() + q : k == "tpot" ? r.tpot() : k == "e2e" ? r.e2e() + q : r.reasoning_ms();
     if (k == "tpot" && std::isnan(v)) continue;  // one-token answers have no TPOT
     if (!(v <= lim)) return false;
   }
@@ -116,7 +119,7 @@ json record_to_json(const RequestRecord& r) {
             {"finish_reason", r.finish_reason}, {"first_byte_ms", num(r.first_byte_ms)}, {"ttft_ms", num(r.ttft())},
             {"ttfa_ms", num(r.ttfa())}, {"reasoning_ms", num(r.reasoning_ms())}, {"tpot_ms", num(r.tpot())}, {"e2e_ms", num(r.e2e())},
             {"output_tps", num(r.output_tps())}, {"output_tokens", r.output_tokens()}, {"piece_ms", p}};
-  if (r.scheduled_s >= 0) j["scheduled_s"] = num(r.scheduled_s);
+  if (r.scheduled_s >= 0) j["scheduled_s"] = num(r.scheduled_s), j["queue_ms"] = num(r.queue_ms());
   if (!r.ok()) j["error"] = {{"kind", r.error_kind}, {"message", r.error}};
   return j;
 }

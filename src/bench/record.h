@@ -2,6 +2,7 @@
 // from the request's start (the instant it was handed to the HTTP client); chunk times are the
 // instants the bytes carrying each streamed piece were read from the socket.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -43,6 +44,8 @@ struct RequestRecord {
   double tpot() const;          // (E2E - TTFT) / (N - 1)
   std::vector<double> itl() const;  // gaps between consecutive pieces
   double output_tps() const;    // N / E2E (per-request output tokens/s)
+  // Rate mode with --max-concurrency: time an arrival waited for a free slot (0 otherwise).
+  double queue_ms() const { return scheduled_s >= 0 ? std::max(0.0, (start_s - scheduled_s) * 1000) : 0; }
 };
 
 }  // namespace v4::bench

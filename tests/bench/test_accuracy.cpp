@@ -127,3 +127,24 @@ TEST(BenchAccuracy, FiveHundredStreams) {
   EXPECT_GE(e.max_in_flight, 500);
   expect_within_1ms(e);
 }
+
+// Capacity measurement (not part of the suite: run with --gtest_also_run_disabled_tests on a quiet
+// machine): 1,000 concurrent streams at 50 tokens/s each = 50,000 streamed tokens/s, with the
+// same accuracy check. Figures are reported in docs/bench.md.
+TEST(BenchAccuracy, DISABLED_CapacityThousandStreams) {
+  Schedule s;
+  s.first_token_ms = 50;
+  s.interval_ms = 20;
+  s.reasoning_chunks = 10;
+  s.answer_chunks = 140;  // a 3 s stream
+  LoadSpec l;
+  l.mode = LoadSpec::by_rate;
+  l.rate = 400;  // ~1,200 streams open in steady state
+  l.burstiness = 20;
+  l.requests = 4000;
+  l.seed = 5;
+  Errors e = measure(s, l);
+  EXPECT_EQ(e.ok, 4000u);
+  EXPECT_GE(e.max_in_flight, 1000);
+  expect_within_1ms(e);
+}

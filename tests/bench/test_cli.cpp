@@ -279,3 +279,28 @@ TEST(BenchCli, CtrlCWritesTheResultsSoFar) {
     if (q.contains("error")) cancelled += q["error"]["kind"] == "cancelled";
   EXPECT_LE(cancelled, 4);  // the ones in flight at Ctrl-C
 }
+
+TEST(BenchCli, SloSearchFindsTheRateWhereQueueingBreaksTheSlo) {
+  // The scripted endpoint serves any number of streams, so queueing comes from --max-concurrency:
+  // at 2 in flight and ~60 ms per request, about 33 req/s is the capacity; a TTFT SLO of 40 ms
+  // holds well below it and fails above it.
+  Schedule s = quick(0);
+  s.first_token_ms = 20;
+  s.interval_ms = 5;
+  s.answer_chunks = 8;
+  ScriptedEndpoint ep(s);
+  TmpDir d;
+  auto r = run_binary({"bench", "--url", ep.base_url(), "--slo", "ttft=40ms", "--slo-search", "--search-start", "4", "--search-max", "256",
+                       "--search-steps", "1", "--max-concurrency", "2", "--requests", "20", "--json", d / "slo.json", "--html", d / "slo.html", "-q"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json j = load(d / "slo.json");
+  const json& ss = j["slo_search"];
+  ASSERT_TRUE(ss["max_rate_meeting_slo"].is_number()) << ss.dump();
+  double best = ss["max_rate_meeting_slo"];
+  EXPECT_GE(best, 4);
+  EXPECT_LT(best, 128);
+  EXPECT_GT(ss["first_failing_rate"].get<double>(), best);
+  EXPECT_GE(ss["probes"].size(), 3u);
+  EXPECT_EQ(j["points"].size(), ss["probes"].size());
+  for (const auto& p : ss["probes"]) EXPECT_EQ(p["meets"].get<bool>(), p["attainment"].get<double>() >= 0.9);
+}
