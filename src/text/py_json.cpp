@@ -96,6 +96,24 @@ ojson make_big_integer(std::string_view d) {
   return ojson::binary(std::vector<std::uint8_t>(d.begin(), d.end()), kBigIntegerSubtype);
 }
 
+namespace {
+// Arrays and objects are written alike by both writers below (Python json.dumps and the compact
+// exact form); only the item separator, the key quoting and the writer used for members differ.
+template <class WriteKey, class WriteValue>
+void dump_container_into(const ojson& v, std::string& out, std::string_view sep, WriteKey write_key, WriteValue write_value) {
+  const bool object = v.is_object();
+  out += object ? '{' : '[';
+  bool first = true;
+  for (auto it = v.begin(); it != v.end(); ++it) {
+    if (!first) out += sep;
+    first = false;
+    if (object) write_key(it.key(), out);
+    write_value(it.value(), out);
+  }
+  out += object ? '}' : ']';
+}
+}  // namespace
+
 void py_json_dumps_into(const ojson& v, std::string& out) {
   switch (v.type()) {
     case ojson::value_t::binary:
@@ -118,31 +136,14 @@ void py_json_dumps_into(const ojson& v, std::string& out) {
       py_json_escape_into(v.get_ref<const std::string&>(), out);
       out += '"';
       break;
-    case ojson::value_t::array: {
-      out += '[';
-      bool first = true;
-      for (const auto& e : v) {
-        if (!first) out += ", ";
-        first = false;
-        py_json_dumps_into(e, out);
-      }
-      out += ']';
+    case ojson::value_t::array:
+    case ojson::value_t::object:
+      dump_container_into(v, out, ", ", [](const std::string& key, std::string& o) {
+        o += '"';
+        py_json_escape_into(key, o);
+        o += "\": ";
+      }, py_json_dumps_into);
       break;
-    }
-    case ojson::value_t::object: {
-      out += '{';
-      bool first = true;
-      for (auto it = v.begin(); it != v.end(); ++it) {
-        if (!first) out += ", ";
-        first = false;
-        out += '"';
-        py_json_escape_into(it.key(), out);
-        out += "\": ";
-        py_json_dumps_into(it.value(), out);
-      }
-      out += '}';
-      break;
-    }
     default: throw InputError("unsupported JSON value (binary/discarded)");
   }
 }
@@ -388,30 +389,13 @@ ojson parse_ordered_json(std::string_view text, const std::string& what) { retur
 namespace {
 void dump_exact_into(const ojson& v, std::string& out) {
   switch (v.type()) {
-    case ojson::value_t::array: {
-      out += '[';
-      bool first = true;
-      for (const auto& e : v) {
-        if (!first) out += ',';
-        first = false;
-        dump_exact_into(e, out);
-      }
-      out += ']';
+    case ojson::value_t::array:
+    case ojson::value_t::object:
+      dump_container_into(v, out, ",", [](const std::string& key, std::string& o) {
+        o += ojson(key).dump();
+        o += ':';
+      }, dump_exact_into);
       break;
-    }
-    case ojson::value_t::object: {
-      out += '{';
-      bool first = true;
-      for (auto it = v.begin(); it != v.end(); ++it) {
-        if (!first) out += ',';
-        first = false;
-        out += ojson(it.key()).dump();
-        out += ':';
-        dump_exact_into(it.value(), out);
-      }
-      out += '}';
-      break;
-    }
     case ojson::value_t::binary:
       if (is_big_integer(v)) {
         out += big_integer_text(v);
