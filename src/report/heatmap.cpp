@@ -4,23 +4,11 @@
 #include <cmath>
 #include <cstdio>
 
+#include "report/html.h"
+
 namespace v4::report {
 
 namespace {
-
-std::string esc(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      default: o += c;
-    }
-  }
-  return o;
-}
 
 std::string num(double v) {
   char b[32];
@@ -54,17 +42,17 @@ std::string heatmap_svg(const Heatmap& h) {
   const int width = left + std::max(1, ncol) * cw + 20, height = top + std::max(1, nrow) * ch + bottom;
   std::string s = "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"heatmap\" width=\"" + std::to_string(width) + "\" height=\"" +
                   std::to_string(height) + "\" viewBox=\"0 0 " + std::to_string(width) + " " + std::to_string(height) + "\"" +
-                  (h.id.empty() ? "" : " id=\"" + esc(h.id) + "\"") + " font-family=\"sans-serif\" font-size=\"12\">\n";
-  s += "<text x=\"" + std::to_string(left) + "\" y=\"16\" font-size=\"14\" font-weight=\"bold\">" + esc(h.title) + "</text>\n";
-  s += "<text x=\"" + std::to_string(left + ncol * cw / 2) + "\" y=\"34\" text-anchor=\"middle\">" + esc(h.col_label) + "</text>\n";
+                  (h.id.empty() ? "" : " id=\"" + html_escape(h.id) + "\"") + " font-family=\"sans-serif\" font-size=\"12\">\n";
+  s += "<text x=\"" + std::to_string(left) + "\" y=\"16\" font-size=\"14\" font-weight=\"bold\">" + html_escape(h.title) + "</text>\n";
+  s += "<text x=\"" + std::to_string(left + ncol * cw / 2) + "\" y=\"34\" text-anchor=\"middle\">" + html_escape(h.col_label) + "</text>\n";
   s += "<text x=\"14\" y=\"" + std::to_string(top + nrow * ch / 2) + "\" transform=\"rotate(-90 14 " + std::to_string(top + nrow * ch / 2) +
-       ")\" text-anchor=\"middle\">" + esc(h.row_label) + "</text>\n";
+       ")\" text-anchor=\"middle\">" + html_escape(h.row_label) + "</text>\n";
   for (int c = 0; c < ncol; ++c)
     s += "<text x=\"" + std::to_string(left + c * cw + cw / 2) + "\" y=\"" + std::to_string(top + nrow * ch + 16) +
-         "\" text-anchor=\"middle\">" + esc(h.cols[static_cast<size_t>(c)]) + "</text>\n";
+         "\" text-anchor=\"middle\">" + html_escape(h.cols[static_cast<size_t>(c)]) + "</text>\n";
   for (int r = 0; r < nrow; ++r) {
     s += "<text x=\"" + std::to_string(left - 6) + "\" y=\"" + std::to_string(top + r * ch + ch / 2 + 4) + "\" text-anchor=\"end\">" +
-         esc(h.rows[static_cast<size_t>(r)]) + "</text>\n";
+         html_escape(h.rows[static_cast<size_t>(r)]) + "</text>\n";
     for (int c = 0; c < ncol; ++c) {
       double v = std::nan("");
       if (static_cast<size_t>(r) < h.values.size() && static_cast<size_t>(c) < h.values[static_cast<size_t>(r)].size())
@@ -77,7 +65,7 @@ std::string heatmap_svg(const Heatmap& h) {
       s += "<rect class=\"cell\" data-row=\"" + std::to_string(r) + "\" data-col=\"" + std::to_string(c) + "\" data-value=\"" +
            (has ? num(v) : "") + "\" x=\"" + std::to_string(x) + "\" y=\"" + std::to_string(y) + "\" width=\"" + std::to_string(cw - 2) +
            "\" height=\"" + std::to_string(ch - 2) + "\" fill=\"" + heat_color(v) + "\"><title>" +
-           esc(h.rows[static_cast<size_t>(r)] + " / " + h.cols[static_cast<size_t>(c)] + ": " +
+           html_escape(h.rows[static_cast<size_t>(r)] + " / " + h.cols[static_cast<size_t>(c)] + ": " +
                (has ? num(100 * v) + "%" : std::string("no data")) + (note.empty() ? "" : " (" + note + ")")) +
            "</title></rect>\n";
       s += "<text x=\"" + std::to_string(x + cw / 2 - 1) + "\" y=\"" + std::to_string(y + ch / 2 + 3) + "\" text-anchor=\"middle\" fill=\"" +
