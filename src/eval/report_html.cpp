@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <map>
 
+#include "eval/summary.h"
 #include "report/heatmap.h"
 #include "report/html.h"
 
@@ -84,25 +84,15 @@ void write_run_html(const std::string& path, const Json& s) {
     page.heading("pass@k (unbiased estimator)");
     page.table({"k", "value"}, pk, "pass-at-k");
   }
-  if (s.contains("cells")) {
-    std::map<std::pair<std::string, std::string>, std::vector<Json>> grids;
-    for (const auto& c : s["cells"]) grids[{c.value("category", ""), c.value("reasoning", "")}].push_back(c);
+  if (auto grids = retrieval_grids(s); !grids.empty()) {
     page.heading("Retrieval: pass rate by context length and needle depth");
     page.begin_grid();
     int gi = 0;
-    for (const auto& [key, cs] : grids) {
-      std::vector<long> lens;
-      std::vector<double> deps;
-      for (const auto& c : cs) {
-        lens.push_back(c["length"].get<long>());
-        deps.push_back(c["depth"].get<double>());
-      }
-      std::sort(lens.begin(), lens.end());
-      lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
-      std::sort(deps.begin(), deps.end());
-      deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
+    for (const auto& g : grids) {
+      const auto& lens = g.lengths;
+      const auto& deps = g.depths;
       report::Heatmap h;
-      h.title = key.first + (key.second.empty() ? "" : " (reasoning " + key.second + ")");
+      h.title = g.category + (g.reasoning.empty() ? "" : " (reasoning " + g.reasoning + ")");
       h.row_label = "context tokens";
       h.col_label = "needle depth %";
       h.id = "heatmap-" + std::to_string(gi++);
@@ -110,7 +100,7 @@ void write_run_html(const std::string& path, const Json& s) {
       for (double d : deps) h.cols.push_back(fmt::format("{:g}", d));
       h.values.assign(lens.size(), std::vector<double>(deps.size(), std::nan("")));
       h.notes.assign(lens.size(), std::vector<std::string>(deps.size()));
-      for (const auto& c : cs) {
+      for (const auto& c : g.cells) {
         size_t r = static_cast<size_t>(std::find(lens.begin(), lens.end(), c["length"].get<long>()) - lens.begin());
         size_t k = static_cast<size_t>(std::find(deps.begin(), deps.end(), c["depth"].get<double>()) - deps.begin());
         h.values[r][k] = c["pass_rate"].get<double>();

@@ -98,6 +98,26 @@ Json summarize(const std::string& suite, const std::vector<Outcome>& rs) {
   return s;
 }
 
+std::vector<RetrievalGrid> retrieval_grids(const Json& s) {
+  std::vector<RetrievalGrid> grids;
+  if (!s.contains("cells")) return grids;
+  std::map<std::pair<std::string, std::string>, std::vector<Json>> by_key;
+  for (const auto& c : s["cells"]) by_key[{c.value("category", ""), c.value("reasoning", "")}].push_back(c);
+  for (auto& [key, cs] : by_key) {
+    RetrievalGrid g{key.first, key.second, {}, {}, std::move(cs)};
+    for (const auto& c : g.cells) {
+      g.lengths.push_back(c["length"].get<long>());
+      g.depths.push_back(c["depth"].get<double>());
+    }
+    std::sort(g.lengths.begin(), g.lengths.end());
+    g.lengths.erase(std::unique(g.lengths.begin(), g.lengths.end()), g.lengths.end());
+    std::sort(g.depths.begin(), g.depths.end());
+    g.depths.erase(std::unique(g.depths.begin(), g.depths.end()), g.depths.end());
+    grids.push_back(std::move(g));
+  }
+  return grids;
+}
+
 std::string format_summary(const Json& s) {
   std::string out;
   auto line = [](const std::string& label, const Json& t) {
@@ -118,35 +138,21 @@ std::string format_summary(const Json& s) {
       out += fmt::format("  pass@{} {:.3f}", it.key(), it.value().get<double>());
     out += "\n";
   }
-  if (s.contains("cells")) {
-    // One grid per (category, reasoning): rows = lengths, columns = depths.
-    std::map<std::pair<std::string, std::string>, std::vector<Json>> grids;
-    for (const auto& c : s["cells"]) grids[{c.value("category", ""), c.value("reasoning", "")}].push_back(c);
-    for (const auto& [key, cs] : grids) {
-      std::vector<long> lens;
-      std::vector<double> deps;
-      for (const auto& c : cs) {
-        lens.push_back(c["length"].get<long>());
-        deps.push_back(c["depth"].get<double>());
+  for (const auto& g : retrieval_grids(s)) {
+    out += fmt::format("  retrieval {}{}: pass rate by length (rows) x depth % (columns)\n", g.category,
+                       g.reasoning.empty() ? "" : " @" + g.reasoning);
+    out += fmt::format("  {:>10}", "");
+    for (double d : g.depths) out += fmt::format(" {:>6g}", d);
+    out += "\n";
+    for (long L : g.lengths) {
+      out += fmt::format("  {:>10}", L);
+      for (double d : g.depths) {
+        auto it = std::find_if(g.cells.begin(), g.cells.end(),
+                               [&](const Json& c) { return c["length"].get<long>() == L && c["depth"].get<double>() == d; });
+        if (it == g.cells.end()) out += fmt::format(" {:>6}", "-");
+        else out += fmt::format(" {:>5.0f}%", 100 * (*it)["pass_rate"].get<double>());
       }
-      std::sort(lens.begin(), lens.end());
-      lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
-      std::sort(deps.begin(), deps.end());
-      deps.erase(std::unique(deps.begin(), deps.end()), deps.end());
-      out += fmt::format("  retrieval {}{}: pass rate by length (rows) x depth % (columns)\n", key.first,
-                         key.second.empty() ? "" : " @" + key.second);
-      out += fmt::format("  {:>10}", "");
-      for (double d : deps) out += fmt::format(" {:>6g}", d);
       out += "\n";
-      for (long L : lens) {
-        out += fmt::format("  {:>10}", L);
-        for (double d : deps) {
-          auto it = std::find_if(cs.begin(), cs.end(), [&](const Json& c) { return c["length"].get<long>() == L && c["depth"].get<double>() == d; });
-          if (it == cs.end()) out += fmt::format(" {:>6}", "-");
-          else out += fmt::format(" {:>5.0f}%", 100 * (*it)["pass_rate"].get<double>());
-        }
-        out += "\n";
-      }
     }
   }
   if (s.contains("skipped_lengths") && !s["skipped_lengths"].empty()) out += "  skipped (beyond the endpoint's context): " + s["skipped_lengths"].dump() + "\n";
