@@ -21,6 +21,7 @@
 #include "model/config.h"
 #include "model/synth.h"
 #include "model/weights.h"
+#include "../common/temp_dir.h"
 
 using namespace v4;
 namespace fs = std::filesystem;
@@ -28,16 +29,7 @@ using json = nlohmann::json;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("v4host-ckpt-" + tag + "-" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string str() const { return path.string(); }
-};
+using test::TempDir;
 
 SynthOptions tiny(const std::string& out, const std::string& revision, uint64_t seed = 3) {
   SynthOptions o;

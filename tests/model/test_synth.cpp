@@ -18,6 +18,7 @@
 #include "core/shared_paths.h"
 #include "model/synth.h"
 #include "model/weights.h"
+#include "../common/temp_dir.h"
 
 using namespace v4;
 using json = nlohmann::json;
@@ -25,18 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path = fs::temp_directory_path() / ("v4synth_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string str() const { return path.string(); }
-};
+using test::TempDir;
 
 SynthOptions tiny(const std::string& out, uint64_t seed = 1) {
   SynthOptions o;
