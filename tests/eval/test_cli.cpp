@@ -3,9 +3,7 @@
 // opened in headless Chromium.
 #include <gtest/gtest.h>
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 
 #include <map>
@@ -16,8 +14,6 @@
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval_test_util.h"
-
-extern char** environ;
 
 using namespace v4;
 using test::AnswerServer;
@@ -112,23 +108,9 @@ TEST(EvalCli, KilledRunResumesWithoutRedoingOrLosingItems) {
   std::vector<std::string> args = {"eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "--concurrency", "2", "-q"};
   // SIGKILL (no chance to clean up) part-way through: once a few lines are in the file.
   {
-    std::vector<std::string> full = {V4_BINARY};
-    full.insert(full.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& x : full) argv.push_back(x.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-    pid_t pid;
-    ASSERT_EQ(::posix_spawn(&pid, V4_BINARY, &fa, nullptr, argv.data(), environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    for (int i = 0; i < 600; ++i) {
-      std::string t = test::slurp(out);
-      if (std::count(t.begin(), t.end(), '\n') >= 5) break;
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
+    const pid_t pid = test::spawn_v4host(args);
+    ASSERT_GT(pid, 0);
+    EXPECT_TRUE(test::wait_until([&] { return test::line_count(out) >= 5; }));
     ::kill(pid, SIGKILL);
     int st = 0;
     ::waitpid(pid, &st, 0);
@@ -141,12 +123,10 @@ TEST(EvalCli, KilledRunResumesWithoutRedoingOrLosingItems) {
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_NE(second.out.find(std::to_string(partial.size()) + " already in"), std::string::npos) << second.out;
   // Every item exactly once in the file; none redone except what was in flight at the kill.
-  std::string text = test::slurp(out);
   std::map<std::string, int> lines;
   for (const auto& o : eval::load_results(out)) ++lines[o.id];
   EXPECT_EQ(lines.size(), static_cast<size_t>(N));
-  size_t nlines = std::count(text.begin(), text.end(), '\n');
-  EXPECT_EQ(nlines, static_cast<size_t>(N)) << "an item was written twice";
+  EXPECT_EQ(test::line_count(out), static_cast<size_t>(N)) << "an item was written twice";
   int redone = 0;
   for (const auto& [q, n] : asked) {
     EXPECT_LE(n, 2) << q;
@@ -291,22 +271,9 @@ TEST(EvalCli, CtrlCFinishesInFlightItemsAndExits130) {
   });
   auto f = tmp.write("mine.jsonl", items_jsonl(20));
   const std::string out = tmp.path("out.jsonl"), err = tmp.path("err.txt");
-  std::vector<std::string> full = {V4_BINARY, "eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "-q"};
-  std::vector<char*> argv;
-  for (auto& x : full) argv.push_back(x.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  ASSERT_EQ(::posix_spawn(&pid, V4_BINARY, &fa, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&fa);
-  for (int i = 0; i < 600; ++i) {
-    std::string t = test::slurp(out);
-    if (std::count(t.begin(), t.end(), '\n') >= 2) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const pid_t pid = test::spawn_v4host({"eval", "run", f, "--url", srv.url(), "--model", "m", "--out", out, "-q"}, err);
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(test::wait_until([&] { return test::line_count(out) >= 2; }));
   const size_t asked_at_sigint = srv.requests();
   ::kill(pid, SIGINT);
   int st = 0;
