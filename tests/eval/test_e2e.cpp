@@ -9,6 +9,7 @@
 #include <fcntl.h>
 
 #include <chrono>
+#include <map>
 #include <thread>
 
 #include "eval/results.h"
@@ -40,31 +41,22 @@ struct Served {
     }
     for (int attempt = 0; attempt < 3 && pid < 0; ++attempt) {
       const int port = 20000 + static_cast<int>((::getpid() * 7 + attempt * 101) % 20000);
-      std::vector<std::string> args = {V4_BINARY, "serve", "--model", tmp.path("model"), "--port", std::to_string(port), "--quiet",
-                                       "--served-model-name", "tiny"};
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      pid_t p;
-      posix_spawn_file_actions_t fa;
-      posix_spawn_file_actions_init(&fa);
-      posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);  // the server's request log
-      const int rc = ::posix_spawn(&p, V4_BINARY, &fa, nullptr, argv.data(), environ);
-      posix_spawn_file_actions_destroy(&fa);
-      if (rc != 0) continue;
+      // Its stderr (the request log) goes to /dev/null.
+      const pid_t p = test::spawn_v4host({"serve", "--model", tmp.path("model"), "--port", std::to_string(port), "--quiet",
+                                          "--served-model-name", "tiny"});
+      if (p < 0) continue;
       const std::string base = "http://127.0.0.1:" + std::to_string(port);
-      for (int i = 0; i < 300; ++i) {
+      bool exited = false;
+      const bool up = test::wait_until([&] {
         auto r = net::get(base + "/health");
-        if (r.ok() && r.status == 200) {
-          pid = p;
-          url = base + "/v1";
-          break;
-        }
-        int st;
-        if (::waitpid(p, &st, WNOHANG) == p) break;  // exited (port taken?)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      }
-      if (pid < 0) {
+        if (r.ok() && r.status == 200) return true;
+        exited = ::waitpid(p, nullptr, WNOHANG) == p;  // exited (port taken?)
+        return exited;
+      });
+      if (up && !exited) {
+        pid = p;
+        url = base + "/v1";
+      } else if (!exited) {
         ::kill(p, SIGKILL);
         ::waitpid(p, nullptr, 0);
       }
@@ -160,4 +152,45 @@ TEST(EvalE2E, ToolsAgainstServe) {
       got += o.to_json().dump() + "\n";
     }
   EXPECT_TRUE(saw_call) << got;
+}
+
+TEST(EvalE2E, ResponsesApiAgainstServe) {
+  NEED_SERVER();
+  test::Scratch tmp;
+  // POST /v1/responses of the same server: plain answers (with reasoning on, so the answer comes
+  // after a reasoning item), then the tools suite, whose forced calls come back as function_call
+  // items and must be read as the same calls the chat API gives.
+  auto f = tmp.write("mine.jsonl",
+                     "{\"id\":\"a\",\"prompt\":\"Say hi\",\"expected\":\"\",\"scorer\":\"contains\"}\n");
+  auto s = run_ok({f, "--max-tokens", "8", "--reasoning", "none,high", "--api", "responses"}, tmp.path("o.jsonl"), 2);
+  EXPECT_EQ(s["passed"], 2);  // contains "" always holds: both answers were read
+  // The same greedy answers (text, reasoning, token counts) as through the chat API.
+  run_ok({f, "--max-tokens", "8", "--reasoning", "none,high"}, tmp.path("c.jsonl"), 2);
+  std::map<std::string, eval::Outcome> chat;
+  for (auto& o : eval::load_results(tmp.path("c.jsonl"))) chat[o.id] = o;
+  for (const auto& o : eval::load_results(tmp.path("o.jsonl"))) {
+    ASSERT_TRUE(chat.count(o.id)) << o.id;
+    const auto& c = chat[o.id];
+    EXPECT_EQ(o.answer, c.answer) << o.id;
+    EXPECT_EQ(o.reasoning, c.reasoning) << o.id;
+    EXPECT_EQ(o.completion_tokens, c.completion_tokens) << o.id;
+    EXPECT_EQ(o.reasoning_tokens, c.reasoning_tokens) << o.id;
+    EXPECT_EQ(o.prompt_tokens, c.prompt_tokens) << o.id;
+    if (o.id == "a@high") {
+      EXPECT_FALSE(o.reasoning.empty() && o.answer.empty()) << o.to_json().dump();
+    }
+  }
+  run_ok({"tools", "--max-tokens", "96", "--concurrency", "4", "--reasoning", "none", "--api", "responses"}, tmp.path("t.jsonl"), 11);
+  std::string got;
+  for (const auto& o : eval::load_results(tmp.path("t.jsonl")))
+    if (o.id == "tools/choice-named" || o.id == "tools/choice-required") {
+      got += o.to_json().dump() + "\n";
+      ASSERT_FALSE(o.tool_calls.empty()) << got;
+      for (const auto& c : o.tool_calls) {
+        EXPECT_FALSE(c.value("name", "").empty()) << got;
+        EXPECT_FALSE(c.value("id", "").empty()) << got;
+      }
+    }
+  EXPECT_NE(got.find("choice-named"), std::string::npos);
+  EXPECT_NE(got.find("choice-required"), std::string::npos);
 }
