@@ -32,6 +32,7 @@ struct RouteArgs {
   int port = -1;
   bool demo = false, quiet = false;
   int io_threads = 1;
+  int upstream_threads = 0;
 };
 
 router::Proxy* g_proxy = nullptr;
@@ -180,6 +181,7 @@ void run_route(RouteArgs& a) {
   if (!cfg.tokenizer.empty()) tok = text::Tokenizer::from_file(cfg.tokenizer);
   router::ProxyOptions po;
   po.io_threads = a.io_threads;
+  po.upstream_threads = a.upstream_threads;
   po.quiet = a.quiet;
   router::Proxy proxy(cfg, tok.get(), po);
   int port = proxy.bind();
@@ -219,7 +221,10 @@ void add_route_command(CLI::App& app) {
   c->add_option("--host", a->host, "bind address (overrides listen.host)");
   c->add_option("--port", a->port, "port (overrides listen.port; 0 = any free port)");
   c->add_option("--ledger", a->ledger, "ledger file (overrides ledger)");
-  c->add_option("--io-threads", a->io_threads, "HTTP server threads (default 1; upstream I/O runs on one more)");
+  c->add_option("--io-threads", a->io_threads, "HTTP server threads (default 1)")->check(CLI::Range(1, 64));
+  c->add_option("--upstream-threads", a->upstream_threads,
+                "upstream I/O threads, each with its own connection pool (default 0: one per core, at most 4)")
+      ->check(CLI::Range(0, 64));
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_route(*a); });
 }

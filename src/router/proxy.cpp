@@ -94,8 +94,21 @@ double retry_after_s(const HeaderList& h) {
 
 }  // namespace
 
-// One client request in flight. Touched only on the upstream thread.
+// One upstream I/O thread: its own io_context, HTTP client (and connection pool) and RNG. An
+// exchange is pinned to one shard for its whole life, so its state needs no lock; exchanges are
+// spread over the shards round-robin, so upstream I/O uses every core, not one thread.
+struct Shard {
+  asio::io_context io{1};
+  asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+  std::unique_ptr<UpClient> client;
+  std::mt19937_64 rng{std::random_device{}()};
+  std::thread th;
+  Shard() : client(std::make_unique<UpClient>(io)) {}
+};
+
+// One client request in flight. Touched only on its shard's thread.
 struct Exchange {
+  Shard* shard = nullptr;
   std::shared_ptr<net::Reply> reply;
   Dialect dialect = Dialect::ChatCompletions;
   ojson body;
@@ -141,6 +154,10 @@ struct Exchange {
   std::shared_ptr<net::Stream> stream;
   std::unique_ptr<protocol::StreamWriter> writer;
   double ttft_ms = 0;
+  // Budget reservation: the worst case of the planned priced hops, held against each budgeted
+  // scope (key, team, route) from planning until the ledger has the actual cost.
+  double reserved_usd = 0;
+  std::vector<std::string> reserved_in;
   // Last failure, for the answer when every hop failed.
   int fail_status = 502;
   std::string fail_msg = "no upstream answered", fail_code = "upstream_error";
@@ -153,10 +170,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   ProxyOptions opt;
   Metrics metrics;
   std::unique_ptr<Ledger> ledger;
-  asio::io_context up_io;
-  asio::executor_work_guard<asio::io_context::executor_type> guard{up_io.get_executor()};
-  std::unique_ptr<UpClient> client;
-  std::thread up_thread;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::atomic<size_t> next_shard{0};
   asio::thread_pool blocking{4};
   std::unique_ptr<net::HttpServer> server;
   std::vector<std::unique_ptr<UpstreamState>> states;
@@ -167,8 +182,11 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   bool has_classifier = false;
   FILE* access = nullptr;
   std::mutex access_mu;
-  std::mt19937_64 rng{std::random_device{}()};
   std::atomic<bool> stopping{false};
+  // In-flight budget reservations by scope ("k|name", "t|name", "r|name"): checked and taken under
+  // one lock, so concurrent requests cannot together spend past a budget.
+  std::mutex reserve_mu;
+  std::map<std::string, double> reserved;
 
   Impl(Config c, const text::Tokenizer* t, ProxyOptions o) : cfg(std::move(c)), tok(t), opt(o) {}
 
@@ -180,7 +198,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
 
   void init() {
     ledger = std::make_unique<Ledger>(cfg.ledger);
-    client = std::make_unique<UpClient>(up_io);
+    int n = opt.upstream_threads > 0 ? opt.upstream_threads : std::max(1, std::min(4, static_cast<int>(std::thread::hardware_concurrency())));
+    for (int i = 0; i < n; ++i) shards.push_back(std::make_unique<Shard>());
     for (auto& u : cfg.upstreams) states.push_back(std::make_unique<UpstreamState>(u));
     for (auto& k : cfg.keys) {
       if (!k.key_env.empty()) key_by_secret[std::getenv(k.key_env.c_str())] = &k;
@@ -342,8 +361,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->reply = res.defer();
     std::weak_ptr<Exchange> wex = ex;
     auto self = shared_from_this();
-    ex->reply->on_disconnect([self, wex] {
-      asio::post(self->up_io, [self, wex] {
+    Shard* shard = ex->shard = shards[next_shard.fetch_add(1, std::memory_order_relaxed) % shards.size()].get();
+    ex->reply->on_disconnect([shard, wex] {
+      asio::post(shard->io, [wex] {
         if (auto e = wex.lock()) {
           e->client_gone = true;
           if (e->handle) e->handle->cancel();
@@ -354,11 +374,11 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       // Classifiers may block (a command, an HTTP call): decide on the blocking pool.
       asio::post(blocking, [self, ex] {
         self->decide(*ex);
-        asio::post(self->up_io, [self, ex] { self->start(ex); });
+        asio::post(ex->shard->io, [self, ex] { self->start(ex); });
       });
     } else {
       decide(*ex);
-      asio::post(up_io, [self, ex] { self->start(ex); });
+      asio::post(ex->shard->io, [self, ex] { self->start(ex); });
     }
   }
 
@@ -402,24 +422,62 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     return true;
   }
 
-  // "" when no budget of this request is exhausted, else why.
-  std::string budget_block(const Exchange& ex, std::time_t now) {
-    auto check = [&](Ledger::Scope s, const Principal* p, const Budget& b, const std::string& name, const char* what) -> std::string {
-      (void)p;
-      if (b.day_usd > 0) {
-        double spent = ledger->spent_today(s, name, now);
-        if (spent >= b.day_usd) return fmt::format("{} '{}' has spent ${:.4f} of its ${} daily budget", what, name, spent, b.day_usd);
-      }
-      if (b.month_usd > 0) {
-        double spent = ledger->spent_month(s, name, now);
-        if (spent >= b.month_usd) return fmt::format("{} '{}' has spent ${:.4f} of its ${} monthly budget", what, name, spent, b.month_usd);
-      }
+  static std::string scope_key(Ledger::Scope s, const std::string& name) {
+    return (s == Ledger::Scope::Key ? "k|" : s == Ledger::Scope::Team ? "t|" : "r|") + name;
+  }
+
+  bool has_budget(const Exchange& ex) const {
+    return (ex.key && ex.key->budget.any()) || (ex.team && ex.team->budget.any()) || ex.route->budget.any();
+  }
+
+  // "" when every budget of this request can take `worst` more on top of what is spent and what
+  // requests in flight have reserved, else why not. Called with reserve_mu held.
+  std::string budget_block(const Exchange& ex, std::time_t now, double worst) {
+    auto check = [&](Ledger::Scope s, const Budget& b, const std::string& name, const char* what) -> std::string {
+      if (!b.any()) return "";
+      double held = 0;
+      auto it = reserved.find(scope_key(s, name));
+      if (it != reserved.end()) held = it->second;
+      auto over = [&](double spent, double limit, const char* period) -> std::string {
+        if (spent + held + worst <= limit && spent < limit) return "";
+        std::string w = fmt::format("{} '{}' has spent ${:.4f} of its ${} {} budget", what, name, spent, limit, period);
+        if (held > 0) w += fmt::format(", ${:.6f} is reserved by requests in flight", held);
+        if (worst > 0 && spent < limit) w += fmt::format(", and this request could cost up to ${:.6f}", worst);
+        return w;
+      };
+      std::string w;
+      if (b.day_usd > 0 && !(w = over(ledger->spent_today(s, name, now), b.day_usd, "daily")).empty()) return w;
+      if (b.month_usd > 0 && !(w = over(ledger->spent_month(s, name, now), b.month_usd, "monthly")).empty()) return w;
       return "";
     };
     std::string w;
-    if (ex.key && (w = check(Ledger::Scope::Key, ex.key, ex.key->budget, ex.key->name, "key")) != "") return w;
-    if (ex.team && (w = check(Ledger::Scope::Team, ex.team, ex.team->budget, ex.team->name, "team")) != "") return w;
-    return check(Ledger::Scope::Route, nullptr, ex.route->budget, ex.route->name, "route");
+    if (ex.key && (w = check(Ledger::Scope::Key, ex.key->budget, ex.key->name, "key")) != "") return w;
+    if (ex.team && (w = check(Ledger::Scope::Team, ex.team->budget, ex.team->name, "team")) != "") return w;
+    return check(Ledger::Scope::Route, ex.route->budget, ex.route->name, "route");
+  }
+
+  // Called with reserve_mu held, once the plan is made.
+  void reserve(Exchange& ex, double usd) {
+    if (usd <= 0) return;
+    ex.reserved_usd = usd;
+    if (ex.key && ex.key->budget.any()) ex.reserved_in.push_back(scope_key(Ledger::Scope::Key, ex.key->name));
+    if (ex.team && ex.team->budget.any()) ex.reserved_in.push_back(scope_key(Ledger::Scope::Team, ex.team->name));
+    if (ex.route->budget.any()) ex.reserved_in.push_back(scope_key(Ledger::Scope::Route, ex.route->name));
+    for (auto& k : ex.reserved_in) reserved[k] += usd;
+  }
+
+  // After the ledger has the request's actual cost (Ledger::record adds it to the sums at once).
+  void release(Exchange& ex) {
+    if (ex.reserved_in.empty()) return;
+    std::lock_guard<std::mutex> l(reserve_mu);
+    for (auto& k : ex.reserved_in) {
+      auto it = reserved.find(k);
+      if (it == reserved.end()) continue;
+      it->second -= ex.reserved_usd;
+      if (it->second <= 1e-12) reserved.erase(it);
+    }
+    ex.reserved_in.clear();
+    ex.reserved_usd = 0;
   }
 
   void start(const std::shared_ptr<Exchange>& ex) {
@@ -430,7 +488,13 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     for (int depth = 0; depth <= static_cast<int>(cfg.routes.size()); ++depth) {
       ex->plan.clear();
       ex->rec.route = ex->route->name;
-      std::string budget_why = budget_block(*ex, now);
+      // Budgets: checked against spend plus in-flight reservations, and this request's worst case
+      // reserved, under one lock (only when a budget applies: no lock on the common path).
+      std::unique_lock<std::mutex> lk(reserve_mu, std::defer_lock);
+      bool budgeted = has_budget(*ex);
+      if (budgeted) lk.lock();
+      std::string budget_why;
+      double reserve_usd = 0;
       bool cap_skipped = false, budget_skipped = false, residency_skipped = false;
       for (auto& name : ex->route->chain) {
         UpstreamState* s = state(name);
@@ -441,13 +505,17 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
           continue;
         }
         Prices p = prices_at(u.cost, now);
-        if (u.cost.priced() && !budget_why.empty()) {  // an unpriced (local) tier is never blocked by money
-          skip(*ex, u, "budget", budget_why);
-          budget_skipped = true;
-          continue;
+        double worst = u.cost.priced() ? worst_case_cost(p, ex->features.prompt_tokens, s->cached_share(), max_out > 0 ? max_out : u.max_output_tokens) : 0;
+        if (u.cost.priced() && budgeted) {  // an unpriced (local) tier is never blocked by money
+          std::string w = budget_block(*ex, now, worst);
+          if (!w.empty()) {
+            skip(*ex, u, "budget", w);
+            budget_why = w;
+            budget_skipped = true;
+            continue;
+          }
         }
         if (ex->route->cost_cap_usd > 0 && u.cost.priced()) {
-          double worst = worst_case_cost(p, ex->features.prompt_tokens, s->cached_share(), max_out > 0 ? max_out : u.max_output_tokens);
           if (worst > ex->route->cost_cap_usd) {
             skip(*ex, u, "cost_cap", fmt::format("worst case ${:.6f} > cap ${}", worst, ex->route->cost_cap_usd));
             cap_skipped = true;
@@ -455,8 +523,13 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
           }
         }
         ex->plan.push_back(s);
+        reserve_usd = std::max(reserve_usd, worst);
       }
-      if (!ex->plan.empty()) break;
+      if (!ex->plan.empty()) {
+        if (budgeted) reserve(*ex, reserve_usd);
+        break;
+      }
+      if (lk.owns_lock()) lk.unlock();
       if (cap_skipped && !ex->route->over_cap_route.empty()) {
         ex->route_why += "; over the cost cap of " + ex->route->name;
         ex->route = cfg.route(ex->route->over_cap_route);
@@ -554,7 +627,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       self->on_hop_done(ex, std::move(resp));
     };
     arm_idle(ex, u.timeouts.first_token_s);
-    ex->handle = client->start(std::move(r), std::move(h));
+    ex->handle = ex->shard->client->start(std::move(r), std::move(h));
   }
 
   // A hop that sends nothing for first_token seconds (before the first token, or between pieces
@@ -562,7 +635,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   // The deadline moves with every piece; the timer is re-armed only when it fires early (one
   // wait per silence, not a cancel and a new wait per piece).
   void arm_idle(const std::shared_ptr<Exchange>& ex, double seconds) {
-    if (!ex->idle_timer) ex->idle_timer = std::make_unique<asio::steady_timer>(up_io);
+    if (!ex->idle_timer) ex->idle_timer = std::make_unique<asio::steady_timer>(ex->shard->io);
     ex->idle_deadline = SClock::now() + std::chrono::duration_cast<SClock::duration>(std::chrono::duration<double>(seconds));
     if (ex->idle_armed) return;
     ex->idle_armed = true;
@@ -842,10 +915,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       const Retry& rt = ex->route->retry;
       if (retryable && ex->attempt + 1 < rt.attempts && (retry_after < 0 || retry_after <= rt.max_backoff_s)) {
         double cap = std::min(rt.max_backoff_s, rt.backoff_s * std::pow(2.0, ex->attempt));
-        double d = std::uniform_real_distribution<double>(0, cap)(rng);
+        double d = std::uniform_real_distribution<double>(0, cap)(ex->shard->rng);
         if (retry_after >= 0) d = std::max(d, retry_after);
         ex->attempt++;
-        if (!ex->backoff_timer) ex->backoff_timer = std::make_unique<asio::steady_timer>(up_io);
+        if (!ex->backoff_timer) ex->backoff_timer = std::make_unique<asio::steady_timer>(ex->shard->io);
         ex->backoff_timer->expires_after(std::chrono::duration_cast<SClock::duration>(std::chrono::duration<double>(d)));
         auto self = shared_from_this();
         ex->backoff_timer->async_wait([self, ex, s](const boost::system::error_code& ec) {
@@ -868,7 +941,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       auto self = shared_from_this();
       asio::post(blocking, [self, ex, hop, res] {
         Verdict cv = verify_commands(ex->route->verify, ex->body, res, ex->route->name, hop.upstream);
-        asio::post(self->up_io, [self, ex, hop, cv] { self->after_verify(ex, hop, cv); });
+        asio::post(ex->shard->io, [self, ex, hop, cv] { self->after_verify(ex, hop, cv); });
       });
       return;
     }
@@ -975,8 +1048,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   // Ledger first, then the final bytes (from the commit's completion).
   void commit_then(const std::shared_ptr<Exchange>& ex, std::function<void()> send) {
     observe_end(ex);
-    auto self = shared_from_this();
-    ledger->record(ex->rec, [self, send = std::move(send)](bool) { asio::post(self->up_io, send); });
+    ledger->record(ex->rec, [shard = ex->shard, send = std::move(send)](bool) { asio::post(shard->io, send); });
+    release(*ex);  // the ledger's sums hold the actual cost now
   }
 
   void refuse(const std::shared_ptr<Exchange>& ex, int status, const std::string& msg, const std::string& code, const std::string& outcome) {
@@ -1095,7 +1168,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     for (auto& s : states) {
       const Upstream& u = s->cfg;
       if (u.health.path.empty() || u.health.interval_s <= 0) continue;
-      health_timers.push_back(std::make_unique<asio::steady_timer>(up_io));
+      health_timers.push_back(std::make_unique<asio::steady_timer>(shards[0]->io));
       poll(s.get(), health_timers.back().get());
     }
   }
@@ -1145,9 +1218,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
         s->update_pressure(q);
         next();
       };
-      self->client->start(std::move(mr), std::move(mh));
+      self->shards[0]->client->start(std::move(mr), std::move(mh));
     };
-    client->start(std::move(hr), std::move(h));
+    shards[0]->client->start(std::move(hr), std::move(h));
   }
 };
 
@@ -1158,9 +1231,12 @@ Proxy::Proxy(Config cfg, const text::Tokenizer* tok, ProxyOptions opt) : impl_(s
 Proxy::~Proxy() {
   stop();
   impl_->server.reset();
-  impl_->guard.reset();
-  impl_->up_io.stop();
-  if (impl_->up_thread.joinable()) impl_->up_thread.join();
+  for (auto& sh : impl_->shards) {
+    sh->guard.reset();
+    sh->io.stop();
+  }
+  for (auto& sh : impl_->shards)
+    if (sh->th.joinable()) sh->th.join();
   impl_->blocking.join();
   impl_->ledger->flush();
   if (impl_->access && impl_->access != stderr) std::fclose(impl_->access);
@@ -1170,8 +1246,8 @@ int Proxy::bind() { return impl_->server->bind(); }
 
 void Proxy::serve() {
   auto im = impl_;
-  im->up_thread = std::thread([im] { im->up_io.run(); });
-  asio::post(im->up_io, [im] { im->start_health_checks(); });
+  for (auto& sh : im->shards) sh->th = std::thread([s = sh.get()] { s->io.run(); });
+  asio::post(im->shards[0]->io, [im] { im->start_health_checks(); });
   im->server->run();
 }
 

@@ -26,7 +26,8 @@ namespace v4::router {
 class Metrics;
 
 struct ProxyOptions {
-  int io_threads = 1;      // HTTP server threads (the upstream side runs on one more)
+  int io_threads = 1;        // HTTP server threads
+  int upstream_threads = 0;  // upstream I/O threads, each with its own connection pool; 0: one per core (at most 4)
   bool quiet = false;
 };
 

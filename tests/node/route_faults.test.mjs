@@ -27,6 +27,8 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
       up('ok', 'ok') + up('ok2', 'ok') + up('e500', 'http500') + up('garbage', 'garbage') + up('cut', 'cut') + up('slow', 'slow') +
       up('hang', 'hang') + up('limited', 'ratelimit') + up('tools', 'tools') + up('json', 'json') + up('badjson', 'badjson') +
       `  down: {kind: v4host, base_url: "http://127.0.0.1:${dead}/v1", residency: cloud, timeouts: {connect: 500ms}, health: {interval: 0s}}\n` +
+      `  slowpriced: {kind: deepseek, base_url: "${hosted.url}", api_key_env: STANDIN_KEY, model: slow, residency: cloud, ` +
+      `timeouts: {connect: 1s, first_token: 8s, total: 20s}, cost: {tariff: [{from: 2026-01-01, input: 0.5, cached_input: 0.05, output: 2.0}]}}\n` +
       `  local: {kind: deepseek, base_url: "${hosted.url}", api_key_env: STANDIN_KEY, model: ok, residency: on-prem, cost: {amortised_per_hour: 1.0}}\n` +
       `routes:\n` +
       `  r500: {chain: [e500, ok]}\n` +
@@ -45,8 +47,10 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
       `  rlocal: {chain: [local]}\n` +
       `  rbudget: {chain: [ok, local]}\n` +
       `  rbudgetonly: {chain: [ok]}\n` +
-      `keys:\n  thrifty: {key_env: THRIFTY_KEY, budget: {month: 0.000001}}\n`;
-    router = await startRouter(yaml, { env: { STANDIN_KEY: KEY, THRIFTY_KEY: 'sk-thrifty' } });
+      `  rreserve: {chain: [slowpriced]}\n` +
+      `keys:\n  thrifty: {key_env: THRIFTY_KEY, budget: {month: 0.000001}}\n` +
+      `  pair: {key_env: PAIR_KEY, budget: {day: 0.00045}}\n`;
+    router = await startRouter(yaml, { env: { STANDIN_KEY: KEY, THRIFTY_KEY: 'sk-thrifty', PAIR_KEY: 'sk-pair' } });
   });
 
   after(async () => {
@@ -183,9 +187,9 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
     assert.equal(r.status, 200, r.text);
     assert.equal(r.headers.get('x-v4host-upstream'), 'local');
     const auth = { authorization: 'Bearer sk-thrifty' };
-    r = await chat('rbudgetonly', {}, auth);  // spends more than the whole budget
-    assert.equal(r.status, 200, r.text);
-    assert.ok(Number(r.headers.get('x-v4host-cost-usd')) > 0.000001);
+    r = await chat('rbudgetonly', {}, auth);  // its worst case (32 tokens at $2/M) does not fit the budget
+    assert.equal(r.status, 429);
+    assert.match(r.json.error.message, /budget exhausted: key 'thrifty' has spent \$0\.0000 of its \$1e-06 monthly budget, and this request could cost up to \$0\.0000[0-9]+/);
     r = await chat('rbudgetonly', {}, auth);
     assert.equal(r.status, 429);
     assert.match(r.json.error.message, /budget exhausted: key 'thrifty' has spent \$[0-9.]+ of its \$1e-06 monthly budget/);
@@ -198,6 +202,25 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
     const t = rows.find((x) => x.key === 'thrifty');
     assert.equal(t.requests, 3);
     assert.ok(t.amortised_usd > 0, 'the local tier shows its amortised cost');
+  });
+
+  test('budgets reserve the worst case of requests in flight: concurrent requests cannot overshoot; released on completion', async () => {
+    // Worst case per request: 100 output tokens at $2/M plus a few prompt tokens at $0.5/M, about
+    // $0.000205: the $0.00045 daily budget holds two in flight, not three. The upstream takes 2.5 s,
+    // so all four requests are in flight together; without reservations all four would go out.
+    const auth = { authorization: 'Bearer sk-pair' };
+    const rs = await Promise.all([0, 1, 2, 3].map((i) => new Promise((res) => setTimeout(res, i * 50)).then(() => chat('rreserve', { max_tokens: 100 }, auth))));
+    const ok = rs.filter((r) => r.status === 200);
+    const refused = rs.filter((r) => r.status === 429);
+    assert.equal(ok.length, 2, rs.map((r) => `${r.status} ${r.text.slice(0, 200)}`).join('\n'));
+    assert.equal(refused.length, 2);
+    for (const r of refused) assert.match(r.json.error.message, /key 'pair' has spent \$0\.0000 of its \$0\.00045 daily budget, \$0\.000[0-9]+ is reserved by requests in flight/);
+    const spent = ok.reduce((a, r) => a + Number(r.headers.get('x-v4host-cost-usd')), 0);
+    assert.ok(spent > 0 && spent <= 0.00045, `spent ${spent}`);
+    // The answers cost less than their worst case; once they are in the ledger the reservations
+    // are released and the actual spend is what counts: the next request goes out.
+    const r = await chat('rreserve', { max_tokens: 100 }, auth);
+    assert.equal(r.status, 200, r.text);
   });
 
   test('a client that goes away mid-request: the upstream call is cancelled and the ledger says so', async () => {

@@ -6,6 +6,7 @@
 // direct vs through `v4host route`, at 1, 64 and 512 concurrent streams; non-streaming requests
 // per second at 64 in flight; RSS growth per open stream.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +30,14 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+// CPU seconds used by the whole process (clients, router, upstream): per request, this is far less
+// sensitive to other load on the machine than latency is; routed minus direct is the router's cost.
+double cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 double rss_mb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -40,7 +49,8 @@ double rss_mb() {
 struct Sample {
   std::vector<double> ttft_ms, total_ms;
   uint64_t done = 0, failed = 0;
-  double seconds = 0, peak_rss_mb = 0;
+  double seconds = 0, peak_rss_mb = 0, cpu = 0;
+  double cpu_us_per_req() const { return done ? cpu * 1e6 / static_cast<double>(done) : 0; }
 };
 
 double pct(std::vector<double> v, double p) {
@@ -89,6 +99,7 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds) {
     client.start(std::move(r), std::move(h));
   };
   auto t0 = Clock::now();
+  double c0 = cpu_s();
   for (int i = 0; i < conc; ++i) one();
   std::thread sampler([&] {
     while (Clock::now() < t_end) {
@@ -99,6 +110,7 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds) {
   io.run();
   sampler.join();
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  s.cpu = cpu_s() - c0;
   return s;
 }
 
@@ -137,8 +149,8 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
   std::printf("\nrouter overhead, scripted upstream (first token 20 ms, 8 chunks 10 ms apart); %.0f s per cell\n", secs);
-  std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
-              "rss MB");
+  std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
+              "rss MB", "cpu us/req");
   double base_rss = rss_mb();
   std::vector<int> concs = {1, 64, 512};
   if (const char* e = std::getenv("ROUTE_BENCH_CONC")) {  // e.g. "1,64,512,2000"
@@ -154,12 +166,12 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs);
     Sample r = run_load(via, true, conc, secs);
     for (auto* p : {&d, &r})
-      std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f %10.0f %9llu %8.0f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
+      std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f %10.0f %9llu %8.0f %10.1f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
                   pct(p->ttft_ms, 0.99), pct(p->total_ms, 0.5), pct(p->total_ms, 0.99), static_cast<double>(p->done) / p->seconds,
-                  static_cast<unsigned long long>(p->failed), p->peak_rss_mb);
-    std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f   (router - direct)\n", conc, "added", pct(r.ttft_ms, 0.5) - pct(d.ttft_ms, 0.5),
-                pct(r.ttft_ms, 0.99) - pct(d.ttft_ms, 0.99), pct(r.total_ms, 0.5) - pct(d.total_ms, 0.5),
-                pct(r.total_ms, 0.99) - pct(d.total_ms, 0.99));
+                  static_cast<unsigned long long>(p->failed), p->peak_rss_mb, p->cpu_us_per_req());
+    std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f   (router - direct; router CPU %.1f us per stream)\n", conc, "added",
+                pct(r.ttft_ms, 0.5) - pct(d.ttft_ms, 0.5), pct(r.ttft_ms, 0.99) - pct(d.ttft_ms, 0.99), pct(r.total_ms, 0.5) - pct(d.total_ms, 0.5),
+                pct(r.total_ms, 0.99) - pct(d.total_ms, 0.99), r.cpu_us_per_req() - d.cpu_us_per_req());
     if (conc >= 512)
       std::printf("RSS growth with %d streams through the router (router + client + upstream in one process): %.1f KB per stream\n", conc,
                   (r.peak_rss_mb - base_rss) * 1024 / conc);
@@ -196,15 +208,18 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
         client.start(std::move(q), std::move(h));
       };
       auto t0 = Clock::now();
+      double c0 = cpu_s();
       for (int i = 0; i < conc; ++i) one();
       io.run();
       r.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+      r.cpu = cpu_s() - c0;
     }
     std::printf("non-streaming, %d in flight: direct %.0f req/s (p50 %.3f ms, p99 %.3f ms), router %.0f req/s (p50 %.3f ms, p99 %.3f ms), "
-                "failed %llu; ratio %.2f\n",
+                "failed %llu; ratio %.2f; CPU per request: direct %.1f us, router %.1f us (router's own %.1f us)\n",
                 conc, static_cast<double>(d.done) / d.seconds, pct(d.total_ms, 0.5), pct(d.total_ms, 0.99), static_cast<double>(r.done) / r.seconds,
                 pct(r.total_ms, 0.5), pct(r.total_ms, 0.99), static_cast<unsigned long long>(r.failed),
-                (static_cast<double>(r.done) / r.seconds) / (static_cast<double>(d.done) / d.seconds));
+                (static_cast<double>(r.done) / r.seconds) / (static_cast<double>(d.done) / d.seconds), d.cpu_us_per_req(), r.cpu_us_per_req(),
+                r.cpu_us_per_req() - d.cpu_us_per_req());
   }
   proxy.stop();
   srv.join();
