@@ -143,12 +143,17 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
       "rules:\n  - {{match: {{header: {{x-bench: fast}}}}, route: fast}}\n",
       dir.string(), stream_up.base_url(), fast_up.base_url());
   v4::router::Config cfg = v4::router::load_config_text(yaml, "bench.yaml");
-  v4::router::Proxy proxy(cfg, nullptr, {});
+  // ROUTE_BENCH_IO_THREADS / ROUTE_BENCH_UPSTREAM_THREADS: the router's server and upstream threads.
+  v4::router::ProxyOptions po;
+  if (const char* e = std::getenv("ROUTE_BENCH_IO_THREADS")) po.io_threads = std::max(1, std::atoi(e));
+  if (const char* e = std::getenv("ROUTE_BENCH_UPSTREAM_THREADS")) po.upstream_threads = std::max(0, std::atoi(e));
+  v4::router::Proxy proxy(cfg, nullptr, po);
   int port = proxy.bind();
   std::thread srv([&] { proxy.serve(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
-  std::printf("\nrouter overhead, scripted upstream (first token 20 ms, 8 chunks 10 ms apart); %.0f s per cell\n", secs);
+  std::printf("\nrouter overhead, scripted upstream (first token 20 ms, 8 chunks 10 ms apart); %.0f s per cell; router io_threads %d, "
+              "upstream_threads %d (0: one per core)\n", secs, po.io_threads, po.upstream_threads);
   std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
               "rss MB", "cpu us/req");
   double base_rss = rss_mb();
