@@ -278,9 +278,10 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_stream_start(std::shared_ptr<ReplyImpl> r);
   void do_flush();
   void abort(bool forget_self = false);  // close the connection now (peer gone, timeout, too slow)
+  // Server stopping: close now. A request in flight completes (and reaches the hook) only if its
+  // handler answers while the I/O threads still run.
   void shutdown_now() {
     abort();
-    if (cur_ && !cur_->completed) complete(*cur_, 499, true);
     hold_.reset();
   }
   void release_hold() { hold_.reset(); }
@@ -546,7 +547,7 @@ class Session : public std::enable_shared_from_this<Session> {
     c.seconds = std::chrono::duration<double>(Clock::now() - r.t0).count();
     c.bytes_out = bytes_out_;
     c.streamed = r.streaming();
-    c.disconnected = disconnected || r.disconnected();
+    c.disconnected = disconnected;  // a peer that closes after reading the whole reply has not left early
     try {
       srv_->complete_hook(r.req, r, c);
     } catch (const std::exception&) {
@@ -871,11 +872,14 @@ HttpServer::Impl::~Impl() {
   stop();
   // Every session must be gone before the io_context: drop the self-references of those waiting
   // for a reply, then run the handlers of their cancelled operations (which hold the rest).
+  std::vector<std::shared_ptr<Session>> open;
   {
     std::lock_guard<std::mutex> lk(mu);
     for (auto& [p, w] : sessions)
-      if (auto s = w.lock()) s->release_hold();
+      if (auto s = w.lock()) open.push_back(std::move(s));
   }
+  for (auto& s : open) s->release_hold();
+  open.clear();  // (a session's destructor takes mu)
   for (int i = 0; i < 300; ++i) {
     ioc->restart();
     ioc->poll();

@@ -178,12 +178,24 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenRequest req) {
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stop_) throw QueueFull("server is shutting down");
+    drop_cancelled_locked();  // clients that left while waiting do not hold queue places
     if (static_cast<int>(queue_.size()) >= opt_.queue_limit) throw QueueFull("the request queue is full");
     queue_.emplace_back(std::move(req), h);
   }
   if (metrics_) metrics_->inc("v4host_prompt_tokens_total", {}, static_cast<double>(h->prompt_tokens));
   cv_.notify_all();
   return h;
+}
+
+void Scheduler::drop_cancelled_locked() {
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (it->second->cancelled()) {
+      it->second->finish(FinishReason::Cancelled);
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 size_t Scheduler::queued() const {
@@ -219,6 +231,7 @@ void Scheduler::loop() {
       cv_.wait(lk, [&] { return stop_ || !queue_.empty() || !active.empty(); });
       busy = true;
       if (stop_) break;
+      drop_cancelled_locked();
       // Admission: as many queued requests as the batch and the KV budget allow, in order.
       size_t reserved = 0;
       for (auto& a : active) reserved += a->projected;

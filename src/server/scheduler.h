@@ -125,6 +125,7 @@ class Scheduler {
   void step(std::vector<std::unique_ptr<Active>>& active);
   void emit_token(Active& a, const float* logits);
   void publish_gauges(const std::vector<std::unique_ptr<Active>>& active);
+  void drop_cancelled_locked();  // finishes queued requests whose client has gone (mu_ held)
 
   Engine& eng_;
   SchedulerOptions opt_;

@@ -1,6 +1,11 @@
 #include "server/service.h"
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <utility>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -27,6 +32,57 @@ nlohmann::ordered_json parse_body(const std::string& body) {
   }
 }
 
+// The request log: lines are written to stderr by a thread of their own, so that a slow reader
+// of stderr (a full pipe) never blocks the I/O threads that produce them. Bounded: beyond 10,000
+// waiting lines, lines are dropped and counted.
+class Service::RequestLog {
+ public:
+  RequestLog() : th_([this] { loop(); }) {}
+  ~RequestLog() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    th_.join();
+  }
+  void write(std::string line) {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      if (q_.size() >= 10000) {
+        ++dropped_;
+        return;
+      }
+      q_.push_back(std::move(line));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> lk(mu_);
+    for (;;) {
+      cv_.wait(lk, [&] { return stop_ || !q_.empty(); });
+      std::deque<std::string> batch;
+      batch.swap(q_);
+      const uint64_t dropped = std::exchange(dropped_, 0);
+      const bool stop = stop_;
+      lk.unlock();
+      for (auto& l : batch) std::fputs(l.c_str(), stderr);
+      if (dropped) std::fprintf(stderr, "v4host: %llu request log lines dropped (stderr too slow)\n", static_cast<unsigned long long>(dropped));
+      std::fflush(stderr);
+      lk.lock();
+      if (stop && q_.empty()) return;
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::string> q_;
+  uint64_t dropped_ = 0;
+  bool stop_ = false;
+  std::thread th_;
+};
+
 net::ServerOptions net_options(const ServeOptions& o) {
   net::ServerOptions n;
   n.host = o.host;
@@ -52,7 +108,7 @@ std::string new_id(const char* prefix, uint64_t n) {
 }
 
 Service::Service(const ServeOptions& opt, const ModelWeights& weights, Engine& engine, const text::Tokenizer& tok)
-    : opt_(opt), weights_(weights), engine_(engine), tok_(tok), http_(std::make_unique<net::HttpServer>(net_options(opt))) {
+    : opt_(opt), weights_(weights), engine_(engine), tok_(tok), log_(std::make_unique<RequestLog>()), http_(std::make_unique<net::HttpServer>(net_options(opt))) {
   model_id_ = opt.served_model_name;
   if (model_id_.empty()) model_id_ = std::filesystem::path(weights.store().dir()).filename().string();
   if (model_id_.empty()) model_id_ = "deepseek-v4";
@@ -60,7 +116,7 @@ Service::Service(const ServeOptions& opt, const ModelWeights& weights, Engine& e
   metrics_.describe("v4host_requests_total", "counter", "HTTP requests by route and status");
   metrics_.describe("v4host_reasoning_tokens_total", "counter", "Generated tokens inside reasoning (<think>)");
   metrics_.describe("v4host_tool_call_parse_failures_total", "counter", "Model outputs whose tool-call markup failed to parse or validate");
-  metrics_.describe("v4host_client_disconnects_total", "counter", "Generation requests cancelled because the client went away");
+  metrics_.describe("v4host_client_disconnects_total", "counter", "Generation requests (streaming or not) cancelled because the client went away");
   // Token masks are built over the model's vocabulary (rows beyond the tokenizer's are never allowed).
   std::vector<std::string> vocab(static_cast<size_t>(weights.cfg.vocab_size));
   TokenMasker::Options mo;
@@ -120,8 +176,7 @@ void Service::record_chat(const ChatRun& run) {
 }
 
 std::function<void(bool)> Service::stream_logger(net::Reply& res, std::shared_ptr<RequestHandle> h) {
-  return [this, r = res.defer(), h](bool completed) {
-    if (!completed) metrics_.inc("v4host_client_disconnects_total");
+  return [r = res.defer(), h](bool completed) {
     char b[128];
     std::snprintf(b, sizeof b, "prompt=%d completion=%d stream%s", h->prompt_tokens, h->completion_tokens(),
                   completed ? "" : " (client disconnected)");
@@ -143,14 +198,19 @@ void Service::routes() {
     std::string note = res.note;
     if (c.disconnected && note.find("disconnected") == std::string::npos)
       note += note.empty() ? "(client disconnected)" : " (client disconnected)";
-    std::fprintf(stderr, "%s %s %d %.3fs%s%s\n", req.method.empty() ? "-" : req.method.c_str(),
-                 req.path.empty() ? "-" : req.path.c_str(), c.status, c.seconds, note.empty() ? "" : " ", note.c_str());
+    char head[96];
+    std::snprintf(head, sizeof head, " %d %.3fs", c.status, c.seconds);
+    log_->write((req.method.empty() ? "-" : req.method) + " " + (req.path.empty() ? "-" : req.path) + head +
+                (note.empty() ? "" : " ") + note + "\n");
     std::string route = req.route == "/v1/chat/completions" ? "chat_completions"
                         : req.route == "/v1/completions"    ? "completions"
                         : req.route == "/v1/messages"       ? "messages"
                         : req.route.empty()                 ? "other"
                                                             : req.route;
     metrics_.inc("v4host_requests_total", {{"route", route}, {"status", std::to_string(c.status)}});
+    // Every POST under /v1 is a generation (or work for one): count the clients that left.
+    if (c.disconnected && req.method == "POST" && req.route.rfind("/v1/", 0) == 0)
+      metrics_.inc("v4host_client_disconnects_total");
   });
   // Answers the server makes itself (404, 405, 408, 413, 431, 400 for malformed HTTP) in the
   // shape the route's clients expect.
@@ -159,7 +219,9 @@ void Service::routes() {
   });
   // Probes and model listings answer on the I/O threads: they take no lock generation holds.
   h.route("GET", "/health", [this](const net::Request&, net::Reply& res) {
-    json j = {{"status", "ok"}, {"model", model_id_}, {"running", sched_->running()}, {"queued", sched_->queued()}};
+    json j = {{"status", "ok"},         {"model", model_id_},
+              {"running", sched_->running()}, {"queued", sched_->queued()},
+              {"kv_bytes", sched_->kv_bytes_in_use()}, {"connections", http_->connections()}};
     res.set_content(wire(j), "application/json");
   });
   h.route("GET", "/metrics", [this](const net::Request&, net::Reply& res) {

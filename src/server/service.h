@@ -101,6 +101,8 @@ class Service {
   std::unique_ptr<GrammarCache> grammars_;  // compiled grammars reused across requests
   std::unique_ptr<ResponseStore> responses_;  // POST /v1/responses with store: true
   std::unique_ptr<ReasoningSeal> seal_;       // reasoning encrypted_content
+  class RequestLog;
+  std::unique_ptr<RequestLog> log_;  // declared before http_: outlives the hooks that write to it
   std::unique_ptr<net::HttpServer> http_;
   std::string model_id_;
   int64_t created_ = 0;
