@@ -277,6 +277,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void do_send(std::shared_ptr<ReplyImpl> r);
   void do_stream_start(std::shared_ptr<ReplyImpl> r);
   void do_flush();
+  void rearm_keepalive() {
+    if (stream_ && stream_started_ && !writing_ && st_ != St::Closed) arm_keepalive();
+  }
   void abort(bool forget_self = false);  // close the connection now (peer gone, timeout, too slow)
   // Server stopping: close now. A request in flight completes (and reaches the hook) only if its
   // handler answers while the I/O threads still run.
@@ -561,6 +564,7 @@ class Session : public std::enable_shared_from_this<Session> {
     disarm_write();
     ka_timer_.cancel();
     stream_.reset();
+    stream_started_ = false;
     auto keep = std::move(hold_);
     if (st_ == St::Closed) return;
     if (!keep_alive_ || srv_->stopping) {
@@ -616,6 +620,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<StreamState> stream_;
   std::string chunk_;
   bool last_sent_ = false;
+  bool stream_started_ = false;  // the stream's header has been written
 };
 
 // ---- Reply / Stream methods (any thread) -> the connection's strand ----
@@ -712,7 +717,8 @@ void StreamHandle::keep_alive(double interval_s, std::string comment) {
     st_->ka = interval_s;
     st_->ka_comment = std::move(comment);
   }
-  post_flush();
+  // (Re)arm the timer: the stream's header may already be out, with no interval set at the time.
+  if (auto s = s_.lock()) s->post([s] { s->rearm_keepalive(); });
 }
 
 // ---- strand side ----
@@ -768,6 +774,7 @@ void Session::do_stream_start(std::shared_ptr<ReplyImpl> r) {
     self->writing_ = false;
     self->disarm_write();
     if (ec) return self->abort();
+    self->stream_started_ = true;
     self->arm_keepalive();
     self->do_flush();
   });
