@@ -6,20 +6,28 @@ namespace v4::router {
 
 std::string Metrics::render_labels(const Labels& l) {
   if (l.empty()) return "";
-  std::string s = "{";
+  // Appended by hand: this runs several times per request on the hot path.
+  std::string s;
+  size_t n = 2;
+  for (auto& [k, v] : l) n += k.size() + v.size() + 4;
+  s.reserve(n);
+  s += '{';
   for (size_t i = 0; i < l.size(); ++i) {
-    std::string v;
+    if (i) s += ',';
+    s += l[i].first;
+    s += "=\"";
     for (char c : l[i].second) {
-      if (c == '"' || c == '\\') v += '\\';
+      if (c == '"' || c == '\\') s += '\\';
       if (c == '\n') {
-        v += "\\n";
+        s += "\\n";
         continue;
       }
-      v += c;
+      s += c;
     }
-    s += fmt::format("{}{}=\"{}\"", i ? "," : "", l[i].first, v);
+    s += '"';
   }
-  return s + "}";
+  s += '}';
+  return s;
 }
 
 void Metrics::describe(const std::string& name, const std::string& type, const std::string& help) {

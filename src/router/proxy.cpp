@@ -10,6 +10,7 @@
 #include <cstring>
 #include <ctime>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -180,6 +181,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   std::map<std::string, const Principal*> key_by_secret;  // env keys
   std::map<std::string, const Principal*> key_by_hash;
   bool has_classifier = false;
+  std::set<std::string> rule_headers;  // lower-case header names some rule matches on
   FILE* access = nullptr;
   std::mutex access_mu;
   std::atomic<bool> stopping{false};
@@ -205,7 +207,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       if (!k.key_env.empty()) key_by_secret[std::getenv(k.key_env.c_str())] = &k;
       if (!k.key_sha256.empty()) key_by_hash[k.key_sha256] = &k;
     }
-    for (auto& r : cfg.rules) has_classifier = has_classifier || r.classifier.has_value();
+    for (auto& r : cfg.rules) {
+      has_classifier = has_classifier || r.classifier.has_value();
+      for (auto& [name, value] : r.match.headers) rule_headers.insert(name);
+    }
     if (cfg.access_log == "-") access = nullptr;
     else if (cfg.access_log.empty()) access = stderr;
     else {
@@ -340,11 +345,12 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->client_model = ex->req.model;
     if (ex->key && !ex->key->team.empty()) ex->team = cfg.team(ex->key->team);
     ex->features = request_features(ex->req, tok);
-    for (auto& f : hreq.headers.fields()) {
-      std::string n = f.name;
-      for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      ex->features.headers[n] = f.value;
-    }
+    if (!rule_headers.empty())  // only the headers a rule looks at (no per-request copy of all of them)
+      for (auto& f : hreq.headers.fields()) {
+        std::string n = f.name;
+        for (auto& c : n) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        if (rule_headers.count(n)) ex->features.headers[n] = f.value;
+      }
     ex->features.tag = hreq.header("x-v4host-tag");
     if (ex->features.tag.empty() && ex->req.metadata.is_object() && ex->req.metadata.contains("tag") && ex->req.metadata["tag"].is_string())
       ex->features.tag = ex->req.metadata["tag"].get<std::string>();
