@@ -21,7 +21,7 @@
 #include "model/config.h"
 #include "model/synth.h"
 #include "model/weights.h"
-#include "../common/temp_dir.h"
+#include "../common/test_files.h"
 
 using namespace v4;
 namespace fs = std::filesystem;
@@ -29,6 +29,8 @@ using json = nlohmann::json;
 
 namespace {
 
+using test::read_json;
+using test::slurp;
 using test::TempDir;
 
 SynthOptions tiny(const std::string& out, const std::string& revision, uint64_t seed = 3) {
@@ -41,11 +43,6 @@ SynthOptions tiny(const std::string& out, const std::string& revision, uint64_t 
   o.seed = seed;
   o.quiet = true;
   return o;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return json::parse(f);
 }
 
 std::string load_error(const std::string& dir, bool load_mtp = true) {
@@ -268,10 +265,6 @@ class Corrupter {
   }
 
  private:
-  static std::string slurp(const std::string& p) {
-    std::ifstream f(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
-  }
   std::string dir_, index_text_;
   json index_;
 };
@@ -373,11 +366,6 @@ CmdResult run(const std::string& args) {
   while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
   int st = ::pclose(p);
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
 // The drafter must not change the main model: `v4host logits` (full prefill, and prefill +

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "core/cpu.h"
 #include "core/error.h"
@@ -18,7 +17,7 @@
 #include "core/shared_paths.h"
 #include "model/synth.h"
 #include "model/weights.h"
-#include "../common/temp_dir.h"
+#include "../common/test_files.h"
 
 using namespace v4;
 using json = nlohmann::json;
@@ -26,6 +25,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
+using test::read_json;
+using test::slurp;
 using test::TempDir;
 
 SynthOptions tiny(const std::string& out, uint64_t seed = 1) {
@@ -36,18 +37,6 @@ SynthOptions tiny(const std::string& out, uint64_t seed = 1) {
   o.seed = seed;
   o.quiet = true;
   return o;
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream f(p);
-  return json::parse(f);
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 // Dequantised values of an FP8 (E8M0 or F32 block scales) or FP4 weight.
