@@ -10,7 +10,6 @@
 #include <fstream>
 #include <iostream>
 #include <set>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -22,6 +21,7 @@
 #include "eval/report_html.h"
 #include "eval/results.h"
 #include "eval/runner.h"
+#include "eval/scorers.h"
 #include "eval/summary.h"
 #include "eval/tools_suite.h"
 #include "text/tokenizer.h"
@@ -53,15 +53,6 @@ struct EvalRunArgs {
   std::string memory = "1024";
 };
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::unique_ptr<text::Tokenizer> load_tokenizer(const EvalRunArgs& a) {
   if (!a.tokenizer.empty()) return text::Tokenizer::from_file(a.tokenizer);
   if (!a.tokenizer_dir.empty()) {
@@ -89,7 +80,7 @@ int run_eval_cmd(EvalRunArgs& a) {
   if (a.samples < 1 || a.samples > 1000) throw InputError("--samples must be in 1..1000");
   if (a.max_tokens < 0) throw InputError("--max-tokens must be positive");
   if (a.max_tokens == 0) a.max_tokens = a.suite == "code" ? 1024 : 256;
-  std::vector<std::string> modes = split_list(a.reasoning);
+  std::vector<std::string> modes = eval::split_list(a.reasoning);
   if (modes.empty()) throw InputError("--reasoning is empty (none, high or max)");
   for (const auto& m : modes)
     if (m != "none" && m != "high" && m != "max") throw InputError("--reasoning: unknown mode '" + m + "' (none, high or max)");
@@ -116,7 +107,7 @@ int run_eval_cmd(EvalRunArgs& a) {
   if (a.suite == "niah") {
     no.lengths = eval::parse_lengths(a.lengths, "--lengths");
     no.depths = eval::parse_depths(a.depths, "--depths");
-    no.modes = split_list(a.niah_modes);
+    no.modes = eval::split_list(a.niah_modes);
     no.needles = a.needles;
     no.per_cell = a.per_cell;
     no.seed = a.seed;

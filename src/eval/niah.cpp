@@ -132,11 +132,7 @@ class NiahSuite : public Suite {
 
 std::vector<long> parse_lengths(const std::string& s, const std::string& flag) {
   std::vector<long> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = strip(item);
-    if (item.empty()) continue;
+  for (const std::string& item : split_list(s)) {
     long mul = 1;
     char last = static_cast<char>(std::tolower(static_cast<unsigned char>(item.back())));
     if (last == 'k') mul = 1024;
@@ -160,11 +156,7 @@ std::vector<long> parse_lengths(const std::string& s, const std::string& flag) {
 
 std::vector<double> parse_depths(const std::string& s, const std::string& flag) {
   std::vector<double> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    item = strip(item);
-    if (item.empty()) continue;
+  for (const std::string& item : split_list(s)) {
     size_t used = 0;
     double v = -1;
     try {

@@ -29,6 +29,19 @@ std::string strip(const std::string& s) {
   return s.substr(a, b - a + 1);
 }
 
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos) comma = s.size();
+    std::string item = strip(s.substr(start, comma - start));
+    if (!item.empty()) out.push_back(std::move(item));
+    start = comma + 1;
+  }
+  return out;
+}
+
 bool regex_search(const std::string& pattern, const std::string& text, std::string* error) {
   int ec = 0;
   PCRE2_SIZE eoff = 0;

@@ -32,6 +32,8 @@ Score score_answer(const Item& item, const Answer& answer);
 
 // Helpers shared with the suites.
 std::string strip(const std::string& s);
+// The items of a comma-separated list (a flag's value), each stripped; empty items dropped.
+std::vector<std::string> split_list(const std::string& s);
 // The JSON inside an answer: the text itself, or the first ```json / ``` fenced block.
 bool parse_json_answer(const std::string& text, Json* out, std::string* why);
 // Compares JSON values ignoring object key order (1 and 1.0 equal).

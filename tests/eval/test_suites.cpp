@@ -10,6 +10,7 @@
 #include "eval/code_suite.h"
 #include "eval/niah.h"
 #include "eval/runner.h"
+#include "eval/scorers.h"
 #include "eval/summary.h"
 #include "eval/suite.h"
 #include "eval/tools_suite.h"
@@ -120,6 +121,26 @@ Reply niah_answer(const OJson& b, size_t max_chars) {
 }
 
 }  // namespace
+
+TEST(EvalSuites, FlagListsAreSplitAndStripped) {
+  EXPECT_EQ(eval::split_list(" none, high ,,max"), (std::vector<std::string>{"none", "high", "max"}));
+  EXPECT_TRUE(eval::split_list("").empty());
+  EXPECT_TRUE(eval::split_list(" , ").empty());
+  EXPECT_EQ(eval::parse_lengths("512, 4k ,1m", "--lengths"), (std::vector<long>{512, 4096, 1048576}));
+  EXPECT_EQ(eval::parse_depths("0, 50", "--depths"), (std::vector<double>{0, 50}));
+  try {
+    eval::parse_lengths(" , ", "--lengths");
+    ADD_FAILURE() << "an empty --lengths was accepted";
+  } catch (const InputError& e) {
+    EXPECT_STREQ(e.what(), "--lengths is empty");
+  }
+  try {
+    eval::parse_depths("10,x", "--depths");
+    ADD_FAILURE() << "a bad depth was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'x'"), std::string::npos) << e.what();
+  }
+}
 
 TEST(EvalSuites, NiahGridAndHeatmapCells) {
   std::string v3 = text::find_v3_tokenizer_json();
