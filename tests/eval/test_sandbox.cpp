@@ -116,6 +116,14 @@ TEST_F(Sandboxed, ForkBombIsContained) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
+  struct Join {  // also when run_attack throws
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Join() {
+      done = true;
+      if (t.joinable()) t.join();
+    }
+  } join{done, watch};
   const auto t0 = std::chrono::steady_clock::now();
   auto o = run_attack(sb,
                       "import ctypes, os\nctypes.CDLL(None).prctl(15, b'" + name +
