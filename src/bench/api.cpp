@@ -232,8 +232,8 @@ std::string build_body(Api api, const std::string& model, const GenRequest& r, b
   return b.dump();
 }
 
-net::Headers request_headers(Api api, const std::string& key) {
-  net::Headers h = {{"Content-Type", "application/json"}, {"Accept", "text/event-stream"}};
+net::ClientHeaders request_headers(Api api, const std::string& key) {
+  net::ClientHeaders h = {{"Content-Type", "application/json"}, {"Accept", "text/event-stream"}};
   if (api == Api::messages) {
     h.emplace_back("anthropic-version", "2023-06-01");
     if (!key.empty()) h.emplace_back("x-api-key", key);

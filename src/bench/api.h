@@ -42,7 +42,7 @@ struct GenRequest {
 };
 
 std::string build_body(Api api, const std::string& model, const GenRequest& r, bool stream = true);
-net::Headers request_headers(Api api, const std::string& api_key);
+net::ClientHeaders request_headers(Api api, const std::string& api_key);
 
 // Accumulates one streamed response. feed() returns the number of new generated-text pieces this
 // event carried (reasoning + answer + tool-call argument deltas; empty deltas do not count).

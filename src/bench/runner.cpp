@@ -87,7 +87,7 @@ class Runner {
 
   bool interrupted() const { return interrupted_; }
   int units_used() const { return next_unit_; }
-  const net::Headers& server_headers() const { return server_headers_; }
+  const net::ClientHeaders& server_headers() const { return server_headers_; }
 
  private:
   struct Live {
@@ -151,7 +151,7 @@ class Runner {
     ++started_;
     ++in_flight_;
     r.in_flight = in_flight_;
-    net::Request q;
+    net::ClientRequest q;
     q.method = "POST";
     q.url = url_;
     q.headers = headers_;
@@ -315,8 +315,8 @@ class Runner {
   net::HttpClient client_;
   asio::steady_timer arrivals_, tick_;
   std::string url_;
-  net::Headers headers_;
-  net::Headers server_headers_;
+  net::ClientHeaders headers_;
+  net::ClientHeaders server_headers_;
   uint64_t rng_;
   long limit_ = 0, started_ = 0, done_ = 0, errors_ = 0;
   double duration_s_ = 0, out_tokens_ = 0;

@@ -56,7 +56,7 @@ struct RunResult {
   std::vector<RequestRecord> records;  // measured ones (warmup excluded), in start order
   double duration_s = 0;               // first start -> last end of the measured requests
   bool interrupted = false;
-  net::Headers server_headers;         // from the first successful response
+  net::ClientHeaders server_headers;   // from the first successful response
 };
 
 using ProgressFn = std::function<void(const Progress&, bool final)>;

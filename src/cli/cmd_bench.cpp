@@ -132,7 +132,7 @@ std::string utc_now() {
 
 // GET /v1/models: reachability, key, model id. Returns the model's list entry (or null).
 json preflight(const Target& t, std::string& model, const std::string& key_env) {
-  net::Headers h = request_headers(t.api, t.api_key);
+  net::ClientHeaders h = request_headers(t.api, t.api_key);
   net::Timeouts to;
   to.connect = std::chrono::milliseconds(10000);
   to.first_byte = std::chrono::milliseconds(30000);
@@ -294,7 +294,7 @@ void run_bench(BenchArgs& a) {
   g_stop = false;
   auto prev = std::signal(SIGINT, on_sigint);
   bool interrupted = false;
-  net::Headers server_headers;
+  net::ClientHeaders server_headers;
   SummaryOptions so;
   so.slo = slo;
   so.seed = a.seed;

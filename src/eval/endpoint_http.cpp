@@ -8,7 +8,7 @@ namespace v4::eval {
 
 HttpFn default_http() {
   return [](const std::string& method, const std::string& url, const HttpHeaders& headers, const std::string& body, double timeout_s) {
-    net::Request req;
+    net::ClientRequest req;
     req.method = method;
     req.url = url;
     for (const auto& h : headers) req.headers.push_back(h);

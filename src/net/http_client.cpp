@@ -84,7 +84,7 @@ static bool iequals(std::string_view a, std::string_view b) {
   return true;
 }
 
-std::string header_value(const Headers& h, std::string_view name) {
+std::string header_value(const ClientHeaders& h, std::string_view name) {
   for (const auto& [k, v] : h)
     if (iequals(k, name)) return v;
   return {};
@@ -187,7 +187,7 @@ class RespParser final : public http::basic_parser<false> {
 
 class Exchange final : public RequestHandle, public std::enable_shared_from_this<Exchange> {
  public:
-  Exchange(std::shared_ptr<HttpClient::Impl> client, Request req, Handlers h)
+  Exchange(std::shared_ptr<HttpClient::Impl> client, ClientRequest req, Handlers h)
       : client_(std::move(client)), req_(std::move(req)), h_(std::move(h)), timer_(client_->io) {}
 
   void start() {
@@ -524,7 +524,7 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
   }
 
   std::shared_ptr<HttpClient::Impl> client_;
-  Request req_;
+  ClientRequest req_;
   Handlers h_;
   Url url_;
   http::request<http::string_body> msg_;
@@ -562,7 +562,7 @@ std::size_t RespParser::on_chunk_body_impl(std::uint64_t, boost::beast::string_v
 HttpClient::HttpClient(asio::io_context& io, ClientOptions opt) : impl_(std::make_shared<Impl>(io, std::move(opt))) {}
 HttpClient::~HttpClient() { close_idle(); }
 
-std::shared_ptr<RequestHandle> HttpClient::start(Request req, Handlers h) {
+std::shared_ptr<RequestHandle> HttpClient::start(ClientRequest req, Handlers h) {
   auto ex = std::make_shared<Exchange>(impl_, std::move(req), std::move(h));
   ex->start();
   return ex;
@@ -580,7 +580,7 @@ void HttpClient::close_idle() {
   impl_->idle.clear();
 }
 
-Response fetch(const Request& req, ClientOptions opt) {
+Response fetch(const ClientRequest& req, ClientOptions opt) {
   asio::io_context io;
   Response out;
   {
@@ -593,16 +593,16 @@ Response fetch(const Request& req, ClientOptions opt) {
   return out;
 }
 
-Response get(const std::string& url, const Headers& headers, Timeouts t) {
-  Request r;
+Response get(const std::string& url, const ClientHeaders& headers, Timeouts t) {
+  ClientRequest r;
   r.url = url;
   r.headers = headers;
   r.timeouts = t;
   return fetch(r);
 }
 
-Response post_json(const std::string& url, const std::string& json, const Headers& headers, Timeouts t) {
-  Request r;
+Response post_json(const std::string& url, const std::string& json, const ClientHeaders& headers, Timeouts t) {
+  ClientRequest r;
   r.method = "POST";
   r.url = url;
   r.headers = headers;

@@ -57,9 +57,9 @@ struct Url {
 };
 
 // Case-insensitive header lookup helpers work on this list (order and duplicates kept).
-using Headers = std::vector<std::pair<std::string, std::string>>;
+using ClientHeaders = std::vector<std::pair<std::string, std::string>>;
 // Value of the first header named `name` (case-insensitive), or empty.
-std::string header_value(const Headers& h, std::string_view name);
+std::string header_value(const ClientHeaders& h, std::string_view name);
 
 struct Timeouts {
   std::chrono::milliseconds connect{10'000};
@@ -67,10 +67,10 @@ struct Timeouts {
   std::chrono::milliseconds total{600'000};
 };
 
-struct Request {
+struct ClientRequest {
   std::string method = "GET";
   std::string url;        // absolute http(s) URL
-  Headers headers;        // Host, Content-Length and User-Agent are added when absent
+  ClientHeaders headers;        // Host, Content-Length and User-Agent are added when absent
   std::string body;
   Timeouts timeouts;
 };
@@ -98,7 +98,7 @@ struct Response {
   ErrorKind error = ErrorKind::none;
   std::string error_message;  // human-readable, empty when error == none
   int status = 0;             // HTTP status (0 when no status line arrived)
-  Headers headers;
+  ClientHeaders headers;
   std::string body;           // the whole body, unless Handlers::on_body consumed it
   uint64_t body_bytes = 0;    // de-chunked body bytes received
   bool reused_connection = false;
@@ -138,7 +138,7 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   // Starts a request; returns at once. Errors (including a bad URL) arrive through on_done.
-  std::shared_ptr<RequestHandle> start(Request req, Handlers h);
+  std::shared_ptr<RequestHandle> start(ClientRequest req, Handlers h);
 
   // Idle pooled connections (for tests and diagnostics).
   size_t idle_connections() const;
@@ -153,9 +153,9 @@ class HttpClient {
 
 // Blocking request on a private io_context (not for hot paths). Never throws for network errors:
 // check Response::error.
-Response fetch(const Request& req, ClientOptions opt = {});
+Response fetch(const ClientRequest& req, ClientOptions opt = {});
 // Shorthands.
-Response get(const std::string& url, const Headers& headers = {}, Timeouts t = {});
-Response post_json(const std::string& url, const std::string& json, const Headers& headers = {}, Timeouts t = {});
+Response get(const std::string& url, const ClientHeaders& headers = {}, Timeouts t = {});
+Response post_json(const std::string& url, const std::string& json, const ClientHeaders& headers = {}, Timeouts t = {});
 
 }  // namespace v4::net

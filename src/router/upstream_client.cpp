@@ -53,7 +53,7 @@ UpClient::UpClient(boost::asio::io_context& io) : impl_(std::make_unique<Impl>(i
 UpClient::~UpClient() = default;
 
 std::shared_ptr<UpCancel> UpClient::start(UpCall call, UpHandlers h) {
-  net::Request r;
+  net::ClientRequest r;
   r.method = std::move(call.method);
   r.url = std::move(call.url);
   r.headers = std::move(call.headers);

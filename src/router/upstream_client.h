@@ -1,6 +1,7 @@
 // The router's view of the HTTP client (src/net/http_client.h): requests to upstreams on the
 // router's upstream io_context. A separate translation unit because net/http_client.h and
-// net/http_exchange.h (the server side) both declare v4::net::Request and v4::net::Headers.
+// net/http_exchange.h (the server side) used to both declare v4::net::Request and v4::net::Headers
+// (the client types are now net::ClientRequest / net::ClientHeaders).
 #pragma once
 #include <functional>
 #include <memory>

@@ -23,8 +23,8 @@ std::string chat_body(bool stream, const std::string& model = "scripted-model") 
   return json{{"model", model}, {"stream", stream}, {"messages", json::array({{{"role", "user"}, {"content", "hi"}}})}}.dump();
 }
 
-Request chat_req(const ScriptedEndpoint& ep, bool stream) {
-  Request r;
+ClientRequest chat_req(const ScriptedEndpoint& ep, bool stream) {
+  ClientRequest r;
   r.method = "POST";
   r.url = ep.base_url() + "/v1/chat/completions";
   r.headers = {{"Content-Type", "application/json"}};
@@ -171,7 +171,7 @@ TEST(HttpClient, StalePooledConnectionIsRetriedOnce) {
   std::string url = ep->base_url();
   ep.reset();  // the pooled socket is now closed by the peer
   io.restart();
-  Request rq;
+  ClientRequest rq;
   rq.url = url + "/v1/models";
   Handlers h2;
   h2.on_done = [&](Response&& r) { r2 = std::move(r); };
@@ -199,7 +199,7 @@ TEST(HttpClient, UnreachableAndBadUrl) {
 TEST(HttpClient, FirstByteAndTotalTimeouts) {
   {
     RawServer srv("", 600);  // accepts, reads, never answers
-    Request r;
+    ClientRequest r;
     r.url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/";
     r.timeouts.first_byte = std::chrono::milliseconds(100);
     auto t0 = Clock::now();
@@ -213,7 +213,7 @@ TEST(HttpClient, FirstByteAndTotalTimeouts) {
     s.interval_ms = 100;
     s.answer_chunks = 20;
     ScriptedEndpoint ep(s);
-    Request r = chat_req(ep, true);
+    ClientRequest r = chat_req(ep, true);
     r.timeouts.total = std::chrono::milliseconds(250);
     auto resp = fetch(r);
     EXPECT_EQ(resp.error, ErrorKind::timeout_total) << resp.error_message;

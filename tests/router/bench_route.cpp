@@ -73,7 +73,7 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds) {
   one = [&] {
     if (Clock::now() >= t_end) return;
     ++active;
-    v4::net::Request r;
+    v4::net::ClientRequest r;
     r.method = "POST";
     r.url = url;
     r.headers = {{"Content-Type", "application/json"}};
@@ -194,7 +194,7 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
       std::function<void()> one;
       one = [&] {
         if (Clock::now() >= t_end) return;
-        v4::net::Request q;
+        v4::net::ClientRequest q;
         q.method = "POST";
         q.url = via;
         q.headers = {{"Content-Type", "application/json"}, {"x-bench", "fast"}};
