@@ -224,6 +224,11 @@ void Service::routes() {
               {"kv_bytes", sched_->kv_bytes_in_use()}, {"connections", http_->connections()}};
     res.set_content(wire(j), "application/json");
   });
+  // Claude Code (and load balancers) probe `HEAD /` before the first request: answer it rather
+  // than log a 404 for every session.
+  h.route("GET", "/", [this](const net::Request&, net::Reply& res) {
+    res.set_content(wire(json{{"status", "ok"}, {"model", model_id_}}), "application/json");
+  });
   h.route("GET", "/metrics", [this](const net::Request&, net::Reply& res) {
     res.set_content(metrics_.render(), "text/plain; version=0.0.4");
   });

@@ -73,6 +73,15 @@ TEST(Http, HealthModelsMetrics) {
   ASSERT_TRUE(h);
   EXPECT_EQ(h->status, 200);
   EXPECT_EQ(json::parse(h->body)["status"], "ok");
+  // The root answers GET and HEAD (Claude Code probes `HEAD /`), HEAD without a body.
+  auto root = c.Get("/");
+  ASSERT_TRUE(root);
+  EXPECT_EQ(root->status, 200);
+  EXPECT_EQ(json::parse(root->body)["model"], "test-model");
+  auto head = c.request("HEAD", "/");
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_TRUE(head->body.empty());
   auto m = c.Get("/v1/models");
   ASSERT_TRUE(m);
   EXPECT_EQ(json::parse(m->body)["data"][0]["id"], "test-model");
