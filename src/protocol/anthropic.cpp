@@ -4,6 +4,7 @@
 
 #include "protocol/fields.h"
 #include "protocol/parse_common.h"
+#include "text/py_json.h"
 
 namespace v4::protocol::anthropic {
 
@@ -183,7 +184,7 @@ Request parse_request(const ojson& body, bool for_count) {
           call.id = b.value("id", "");
           if (!b.contains("name") || !b["name"].is_string()) throw ProtocolError(bw + ".name", "tool_use blocks need a 'name'");
           call.name = b["name"];
-          call.arguments = b.contains("input") ? b["input"].dump() : "{}";
+          call.arguments = b.contains("input") ? text::json_dump_exact(b["input"]) : "{}";
           a.tool_calls.push_back(std::move(call));
         } else if (t == "server_tool_use" || t == "web_search_tool_result" || t == "web_fetch_tool_result") {
           a.dropped.push_back(t);
@@ -296,7 +297,7 @@ Response parse_response(const ojson& body) {
       ToolCall c;
       c.id = b.value("id", "");
       c.name = b.value("name", "");
-      c.arguments = b.contains("input") ? b["input"].dump() : "{}";
+      c.arguments = b.contains("input") ? text::json_dump_exact(b["input"]) : "{}";
       r.tool_calls.push_back(std::move(c));
     }
   }

@@ -18,17 +18,22 @@
 #include "server/response_store.h"
 #include "server/sse.h"
 #include "server/token_mask.h"
+#include "text/py_json.h"
 
 namespace v4 {
 
 using json = nlohmann::json;
 
+// Request bodies keep integers of any size exactly (nlohmann alone turns those beyond 64 bits
+// into doubles): an Anthropic tool_use.input re-rendered into the prompt must carry the digits
+// the official encoder (Python json) would. A big integer where a field wants a number is then a
+// 400 naming that field, not a silently rounded value.
 nlohmann::ordered_json parse_body(const std::string& body) {
   if (body.empty()) throw ApiError(400, "the request body is empty; expected a JSON object");
   try {
-    return nlohmann::ordered_json::parse(body);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
-    throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
+    return text::parse_json_exact(body, "the request body");
+  } catch (const InputError& e) {
+    throw ApiError(400, e.what());  // "the request body is not valid JSON: <parser message>"
   }
 }
 

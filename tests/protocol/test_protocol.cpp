@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "protocol/protocol.h"
+#include "text/py_json.h"
 
 namespace v4::protocol {
 namespace {
@@ -233,6 +234,24 @@ TEST(Protocol, AnthropicRequestFields) {
   // count_tokens bodies need no max_tokens; messages bodies do; no thinking by default.
   Request c = anthropic::parse_request(J(R"({"model": "m", "messages": [{"role": "user", "content": "x"}]})"), true);
   EXPECT_EQ(c.reasoning.enabled, false);
+}
+
+// Integers beyond 64 bits in an Anthropic tool_use.input (an object, not a string as in OpenAI's
+// arguments) keep their digits when the body is parsed exactly, as the server parses it.
+TEST(Protocol, AnthropicToolUseInputKeepsBigIntegersExact) {
+  auto body = text::parse_json_exact(R"({"model": "m", "max_tokens": 64, "messages": [
+      {"role": "user", "content": "go"},
+      {"role": "assistant", "content": [{"type": "tool_use", "id": "tu_1", "name": "f",
+        "input": {"id": 123456789012345678901234567890, "neg": -98765432109876543210, "x": 1.5}}]},
+      {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "tu_1", "content": "ok"}]}]})",
+                                     "test body");
+  Request r = anthropic::parse_request(body);
+  EXPECT_EQ(r.messages[1].tool_calls[0].arguments,
+            R"({"id":123456789012345678901234567890,"neg":-98765432109876543210,"x":1.5})");
+  // A big integer where a number field is expected is refused naming the field.
+  auto bad = text::parse_json_exact(R"({"model": "m", "max_tokens": 123456789012345678901234567890,
+      "messages": [{"role": "user", "content": "x"}]})", "test body");
+  EXPECT_NE(param_of([&] { anthropic::parse_request(bad); }).find("max_tokens"), std::string::npos);
 }
 
 TEST(Protocol, MalformedRequestsNameTheField) {
