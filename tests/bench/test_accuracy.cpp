@@ -11,7 +11,10 @@
 // streams open) so the server is not processing a burst of 500 requests at once.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cmath>
+#include <cstdlib>
 
 #include "../common/scripted_endpoint.h"
 #include "bench/metrics.h"
@@ -30,7 +33,16 @@ struct Errors {
   int max_in_flight = 0;
   size_t ok = 0;
   double tokens_per_s = 0;
+  double cpu_us_per_piece = 0;  // this process (client + scripted server), user + system
+  double cpu_share = 0;         // CPU seconds per wall second during the run (2 = both cores)
 };
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto s = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return s(u.ru_utime) + s(u.ru_stime);
+}
 
 Errors measure(const Schedule& s, const LoadSpec& load) {
   ScriptedEndpoint ep(s);
@@ -42,7 +54,10 @@ Errors measure(const Schedule& s, const LoadSpec& load) {
   ws.input = LengthDist::parse("--input-len", "16");
   ws.output = LengthDist::parse("--output-len", std::to_string(s.answer_chunks));
   Workload wl(ws, nullptr);
+  const double cpu0 = cpu_seconds();
+  const auto wall0 = std::chrono::steady_clock::now();
   RunResult res = run_load(t, load, wl, nullptr, nullptr, nullptr);
+  const double cpu = cpu_seconds() - cpu0, wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   Errors e;
   const double d = s.first_token_ms, iv = s.interval_ms, R = s.reasoning_chunks;
   const size_t N = s.reasoning_chunks + s.answer_chunks;
@@ -77,6 +92,10 @@ Errors measure(const Schedule& s, const LoadSpec& load) {
     for (double g : r.itl()) e.n_itl.push_back(std::fabs(g - iv));
   }
   e.tokens_per_s = res.duration_s > 0 ? tokens / res.duration_s : 0;
+  // If the errors are large, these say whether the process was starved: the client can only be as
+  // accurate as the CPU it gets (a piece read late shares one receive time with the next ones).
+  e.cpu_us_per_piece = res.records.empty() ? 0 : cpu * 1e6 / (static_cast<double>(res.records.size()) * static_cast<double>(N));
+  e.cpu_share = wall > 0 ? cpu / wall : 0;
   return e;
 }
 
@@ -87,6 +106,10 @@ void expect_within_1ms(const Errors& e) {
               p_ttft, p_ttfa, p_itl, p_tpot, e.ok, e.max_in_flight, e.tokens_per_s);
   std::printf("p99 |deviation from the nominal schedule| ms (server + client): ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f\n",
               percentile(e.n_ttft, 99), percentile(e.n_ttfa, 99), percentile(e.n_itl, 99), percentile(e.n_tpot, 99));
+  double load[3] = {0, 0, 0};
+  if (getloadavg(load, 3) < 1) load[0] = -1;
+  std::printf("process CPU: %.1f us per piece (client + scripted server), %.2f CPU-s per wall-s; load average %.2f\n",
+              e.cpu_us_per_piece, e.cpu_share, load[0]);
   EXPECT_LT(p_ttft, 1.0);
   EXPECT_LT(p_ttfa, 1.0);
   EXPECT_LT(p_itl, 1.0);

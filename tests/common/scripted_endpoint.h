@@ -91,7 +91,7 @@ class ScriptedEndpoint {
     boost::beast::flat_buffer buf;
     boost::beast::http::request<boost::beast::http::string_body> req;
     boost::asio::steady_timer timer;
-    std::vector<std::string> events;  // SSE events to send, one per scheduled chunk
+    std::vector<std::string> events;  // SSE events to send, one per scheduled chunk, chunk-framed
     std::vector<std::chrono::steady_clock::time_point> at;
     std::string tail;                 // finish + terminator, sent right after the last chunk
     size_t next = 0;
@@ -218,6 +218,9 @@ class ScriptedEndpoint {
       events.clear();
       at.clear();
       sent.clear();
+      events.reserve(N);
+      at.reserve(N);
+      sent.reserve(N + 1);
       id = std::string(req["X-Request-Id"]);
       next = 0;
       auto sse = [](const std::string& ev, const json& j) { return (ev.empty() ? std::string() : "event: " + ev + "\n") + "data: " + j.dump() + "\n\n"; };
@@ -234,7 +237,7 @@ class ScriptedEndpoint {
           if (i == 0 || i == R) e += sse("content_block_start", {{"type", "content_block_start"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"content_block", reasoning ? json{{"type", "thinking"}, {"thinking", ""}} : json{{"type", "text"}, {"text", ""}}}});
           e += sse("content_block_delta", {{"type", "content_block_delta"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"delta", reasoning ? json{{"type", "thinking_delta"}, {"thinking", words}} : json{{"type", "text_delta"}, {"text", words}}}});
         } else e = sse(reasoning ? "response.reasoning_text.delta" : "response.output_text.delta", {{"type", reasoning ? "response.reasoning_text.delta" : "response.output_text.delta"}, {"delta", words}});
-        events.push_back(e);
+        events.push_back(chunk(e));  // framed once here: the per-piece path only writes
         at.push_back(at_i(i));
       }
       tail.clear();
@@ -266,9 +269,13 @@ class ScriptedEndpoint {
       timer.expires_at(at[next]);
       timer.async_wait([self](boost::system::error_code ec) {
         if (ec) return;
-        std::string e = self->events[self->next++];
+        // The event stays in `events` until the stream ends, so it is written in place (no copy or
+        // allocation per piece: this server shares the CPU with the client under test).
+        const std::string& e = self->events[self->next++];
         self->sent.push_back(std::chrono::steady_clock::now());
-        self->write_raw(chunk(e), [self] { self->tick(); });
+        boost::asio::async_write(self->sock, boost::asio::buffer(e), [self](boost::system::error_code ec, size_t) {
+          if (!ec) self->tick();
+        });
       });
     }
   };
