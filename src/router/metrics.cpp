@@ -2,33 +2,9 @@
 
 #include <fmt/format.h>
 
-namespace v4::router {
+#include "core/prometheus.h"
 
-std::string Metrics::render_labels(const Labels& l) {
-  if (l.empty()) return "";
-  // Appended by hand: this runs several times per request on the hot path.
-  std::string s;
-  size_t n = 2;
-  for (auto& [k, v] : l) n += k.size() + v.size() + 4;
-  s.reserve(n);
-  s += '{';
-  for (size_t i = 0; i < l.size(); ++i) {
-    if (i) s += ',';
-    s += l[i].first;
-    s += "=\"";
-    for (char c : l[i].second) {
-      if (c == '"' || c == '\\') s += '\\';
-      if (c == '\n') {
-        s += "\\n";
-        continue;
-      }
-      s += c;
-    }
-    s += '"';
-  }
-  s += '}';
-  return s;
-}
+namespace v4::router {
 
 void Metrics::describe(const std::string& name, const std::string& type, const std::string& help) {
   std::lock_guard<std::mutex> g(mu_);
@@ -46,19 +22,19 @@ void Metrics::describe_histogram(const std::string& name, const std::string& hel
 }
 
 void Metrics::inc(const std::string& name, const Labels& l, double v) {
-  std::string k = render_labels(l);
+  std::string k = prometheus_labels(l);
   std::lock_guard<std::mutex> g(mu_);
   fam_[name].samples[k] += v;
 }
 
 void Metrics::set(const std::string& name, const Labels& l, double v) {
-  std::string k = render_labels(l);
+  std::string k = prometheus_labels(l);
   std::lock_guard<std::mutex> g(mu_);
   fam_[name].samples[k] = v;
 }
 
 void Metrics::observe(const std::string& name, const Labels& l, double v) {
-  std::string k = render_labels(l);
+  std::string k = prometheus_labels(l);
   std::lock_guard<std::mutex> g(mu_);
   auto& f = fam_[name];
   auto& h = f.hist[k];
@@ -70,7 +46,7 @@ void Metrics::observe(const std::string& name, const Labels& l, double v) {
 }
 
 double Metrics::value(const std::string& name, const Labels& l) const {
-  std::string k = render_labels(l);
+  std::string k = prometheus_labels(l);
   std::lock_guard<std::mutex> g(mu_);
   auto it = fam_.find(name);
   if (it == fam_.end()) return 0;

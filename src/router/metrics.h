@@ -28,7 +28,6 @@ class Metrics {
     std::map<std::string, double> samples;                // rendered labels -> value
     std::map<std::string, std::vector<double>> hist;      // rendered labels -> bucket counts + sum + count
   };
-  static std::string render_labels(const Labels& l);
   mutable std::mutex mu_;
   std::map<std::string, Family> fam_;
 };

@@ -3,25 +3,9 @@
 #include <cstdio>
 #include <sstream>
 
-namespace v4 {
+#include "core/prometheus.h"
 
-std::string Metrics::key(const Labels& l) {
-  if (l.empty()) return "";
-  std::string s = "{";
-  for (size_t i = 0; i < l.size(); ++i) {
-    s += (i ? "," : "") + l[i].first + "=\"";
-    for (char c : l[i].second) {
-      if (c == '"' || c == '\\') s += '\\';
-      if (c == '\n') {
-        s += "\\n";
-        continue;
-      }
-      s += c;
-    }
-    s += "\"";
-  }
-  return s + "}";
-}
+namespace v4 {
 
 void Metrics::describe(const std::string& name, const std::string& type, const std::string& help) {
   std::lock_guard<std::mutex> lk(mu_);
@@ -40,18 +24,18 @@ void Metrics::describe_histogram(const std::string& name, const std::string& hel
 
 void Metrics::inc(const std::string& name, const Labels& labels, double v) {
   std::lock_guard<std::mutex> lk(mu_);
-  fam_[name].values[key(labels)] += v;
+  fam_[name].values[prometheus_labels(labels)] += v;
 }
 
 void Metrics::set(const std::string& name, const Labels& labels, double v) {
   std::lock_guard<std::mutex> lk(mu_);
-  fam_[name].values[key(labels)] = v;
+  fam_[name].values[prometheus_labels(labels)] = v;
 }
 
 void Metrics::observe(const std::string& name, double v, const Labels& labels) {
   std::lock_guard<std::mutex> lk(mu_);
   auto& f = fam_[name];
-  auto& h = f.hists[key(labels)];
+  auto& h = f.hists[prometheus_labels(labels)];
   if (h.counts.size() != f.buckets.size()) h.counts.assign(f.buckets.size(), 0);
   for (size_t i = 0; i < f.buckets.size(); ++i)
     if (v <= f.buckets[i]) {
@@ -67,10 +51,10 @@ double Metrics::value(const std::string& name, const Labels& labels) const {
   auto it = fam_.find(name);
   if (it == fam_.end()) return 0;
   if (it->second.type == "histogram") {
-    auto h = it->second.hists.find(key(labels));
+    auto h = it->second.hists.find(prometheus_labels(labels));
     return h == it->second.hists.end() ? 0 : static_cast<double>(h->second.count);
   }
-  auto v = it->second.values.find(key(labels));
+  auto v = it->second.values.find(prometheus_labels(labels));
   return v == it->second.values.end() ? 0 : v->second;
 }
 

@@ -34,7 +34,6 @@ class Metrics {
     std::map<std::string, double> values;  // rendered label set -> value
     std::map<std::string, Hist> hists;
   };
-  static std::string key(const Labels& l);
   mutable std::mutex mu_;
   std::map<std::string, Family> fam_;
 };
