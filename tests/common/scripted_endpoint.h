@@ -91,7 +91,9 @@ class ScriptedEndpoint {
     boost::beast::flat_buffer buf;
     boost::beast::http::request<boost::beast::http::string_body> req;
     boost::asio::steady_timer timer;
-    std::vector<std::string> events;  // SSE events to send, one per scheduled chunk, chunk-framed
+    // SSE events to send, one per scheduled chunk, chunk-framed; shared by every request with the
+    // same API and length (built once: building them per request was most of this server's CPU).
+    std::shared_ptr<const std::vector<std::string>> events;
     std::vector<std::chrono::steady_clock::time_point> at;
     std::string tail;                 // finish + terminator, sent right after the last chunk
     size_t next = 0;
@@ -215,10 +217,8 @@ class ScriptedEndpoint {
         });
         return;
       }
-      events.clear();
       at.clear();
       sent.clear();
-      events.reserve(N);
       at.reserve(N);
       sent.reserve(N + 1);
       id = std::string(req["X-Request-Id"]);
@@ -228,7 +228,11 @@ class ScriptedEndpoint {
       if (api == "chat") first = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})}});
       else if (api == "messages") first = sse("message_start", {{"type", "message_start"}, {"message", {{"id", "m1"}, {"type", "message"}, {"role", "assistant"}, {"model", s.model}, {"content", json::array()}, {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", 1}}}}}});
       else if (api == "responses") first = sse("response.created", {{"type", "response.created"}, {"response", {{"id", "r1"}, {"status", "in_progress"}}}});
-      for (int i = 0; i < N; ++i) {
+      auto& cached = ep->events_cache_[api + ":" + std::to_string(answer)];
+      const bool build = !cached;
+      std::vector<std::string> built;
+      for (int i = 0; i < N; ++i) at.push_back(at_i(i));
+      for (int i = 0; build && i < N; ++i) {
         bool reasoning = i < R;
         std::string e;
         if (api == "chat") e = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", {{reasoning ? "reasoning_content" : "content", words}}}, {"finish_reason", nullptr}}})}});
@@ -237,9 +241,10 @@ class ScriptedEndpoint {
           if (i == 0 || i == R) e += sse("content_block_start", {{"type", "content_block_start"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"content_block", reasoning ? json{{"type", "thinking"}, {"thinking", ""}} : json{{"type", "text"}, {"text", ""}}}});
           e += sse("content_block_delta", {{"type", "content_block_delta"}, {"index", reasoning ? 0 : (R ? 1 : 0)}, {"delta", reasoning ? json{{"type", "thinking_delta"}, {"thinking", words}} : json{{"type", "text_delta"}, {"text", words}}}});
         } else e = sse(reasoning ? "response.reasoning_text.delta" : "response.output_text.delta", {{"type", reasoning ? "response.reasoning_text.delta" : "response.output_text.delta"}, {"delta", words}});
-        events.push_back(chunk(e));  // framed once here: the per-piece path only writes
-        at.push_back(at_i(i));
+        built.push_back(chunk(e));  // framed once here: the per-piece path only writes
       }
+      if (build) cached = std::make_shared<const std::vector<std::string>>(std::move(built));
+      events = cached;
       tail.clear();
       if (api == "chat") tail = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}})}}) +
                                 (body.contains("stream_options") ? sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"choices", json::array()}, {"usage", usage_openai}}) : "") + "data: [DONE]\n\n";
@@ -256,7 +261,7 @@ class ScriptedEndpoint {
     }
     void tick() {
       auto self = shared_from_this();
-      if (next >= events.size()) {
+      if (next >= events->size()) {
         ep->open_streams_--;
         sent.push_back(std::chrono::steady_clock::now());
         if (!id.empty()) {
@@ -271,7 +276,7 @@ class ScriptedEndpoint {
         if (ec) return;
         // The event stays in `events` until the stream ends, so it is written in place (no copy or
         // allocation per piece: this server shares the CPU with the client under test).
-        const std::string& e = self->events[self->next++];
+        const std::string& e = (*self->events)[self->next++];
         self->sent.push_back(std::chrono::steady_clock::now());
         boost::asio::async_write(self->sock, boost::asio::buffer(e), [self](boost::system::error_code ec, size_t) {
           if (!ec) self->tick();
@@ -300,6 +305,8 @@ class ScriptedEndpoint {
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
   std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> sent_;
+  // Used on the io thread only.
+  std::map<std::string, std::shared_ptr<const std::vector<std::string>>> events_cache_;
 };
 
 }  // namespace v4::testing
