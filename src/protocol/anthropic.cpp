@@ -499,9 +499,8 @@ std::vector<SseFrame> StreamWriter::abort(const std::string& message) {
 std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   std::vector<StreamEvent> out;
   if (done_) return out;
-  ojson j = try_parse(f.data);
-  if (!j.is_object()) bad_upstream("data", "event is not a JSON object: " + f.data.substr(0, 200));
-  const std::string type = j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : f.event;
+  ojson j = read_sse_object(f, "event");
+  const std::string type = sse_event_type(j, f);
   if (type == "ping") return out;
   if (type == "message_start") {
     if (j.contains("message") && j["message"].is_object() && j["message"].contains("usage")) usage_ = parse_usage(j["message"]["usage"]);

@@ -323,17 +323,7 @@ ojson usage_json(const Usage& u) {
           {"completion_tokens_details", {{"reasoning_tokens", u.reasoning_tokens}}}};
 }
 
-Usage parse_usage(const ojson& u) {
-  Usage o;
-  if (!u.is_object()) return o;
-  o.input_tokens = u.value("prompt_tokens", int64_t{0});
-  o.output_tokens = u.value("completion_tokens", int64_t{0});
-  if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
-    o.cached_tokens = u["prompt_tokens_details"].value("cached_tokens", int64_t{0});
-  if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
-    o.reasoning_tokens = u["completion_tokens_details"].value("reasoning_tokens", int64_t{0});
-  return o;
-}
+Usage parse_usage(const ojson& u) { return read_openai_usage(u, "prompt", "completion"); }
 
 ojson emit_response(const Response& r) {
   ojson msg = ojson::object();
@@ -522,8 +512,7 @@ std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   std::vector<StreamEvent> out;
   if (done_) return out;
   if (f.data == "[DONE]") return end();
-  ojson j = try_parse(f.data);
-  if (!j.is_object()) bad_upstream("data", "chunk is not a JSON object: " + f.data.substr(0, 200));
+  ojson j = read_sse_object(f, "chunk");
   if (j.contains("error") && j["error"].is_object()) {
     auto c = close_calls();
     out.insert(out.end(), c.begin(), c.end());

@@ -139,8 +139,7 @@ std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   std::vector<StreamEvent> out;
   if (done_) return out;
   if (f.data == "[DONE]") return end();
-  ojson j = try_parse(f.data);
-  if (!j.is_object()) bad_upstream("data", "chunk is not a JSON object: " + f.data.substr(0, 200));
+  ojson j = read_sse_object(f, "chunk");
   if (j.contains("error") && j["error"].is_object()) {
     out.push_back(StreamEvent::failed(j["error"].value("message", "upstream error"), "upstream_error"));
     done_ = true;

@@ -456,17 +456,7 @@ ojson usage_json(const Usage& u) {
           {"total_tokens", u.total()}};
 }
 
-Usage parse_usage(const ojson& u) {
-  Usage o;
-  if (!u.is_object()) return o;
-  o.input_tokens = u.value("input_tokens", int64_t{0});
-  o.output_tokens = u.value("output_tokens", int64_t{0});
-  if (u.contains("input_tokens_details") && u["input_tokens_details"].is_object())
-    o.cached_tokens = u["input_tokens_details"].value("cached_tokens", int64_t{0});
-  if (u.contains("output_tokens_details") && u["output_tokens_details"].is_object())
-    o.reasoning_tokens = u["output_tokens_details"].value("reasoning_tokens", int64_t{0});
-  return o;
-}
+Usage parse_usage(const ojson& u) { return read_openai_usage(u, "input", "output"); }
 
 ojson output_items(const Response& r, const Request& req) {
   ojson out = ojson::array();
@@ -796,9 +786,8 @@ std::vector<SseFrame> StreamWriter::abort(const std::string& message) {
 std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   std::vector<StreamEvent> out;
   if (done_) return out;
-  ojson j = try_parse(f.data);
-  if (!j.is_object()) bad_upstream("data", "event is not a JSON object: " + f.data.substr(0, 200));
-  const std::string type = j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : f.event;
+  ojson j = read_sse_object(f, "event");
+  const std::string type = sse_event_type(j, f);
   auto open_for = [&](const std::string& item_id) -> Open* {
     for (auto& o : open_)
       if (o.item_id == item_id) return &o;

@@ -102,4 +102,25 @@ void read_chat_reasoning(const ojson& body, ReasoningRequest& out) {
   out.effort = effort;
 }
 
+ojson read_sse_object(const SseFrame& f, const char* what) {
+  ojson j = try_parse(f.data);
+  if (!j.is_object()) bad_upstream("data", std::string(what) + " is not a JSON object: " + f.data.substr(0, 200));
+  return j;
+}
+
+std::string sse_event_type(const ojson& j, const SseFrame& f) {
+  return j.contains("type") && j["type"].is_string() ? j["type"].get<std::string>() : f.event;
+}
+
+Usage read_openai_usage(const ojson& u, const std::string& in, const std::string& out) {
+  Usage o;
+  if (!u.is_object()) return o;
+  o.input_tokens = u.value(in + "_tokens", int64_t{0});
+  o.output_tokens = u.value(out + "_tokens", int64_t{0});
+  const std::string in_d = in + "_tokens_details", out_d = out + "_tokens_details";
+  if (u.contains(in_d) && u[in_d].is_object()) o.cached_tokens = u[in_d].value("cached_tokens", int64_t{0});
+  if (u.contains(out_d) && u[out_d].is_object()) o.reasoning_tokens = u[out_d].value("reasoning_tokens", int64_t{0});
+  return o;
+}
+
 }  // namespace v4::protocol

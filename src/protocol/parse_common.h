@@ -15,5 +15,12 @@ std::vector<std::string> read_stop(const ojson& body, const char* key, size_t ma
 void read_chat_reasoning(const ojson& body, ReasoningRequest& out);
 // The effort names every dialect accepts.
 bool known_effort(const std::string& e);
+// An OpenAI-style usage object: {<in>, <out>, <in>_details.cached_tokens,
+// <out>_details.reasoning_tokens} ("prompt"/"completion" for chat, "input"/"output" for responses).
+// A streamed frame's data as a JSON object, else a 502 naming `what` ("chunk", "event").
+ojson read_sse_object(const SseFrame& f, const char* what);
+// The event's "type" field, else the SSE event name.
+std::string sse_event_type(const ojson& j, const SseFrame& f);
+Usage read_openai_usage(const ojson& u, const std::string& in, const std::string& out);
 
 }  // namespace v4::protocol
