@@ -278,9 +278,14 @@ class ExactSax : public nlohmann::json_sax<ojson> {
     return put(ojson(v));
   }
   bool string(string_t& s) override {
-    if (s.size() > kMarker.size() && s.compare(0, kMarker.size(), kMarker) == 0 && overflow_) {
-      const size_t k = std::stoul(s.substr(kMarker.size()));
-      if (k < overflow_->size()) {
+    // A stand-in exists only once a literal was swapped out; a client's own string that merely
+    // starts like one (a NUL is writable as \u0000) stays a string and must never throw.
+    if (overflow_ && !overflow_->empty() && s.size() > kMarker.size() && s.compare(0, kMarker.size(), kMarker) == 0) {
+      size_t k = 0;
+      const char* b = s.data() + kMarker.size();
+      const char* e = s.data() + s.size();
+      auto [end, ec] = std::from_chars(b, e, k);
+      if (ec == std::errc() && end == e && k < overflow_->size()) {
         const std::string& t = (*overflow_)[k];
         if (t.find_first_of(".eE") == std::string::npos) return put(make_big_integer(t));
         return put(ojson(t[0] == '-' ? -HUGE_VAL : HUGE_VAL));  // Python: float('1e400') = inf

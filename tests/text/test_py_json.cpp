@@ -91,6 +91,14 @@ TEST(PyJson, InvalidJsonStillRejected) {
   EXPECT_EQ(redump("[\"\\u0000v4num:0\", 1]"), "[\"\\u0000v4num:0\", 1]");
   // ... and with it present an overflowing literal is refused rather than guessed.
   EXPECT_THROW(parse_json_exact("[\"\\u0000v4num:0\", 1e400]", "t"), v4::InputError);
+  // Stand-in look-alikes whose tail is no index (found by fuzz_render: std::stoul threw and
+  // terminated the process, which for the server's request bodies meant one request killing it).
+  for (const char* s : {"[\"\\u0000v4num:nt\"]", "[\"\\u0000v4num:\"]", "[\"\\u0000v4num:99999999999999999999999\"]",
+                        "{\"a\": \"\\u0000v4num:-1\", \"b\": 2}"})
+    EXPECT_NO_THROW(parse_json_exact(s, "t")) << s;
+  EXPECT_EQ(redump("[\"\\u0000v4num:nt\"]"), "[\"\\u0000v4num:nt\"]");
+  // The fuzzer's own input: rejected as invalid JSON, not a crash.
+  EXPECT_THROW(parse_json_exact("{\"messages\":[{\"ro|e\":\"\\u0000v4num:nt\":\"x\"}", "t"), v4::InputError);
 }
 
 // Tool-call arguments are re-serialised into the DSML prompt as json.dumps does.
