@@ -6,14 +6,13 @@
 // response.incomplete, as a failed turn — and its usage must be what the server charged.
 // Run: cd tests/node && V4HOST_BIN=../../build/v4host node --test agent_codex.test.mjs
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { makeEndingModel, skipReason, startServer } from './v4host_server.mjs';
+import { makeEndingModel, runProcess as run, skipReason, startServer } from './v4host_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CODEX = path.join(here, 'node_modules', '.bin', 'codex');
@@ -26,18 +25,6 @@ if (!skip) {
   skip = model.why;
 }
 if (skip) console.log(`# SKIP agent_codex: ${skip}`);
-
-function run(cmd, args, { env, cwd, timeoutMs }) {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
-  });
-}
 
 describe('Codex CLI -> v4host serve (/v1/responses)', { skip: skip || false }, () => {
   let srv;

@@ -52,6 +52,19 @@ export function freePort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+// Runs a client CLI (an agent) to completion: { code, out, err }; killed after timeoutMs.
+export function runProcess(cmd, args, { env, cwd, timeoutMs }) {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { err += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => { clearTimeout(t); resolve({ code, out, err }); });
+  });
+}
+
 // Starts `v4host serve --model DIR --port P ...extra` and waits until GET /health answers 200.
 // Returns { port, base, url, proc, log(), stop() }; url is the /v1 base for the SDKs.
 export async function startServer(modelDir, extra = [], { env = {}, startTimeoutMs = 60000 } = {}) {
