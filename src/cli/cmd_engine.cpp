@@ -121,8 +121,9 @@ void run_generate(const GenArgs& a) {
   if (a.temperature < 0 || a.top_p <= 0 || a.top_p > 1) throw InputError("need --temperature >= 0 and 0 < --top-p <= 1");
   auto w = ModelWeights::load(a.model, a.speculative, a.quiet);
   Engine eng(*w, numerics_from(a.numerics));
-  if (a.speculative && !eng.has_mtp()) throw InputError("--speculative: the checkpoint has no mtp.* weights");
-  auto st = eng.new_sequence(a.speculative);
+  if (a.speculative && drafter_of(eng) == DrafterKind::None)
+    throw InputError("--speculative: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
+  auto st = eng.new_sequence();
   const int V = w->cfg.vocab_size;
   const SamplingParams sp{a.temperature, a.top_p, 0.0f, 0, a.seed};
   std::vector<int32_t> out;
@@ -135,7 +136,7 @@ void run_generate(const GenArgs& a) {
     std::fflush(stdout);
   };
   if (a.speculative) {
-    // MTP drafts, one batched verifying forward per step; same output distribution as plain.
+    // MTP or DSpark drafts, one batched verifying forward per step; same output distribution as plain.
     SpeculativeDecoder sd(eng, *st, sp);
     sd.start(tokens.data(), static_cast<int>(tokens.size()));
     sd.generate(a.n, [&](int32_t t) {
@@ -143,8 +144,8 @@ void run_generate(const GenArgs& a) {
       return true;
     });
     if (!a.quiet)
-      std::fprintf(stderr, "speculative: %lld drafts, %.1f%% accepted, %.2f tokens per verifying forward\n",
-                   static_cast<long long>(sd.stats().drafts), 100 * sd.stats().acceptance(), sd.stats().tokens_per_step());
+      std::fprintf(stderr, "speculative (%s): %lld drafts, %.1f%% accepted, %.2f tokens per verifying forward\n",
+                   drafter_name(sd.sequence().kind()), static_cast<long long>(sd.stats().drafts), 100 * sd.stats().acceptance(), sd.stats().tokens_per_step());
   } else {
     std::vector<float> logits(static_cast<size_t>(V));
     Sampler sampler(sp);
@@ -186,7 +187,8 @@ void run_bench(BenchArgs a) {
   if (a.opt.speculative < 0) throw InputError("--speculative must be >= 0");
   auto w = ModelWeights::load(a.model, a.opt.speculative > 0, a.quiet);
   Engine eng(*w, numerics_from(a.numerics));
-  if (a.opt.speculative > 0 && !eng.has_mtp()) throw InputError("--speculative: the checkpoint has no mtp.* weights");
+  if (a.opt.speculative > 0 && drafter_of(eng) == DrafterKind::None)
+    throw InputError("--speculative: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
   EngineBenchResult r = bench_engine(eng, a.opt);
   if (a.json) {
     std::printf("%s\n", bench_json(r).c_str());
@@ -211,8 +213,8 @@ void run_bench(BenchArgs a) {
                 c.decode_tok_s, c.base_decode_tok_s, 100 * c.decode_tok_s / c.base_decode_tok_s);
   }
   if (r.speculative.tokens > 0)
-    std::printf("speculative      %.2f tokens/s greedy with MTP drafts: %.1f%% accepted, %.2f tokens per verifying forward\n",
-                r.speculative.tok_s, 100 * r.speculative.acceptance, r.speculative.tokens_per_step);
+    std::printf("speculative      %.2f tokens/s greedy with %s drafts: %.1f%% accepted, %.2f tokens per verifying forward\n",
+                r.speculative.tok_s, drafter_name(drafter_of(eng)), 100 * r.speculative.acceptance, r.speculative.tokens_per_step);
 }
 
 }  // namespace
@@ -228,7 +230,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--decode", a->opt.decode, "decode steps per figure");
     c->add_option("--context", a->opt.context, "long-context figure: prefill and decode after N tokens (0 = skip)");
     c->add_option("--context-base", a->opt.context_base, "the short context it is compared with");
-    c->add_option("--speculative", a->opt.speculative, "also generate N tokens with MTP speculation (0 = skip)");
+    c->add_option("--speculative", a->opt.speculative, "also generate N tokens with speculation (MTP or DSpark drafts; 0 = skip)");
     c->add_option("--seed", a->opt.seed, "random seed for the token ids");
     c->add_option("--numerics", a->numerics, "exact | official | cachesim");
     c->add_flag("--json", a->json, "machine-readable output");
@@ -289,7 +291,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--top-p", a->top_p, "nucleus sampling");
     c->add_option("--seed", a->seed, "random seed");
     c->add_option("--numerics", a->numerics, "exact | official | cachesim");
-    c->add_flag("--speculative", a->speculative, "draft with the MTP module, verify in one batched forward (exact)");
+    c->add_flag("--speculative", a->speculative, "draft with the MTP head or the DSpark drafter, verify in one batched forward (exact)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_generate(*a); });
   }

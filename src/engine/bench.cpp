@@ -203,7 +203,7 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
     c.decode_tok_s = opt.decode / tl;
     note("context %.0f: prefill %.1f tok/s", c.tokens, c.prefill_tok_s);
   }
-  if (opt.speculative > 0 && eng.has_mtp()) {
+  if (opt.speculative > 0 && drafter_of(eng) != DrafterKind::None) {
     auto st = eng.new_sequence(true);
     SpeculativeDecoder sd(eng, *st, SamplingParams{});
     auto prompt = run.random_tokens(32);

@@ -97,19 +97,53 @@ void hc_post(const ModelConfig& cfg, const float* f, float* X, int M, const HcMi
   });
 }
 
-void run_block(const Ctx& c, const BlockWeights& b, float* X, int M, const int32_t* tokens, std::vector<SegCtx>& segs) {
+// DSpark context rows: after target block l (the k-th of dspark.target_layer_ids), the mean over
+// the hc streams of every token of the segments that asked for them (Segment::aux).
+void capture_aux(const ModelConfig& cfg, int l, const float* X, std::span<Segment> segs, const std::vector<SegCtx>& ctx,
+                 const std::vector<size_t>& which, const std::vector<int>& done) {
+  const auto& tl = cfg.dspark.target_layer_ids;
+  const auto it = std::find(tl.begin(), tl.end(), l);
+  if (it == tl.end()) return;
+  const int hc = cfg.hc_mult, D = cfg.dim, T = static_cast<int>(tl.size()), k = static_cast<int>(it - tl.begin());
+  for (size_t j = 0; j < ctx.size(); ++j) {
+    float* aux = segs[which[j]].aux;
+    if (!aux) continue;
+    for (int t = 0; t < ctx[j].n; ++t) {
+      const float* x = X + static_cast<size_t>(ctx[j].off + t) * hc * D;
+      float* o = aux + (static_cast<size_t>(done[which[j]] + t) * T + k) * D;
+      for (int d = 0; d < D; ++d) {
+        float acc = 0;
+        for (int s = 0; s < hc; ++s) acc += x[static_cast<size_t>(s) * D + d];
+        o[d] = acc / static_cast<float>(hc);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// One block with the attention sub-layer supplied (the main and MTP blocks use
+// detail::attention; the DSpark draft blocks their non-causal window attention).
+void detail::run_block_with(const Ctx& c, const BlockWeights& b, float* X, int M, const int32_t* tokens, std::vector<SegCtx>& segs,
+                            const AttentionFn& attn) {
   const ModelConfig& cfg = c.cfg;
   const int D = cfg.dim;
   std::vector<float> x(static_cast<size_t>(M) * D), f(static_cast<size_t>(M) * D);
   HcMix mix;
   hc_pre(cfg, b.hc_attn, X, M, x.data(), mix);
   for (int t = 0; t < M; ++t) rmsnorm(x.data() + static_cast<size_t>(t) * D, b.attn_norm.data(), D, cfg.norm_eps, x.data() + static_cast<size_t>(t) * D);
-  detail::attention(c, b, x.data(), M, segs, f.data());
+  attn(x.data(), f.data());
   hc_post(cfg, f.data(), X, M, mix);
   hc_pre(cfg, b.hc_ffn, X, M, x.data(), mix);
   for (int t = 0; t < M; ++t) rmsnorm(x.data() + static_cast<size_t>(t) * D, b.ffn_norm.data(), D, cfg.norm_eps, x.data() + static_cast<size_t>(t) * D);
   detail::moe(c, b, x.data(), M, tokens, segs, f.data());
   hc_post(cfg, f.data(), X, M, mix);
+}
+
+namespace {
+
+void run_block(const Ctx& c, const BlockWeights& b, float* X, int M, const int32_t* tokens, std::vector<SegCtx>& segs) {
+  detail::run_block_with(c, b, X, M, tokens, segs, [&](const float* x, float* out) { detail::attention(c, b, x, M, segs, out); });
 }
 
 // hc_head reduction, final norm and logits for up to 256 selected rows of X.
@@ -195,6 +229,7 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
       run_block(c, w_.layers[static_cast<size_t>(l)], X.data(), M, tokens.data(), ctx);
       if (trace_seg0 && std::find(trace->hidden_layers.begin(), trace->hidden_layers.end(), l) != trace->hidden_layers.end())
         trace->hidden[l].assign(X.begin(), X.begin() + static_cast<long>(ctx[0].n) * hc * D);
+      capture_aux(cfg, l, X.data(), segs, ctx, which, done);
     }
     // Logits rows and final streams.
     std::vector<int> rows;
@@ -288,6 +323,15 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
     s.state->mtp_pos += s.n;
   }
   head_logits(c, cfg, mt.head, w_.lm_head, X.data(), rows, outs.data());
+}
+
+detail::Ctx Engine::drafter_ctx() const {
+  return Ctx{w_.cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
+}
+
+void detail::head_rows(const Ctx& c, const HeadWeights& hw, const LinearWeight& lm, const float* X, const std::vector<int>& rows,
+                       float* const* outs) {
+  head_logits(c, c.cfg, hw, lm, X, rows, outs);
 }
 
 }  // namespace v4

@@ -41,7 +41,25 @@ struct Segment {
   bool all_logits = false;     // logits for every token (else the last only)
   float* logits = nullptr;     // [all_logits ? n : 1, vocab]; may be null
   float* hidden = nullptr;     // optional: final residual streams [n, hc·D] (MTP input)
+  // optional: DSpark context rows [n, T·D] — for each of the T dspark target layers, the mean
+  // over the hc streams after that block, concatenated (the drafter's main_proj input).
+  float* aux = nullptr;
 };
+
+// One sequence's DSpark draft block: the anchor (the last sampled token, not yet consumed by
+// the main model) at position `pos`, then noise tokens; the drafter's context rows must cover
+// positions < pos. `logits` receives the base draft logits [block_size, vocab] (row i predicts
+// position pos + 1 + i; the Markov bias is added by the caller, token by token).
+struct DSparkDraft {
+  DSparkState* state = nullptr;
+  int32_t anchor = 0;
+  int64_t pos = 0;
+  float* logits = nullptr;
+};
+
+namespace detail {
+struct Ctx;
+}
 
 // Input of one MTP segment: the main model's final streams at positions mtp_pos.. and the
 // tokens that follow each of them.
@@ -63,6 +81,7 @@ class Engine {
   const ModelWeights& weights() const { return w_; }
   Numerics numerics() const { return numerics_; }
   bool has_mtp() const { return w_.mtp.has_value(); }
+  bool has_dspark() const { return w_.dspark.has_value(); }
   // Whether `official` numerics run their FP8/FP4 GEMMs on the BF16 dot-product units (same
   // products, FP32 accumulation; V4HOST_NO_BF16=1 keeps the float32 kernels for comparison).
   bool bf16_dot() const;
@@ -74,9 +93,21 @@ class Engine {
   void forward(std::span<Segment> segs, Trace* trace = nullptr);
   void forward_mtp(std::span<MtpSegment> segs);
 
+  // DSpark drafter (engine/dspark.cpp). A fresh per-sequence drafter state; context rows
+  // (Segment::aux) of positions first.. are projected into every stage's window (positions must
+  // follow on from the state's end, or restart it); draft blocks run non-causally over the
+  // window and the block.
+  DSparkState new_dspark_state() const;
+  void dspark_context(DSparkState& st, const float* aux, int64_t first, int n);
+  void dspark_draft(std::span<DSparkDraft> drafts);
+  // bias[v] = markov_w2[v] · markov_w1[prev]: the Markov head's transition bias (added to a row
+  // of base draft logits before sampling that position).
+  void dspark_markov_bias(int32_t prev, float* bias) const;
+
   int max_chunk = 512;
 
  private:
+  detail::Ctx drafter_ctx() const;
   struct Impl;
   const ModelWeights& w_;
   Numerics numerics_;

@@ -1,6 +1,7 @@
 // Shared internals of the forward pass (not a public header).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -48,6 +49,14 @@ void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, floa
 void linear_act2(const Ctx& c, const LinearWeight& w1, const LinearWeight& w3, const float* x, int M, float* y1, float* y3);
 
 void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::vector<SegCtx>& segs, float* out);
+// A block (mHC, norms, attention sub-layer, MoE) over streams X [M, hc, D] with the attention
+// supplied: attn(x_normed [M, D], out [M, D]).
+using AttentionFn = std::function<void(const float*, float*)>;
+void run_block_with(const Ctx& c, const BlockWeights& b, float* X, int M, const int32_t* tokens, std::vector<SegCtx>& segs,
+                    const AttentionFn& attn);
+// hc_head reduction, final norm and logits of the selected rows of X (outs[i] may be null).
+void head_rows(const Ctx& c, const HeadWeights& hw, const LinearWeight& lm, const float* X, const std::vector<int>& rows,
+               float* const* outs);
 void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32_t* tokens, std::vector<SegCtx>& segs,
          float* out);
 

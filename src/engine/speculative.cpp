@@ -76,14 +76,39 @@ int32_t speculative_accept(const std::vector<double>& p, const std::vector<doubl
   return last;
 }
 
-SpeculativeDecoder::SpeculativeDecoder(Engine& eng, SequenceState& state, const SamplingParams& sp)
-    : eng_(eng), st_(state), sp_(sp), rng_(sp.seed ^ 0x5bd1e995u), sampler_(sp), V_(eng.config().vocab_size),
-      row_(eng.config().hc_mult * eng.config().dim) {
-  if (!eng.has_mtp()) throw InputError("speculative decoding needs the checkpoint's MTP (mtp.0.*) weights");
-  if (!state.has_mtp) throw InputError("speculative decoding: the sequence was created without MTP state");
+DrafterKind drafter_of(const Engine& eng) {
+  if (eng.has_dspark()) return DrafterKind::DSpark;
+  if (eng.has_mtp()) return DrafterKind::Mtp;
+  return DrafterKind::None;
 }
 
-int32_t SpeculativeDecoder::draw(const std::vector<double>& p) {
+const char* drafter_name(DrafterKind k) {
+  switch (k) {
+    case DrafterKind::Mtp: return "mtp";
+    case DrafterKind::DSpark: return "dspark";
+    default: return "none";
+  }
+}
+
+SpecSequence::SpecSequence(Engine& eng, SequenceState& main, const SamplingParams& sp, int max_drafts)
+    : eng_(eng), st_(main), sp_(sp), kind_(drafter_of(eng)), V_(eng.config().vocab_size), row_(0), k_(1),
+      rng_(sp.seed ^ 0x5bd1e995u), sampler_(sp) {
+  const ModelConfig& c = eng.config();
+  if (kind_ == DrafterKind::None)
+    throw InputError("speculative decoding needs a drafter: the MTP head (mtp.0.*, preview checkpoints) or the DSpark drafter "
+                     "(mtp.0..2, V4-Flash-0731 / V4-Pro-0813)");
+  const int own = kind_ == DrafterKind::DSpark ? c.dspark.block_size : 1;
+  k_ = max_drafts > 0 ? std::min(max_drafts, own) : own;
+  if (kind_ == DrafterKind::DSpark) {
+    row_ = static_cast<int>(c.dspark.target_layer_ids.size()) * c.dim;
+    ds_ = eng.new_dspark_state();
+  } else {
+    row_ = c.hc_mult * c.dim;
+    mtp_ = SequenceState::mtp_only(c);
+  }
+}
+
+int32_t SpecSequence::draw(const std::vector<double>& p) {
   const double r = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
   double acc = 0;
   int32_t last = 0;
@@ -95,117 +120,238 @@ int32_t SpeculativeDecoder::draw(const std::vector<double>& p) {
   return last;
 }
 
+void SpecSequence::set_prompt(const std::vector<int32_t>& prompt) {
+  tokens_ = prompt;
+  n_main_ = st_.pos;  // a prefix-cache hit starts the prefill further on
+  rows_.clear();
+  rows_first_ = n_main_;
+}
+
+void SpecSequence::keep_rows(const float* rows, int64_t first, int n) {
+  int64_t end = rows_first_ + static_cast<int64_t>(rows_.size());
+  if (first > end) {  // a gap: the drafter restarts from these rows
+    rows_.clear();
+    rows_first_ = end = first;
+  }
+  for (int64_t p = std::max(first, end); p < first + n; ++p)
+    rows_.emplace_back(rows + static_cast<size_t>(p - first) * row_, rows + static_cast<size_t>(p - first + 1) * row_);
+  // The drafters only look back one window.
+  const size_t keep = static_cast<size_t>(eng_.config().window) + 1;
+  while (rows_.size() > keep) {
+    rows_.pop_front();
+    ++rows_first_;
+  }
+}
+
+void SpecSequence::prefill_chunk(Segment& s) {
+  const int64_t len = static_cast<int64_t>(tokens_.size());
+  const int64_t first = st_.pos, keep_from = len - 1 - eng_.config().window;
+  prefill_first_ = -1;
+  if (first + s.n <= keep_from) return;
+  prefill_rows_.resize(static_cast<size_t>(s.n) * row_);
+  prefill_first_ = first;
+  (kind_ == DrafterKind::DSpark ? s.aux : s.hidden) = prefill_rows_.data();
+}
+
+void SpecSequence::prefill_done(const Segment& s) {
+  if (prefill_first_ >= 0) keep_rows(prefill_rows_.data(), prefill_first_, s.n);
+  prefill_first_ = -1;
+  n_main_ = st_.pos;
+}
+
+int32_t SpecSequence::first_token(const float* logits) {
+  const int32_t t = sampler_.sample(logits, V_);
+  tokens_.push_back(t);
+  ++stats_.tokens;
+  return t;
+}
+
+void SpecSequence::draft_mtp() {
+  const int64_t T = static_cast<int64_t>(tokens_.size());
+  const int64_t from = std::max(mtp_.mtp_pos, rows_first_);
+  if (rows_first_ + static_cast<int64_t>(rows_.size()) < T - 1 || from >= T - 1) return;
+  mtp_.mtp_pos = from;  // pairs before the kept rows are skipped (only the window matters)
+  // Pairs (H_i, t_{i+1}) for i in [from, T-1): the last one drafts position T.
+  const int np = static_cast<int>(T - 1 - from);
+  std::vector<float> mh(static_cast<size_t>(np) * row_), qlog(static_cast<size_t>(V_));
+  for (int i = 0; i < np; ++i) {
+    const auto& r = rows_[static_cast<size_t>(from + i - rows_first_)];
+    std::copy(r.begin(), r.end(), mh.begin() + static_cast<long>(i) * row_);
+  }
+  MtpSegment ms;
+  ms.state = &mtp_;
+  ms.hidden = mh.data();
+  ms.next_tokens = tokens_.data() + from + 1;
+  ms.n = np;
+  ms.all_logits = false;
+  ms.logits = qlog.data();
+  eng_.forward_mtp(std::span<MtpSegment>(&ms, 1));
+  while (rows_first_ < T - 1 && !rows_.empty()) {
+    rows_.pop_front();
+    ++rows_first_;
+  }
+  if (draft_override) draft_override(T, qlog.data());
+  q_.emplace_back();
+  sampling_distribution(sp_, qlog.data(), V_, q_.back());
+  drafts_.push_back(draw(q_.back()));
+}
+
+void SpecSequence::draft_dspark() {
+  const int64_t T = static_cast<int64_t>(tokens_.size());
+  const int64_t rows_end = rows_first_ + static_cast<int64_t>(rows_.size());
+  if (rows_end < T - 1) return;
+  // Context rows of the positions before the anchor that the drafter has not seen yet.
+  const int64_t from = std::max(ds_.end, rows_first_);
+  if (from < T - 1) {
+    const int n = static_cast<int>(T - 1 - from);
+    std::vector<float> buf(static_cast<size_t>(n) * row_);
+    for (int i = 0; i < n; ++i) {
+      const auto& r = rows_[static_cast<size_t>(from + i - rows_first_)];
+      std::copy(r.begin(), r.end(), buf.begin() + static_cast<long>(i) * row_);
+    }
+    eng_.dspark_context(ds_, buf.data(), from, n);
+  }
+  while (rows_first_ < T - 1 && !rows_.empty()) {
+    rows_.pop_front();
+    ++rows_first_;
+  }
+  const int B = eng_.config().dspark.block_size;
+  std::vector<float> base(static_cast<size_t>(B) * V_), bias(static_cast<size_t>(V_));
+  DSparkDraft d;
+  d.state = &ds_;
+  d.anchor = tokens_.back();
+  d.pos = T - 1;
+  d.logits = base.data();
+  eng_.dspark_draft(std::span<DSparkDraft>(&d, 1));
+  // Semi-autoregressive: each position's logits get the Markov bias of the token drawn before it.
+  int32_t prev = d.anchor;
+  for (int i = 0; i < k_; ++i) {
+    float* row = base.data() + static_cast<size_t>(i) * V_;
+    eng_.dspark_markov_bias(prev, bias.data());
+    for (int v = 0; v < V_; ++v) row[v] += bias[static_cast<size_t>(v)];
+    if (draft_override) draft_override(T + i, row);
+    q_.emplace_back();
+    sampling_distribution(sp_, row, V_, q_.back());
+    prev = draw(q_.back());
+    drafts_.push_back(prev);
+  }
+}
+
+void SpecSequence::begin_step(Segment& s, bool draft) {
+  const int64_t T = static_cast<int64_t>(tokens_.size());
+  npend_ = static_cast<int>(T - n_main_);
+  if (npend_ < 1) throw InputError("speculative step: nothing pending (no first token yet)");
+  drafts_.clear();
+  q_.clear();
+  // After rejections the accepted tokens stay pending; beyond k+1 of them they are consumed
+  // without a draft (bounds a step's work).
+  if (draft && npend_ <= k_ + 1) {
+    if (kind_ == DrafterKind::Mtp) draft_mtp();
+    else draft_dspark();
+  }
+  in_.assign(tokens_.begin() + n_main_, tokens_.end());
+  in_.insert(in_.end(), drafts_.begin(), drafts_.end());
+  const int m = static_cast<int>(in_.size());
+  logits_.resize(static_cast<size_t>(drafts_.empty() ? 1 : m) * V_);
+  rowbuf_.resize(static_cast<size_t>(m) * row_);
+  s = Segment{};
+  s.state = &st_;
+  s.tokens = in_.data();
+  s.n = m;
+  s.all_logits = !drafts_.empty();
+  s.logits = logits_.data();
+  (kind_ == DrafterKind::DSpark ? s.aux : s.hidden) = rowbuf_.data();
+  if (!drafts_.empty()) mark_ = st_.mark(m, eng_.config().window, eng_.config().head_dim);
+}
+
+bool SpecSequence::end_step(const EmitFn& on_token) {
+  const int m = static_cast<int>(in_.size());
+  last_drafts_ = static_cast<int>(drafts_.size());
+  last_accepted_ = 0;
+  auto emit = [&](int32_t t, const float* row) {
+    tokens_.push_back(t);
+    ++stats_.tokens;
+    return on_token(t, row);
+  };
+  if (drafts_.empty()) {
+    keep_rows(rowbuf_.data(), n_main_, m);
+    n_main_ += m;
+    return emit(sampler_.sample(logits_.data(), V_), logits_.data());
+  }
+  ++stats_.steps;
+  const int k = static_cast<int>(drafts_.size());
+  stats_.drafts += k;
+  std::vector<double> p;
+  std::uniform_real_distribution<double> U(0.0, 1.0);
+  int i = 0;
+  int32_t replacement = -1;
+  for (; i < k; ++i) {
+    sampling_distribution(sp_, logits_.data() + static_cast<size_t>(npend_ - 1 + i) * V_, V_, p);
+    const double u = U(rng_), r = U(rng_);
+    bool ok = false;
+    const int32_t t = speculative_accept(p, q_[static_cast<size_t>(i)], drafts_[static_cast<size_t>(i)], u, r, &ok);
+    if (!ok) {
+      replacement = t;
+      break;
+    }
+  }
+  last_accepted_ = i;
+  stats_.accepted += i;
+  const std::vector<int32_t> drafts = drafts_;
+  if (i == k) {
+    keep_rows(rowbuf_.data(), n_main_, m);
+    n_main_ += m;
+    for (int j = 0; j < k; ++j)
+      if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(npend_ - 1 + j) * V_)) return false;
+    const float* row = logits_.data() + static_cast<size_t>(m - 1) * V_;
+    return emit(sampler_.sample(row, V_), row);  // the bonus token
+  }
+  // Drop the rejected part: the pending tokens and the accepted drafts stay pending.
+  st_.rollback(mark_, eng_.config().window, eng_.config().head_dim);
+  keep_rows(rowbuf_.data(), n_main_, npend_ + i);
+  for (int j = 0; j < i; ++j)
+    if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(npend_ - 1 + j) * V_)) return false;
+  return emit(replacement, logits_.data() + static_cast<size_t>(npend_ - 1 + i) * V_);
+}
+
+SpeculativeDecoder::SpeculativeDecoder(Engine& eng, SequenceState& state, const SamplingParams& sp, int max_drafts)
+    : eng_(eng), st_(state), seq_(eng, state, sp, max_drafts) {}
+
 void SpeculativeDecoder::start(const int32_t* prompt, int n) {
   if (n < 1) throw InputError("speculative decoding: empty prompt");
-  tokens_.assign(prompt, prompt + n);
-  last_logits_.assign(static_cast<size_t>(V_), 0.f);
-  // Prefill in chunks, keeping the final streams of the last window's positions for the MTP.
-  const int win = eng_.config().window, chunk = std::max(1, eng_.max_chunk);
-  std::vector<float> hid;
-  hidden_.clear();
-  const int64_t keep_from = std::max<int64_t>(0, n - 1 - win);
+  seq_.draft_override = draft_override;
+  seq_.set_prompt(std::vector<int32_t>(prompt, prompt + n));
+  first_logits_.assign(static_cast<size_t>(eng_.config().vocab_size), 0.f);
+  const int chunk = std::max(1, eng_.max_chunk);
   for (int b = 0; b < n; b += chunk) {
-    const int m = std::min(chunk, n - b);
-    hid.resize(static_cast<size_t>(m) * row_);
     Segment s;
     s.state = &st_;
     s.tokens = prompt + b;
-    s.n = m;
-    s.logits = last_logits_.data();
-    s.hidden = hid.data();
+    s.n = std::min(chunk, n - b);
+    s.logits = first_logits_.data();
+    seq_.prefill_chunk(s);
     eng_.forward(std::span<Segment>(&s, 1));
-    for (int i = 0; i < m; ++i)
-      if (b + i >= keep_from) hidden_.emplace_back(hid.begin() + static_cast<long>(i) * row_, hid.begin() + static_cast<long>(i + 1) * row_);
+    seq_.prefill_done(s);
   }
-  n_main_ = n;
-  n_mtp_ = keep_from;
-  st_.mtp_pos = keep_from;  // the MTP block is window-only: earlier pairs do not matter
+  have_first_ = false;
 }
 
 void SpeculativeDecoder::generate(int n, const std::function<bool(int32_t)>& on_token) {
+  if (n <= 0) return;
   int emitted = 0;
-  auto emit = [&](int32_t t) {
-    tokens_.push_back(t);
-    ++stats_.tokens;
+  auto emit = [&](int32_t t, const float*) {
     ++emitted;
     return on_token(t) && emitted < n;
   };
-  std::vector<double> p, q;
-  std::vector<float> qlog(static_cast<size_t>(V_)), mh;
-  auto hidden_at = [&](int64_t i) -> std::vector<float>& { return hidden_[static_cast<size_t>(i - n_mtp_)]; };
-  if (n <= 0) return;
-  if (static_cast<int64_t>(tokens_.size()) == n_main_) {  // nothing pending: sample from the prefill
-    sampling_distribution(sp_, last_logits_.data(), V_, p);
-    if (!emit(draw(p))) return;
+  if (!have_first_) {
+    have_first_ = true;
+    if (!emit(seq_.first_token(first_logits_.data()), first_logits_.data())) return;
   }
   for (;;) {
-    const int64_t T = static_cast<int64_t>(tokens_.size());
-    const int npend = static_cast<int>(T - n_main_);
-    // After two rejections in a row the pending tokens are consumed without a draft (bounds
-    // the work per step).
-    const bool do_draft = npend <= 2;
-    if (do_draft) {
-      // MTP pairs (H_i, t_{i+1}) for i in [n_mtp_, T-1): the last one drafts position T.
-      const int np = static_cast<int>(T - 1 - n_mtp_);
-      mh.resize(static_cast<size_t>(np) * row_);
-      for (int i = 0; i < np; ++i) std::copy(hidden_at(n_mtp_ + i).begin(), hidden_at(n_mtp_ + i).end(), mh.begin() + static_cast<long>(i) * row_);
-      MtpSegment ms;
-      ms.state = &st_;
-      ms.hidden = mh.data();
-      ms.next_tokens = tokens_.data() + n_mtp_ + 1;
-      ms.n = np;
-      ms.all_logits = false;
-      ms.logits = qlog.data();
-      eng_.forward_mtp(std::span<MtpSegment>(&ms, 1));
-      hidden_.erase(hidden_.begin(), hidden_.begin() + np);
-      n_mtp_ = T - 1;
-      if (draft_override) draft_override(T, qlog.data());
-      sampling_distribution(sp_, qlog.data(), V_, q);
-    }
-    const int32_t d = do_draft ? draw(q) : 0;
-    const int m = npend + (do_draft ? 1 : 0);
-    std::vector<int32_t> in(tokens_.begin() + n_main_, tokens_.end());
-    if (do_draft) in.push_back(d);
-    std::vector<float> logits(static_cast<size_t>(m) * V_), hid(static_cast<size_t>(m) * row_);
-    SequenceState snapshot;
-    if (do_draft) snapshot = st_;
     Segment s;
-    s.state = &st_;
-    s.tokens = in.data();
-    s.n = m;
-    s.all_logits = true;
-    s.logits = logits.data();
-    s.hidden = hid.data();
+    seq_.begin_step(s, true);
     eng_.forward(std::span<Segment>(&s, 1));
-    ++stats_.steps;
-    // Hidden rows of the pending positions are final (their tokens are accepted).
-    // (after a rejection the earlier ones are already kept).
-    for (int i = 0; i < npend; ++i)
-      if (n_main_ + i >= n_mtp_ + static_cast<int64_t>(hidden_.size()))
-        hidden_.emplace_back(hid.begin() + static_cast<long>(i) * row_, hid.begin() + static_cast<long>(i + 1) * row_);
-    if (!do_draft) {
-      n_main_ = T;
-      sampling_distribution(sp_, logits.data() + static_cast<size_t>(m - 1) * V_, V_, p);
-      if (!emit(draw(p))) return;
-      continue;
-    }
-    ++stats_.drafts;
-    sampling_distribution(sp_, logits.data() + static_cast<size_t>(npend - 1) * V_, V_, p);
-    std::uniform_real_distribution<double> U(0.0, 1.0);
-    const double u = U(rng_), r = U(rng_);
-    bool ok = false;
-    const int32_t t = speculative_accept(p, q, d, u, r, &ok);
-    if (ok) {
-      ++stats_.accepted;
-      n_main_ = T + 1;
-      hidden_.emplace_back(hid.begin() + static_cast<long>(npend) * row_, hid.end());
-      if (!emit(d)) return;
-      sampling_distribution(sp_, logits.data() + static_cast<size_t>(npend) * V_, V_, p);  // the bonus token
-      if (!emit(draw(p))) return;
-    } else {
-      st_ = std::move(snapshot);  // drop the draft: the pending tokens stay pending
-      if (!emit(t)) return;
-    }
+    if (!seq_.end_step(emit)) return;
   }
 }
 

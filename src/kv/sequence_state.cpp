@@ -1,5 +1,7 @@
 #include "kv/sequence_state.h"
 
+#include <algorithm>
+
 #include "model/config.h"
 
 namespace v4 {
@@ -40,6 +42,13 @@ SequenceState::SequenceState(const ModelConfig& c, bool with_mtp) {
   if (with_mtp) mtp = make_layer(c, 0);
 }
 
+SequenceState SequenceState::mtp_only(const ModelConfig& c) {
+  SequenceState s;
+  s.has_mtp = true;
+  s.mtp = make_layer(c, 0);
+  return s;
+}
+
 StateBytes SequenceState::bytes() const {
   StateBytes b;
   auto add = [&](const LayerState& l) {
@@ -57,10 +66,65 @@ StateBytes SequenceState::bytes() const {
   return b;
 }
 
+StateMark SequenceState::mark(int n, int window, int head_dim) const {
+  StateMark m;
+  m.pos = pos;
+  m.n = n;
+  const int rows = std::min(n, window);
+  const size_t hd = static_cast<size_t>(head_dim);
+  m.layers.resize(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const LayerState& l = layers[i];
+    StateMark::Layer& ml = m.layers[i];
+    ml.comp_floats = l.comp.size();
+    ml.idx_n = l.idx_keys.n;
+    ml.comp_state = l.comp_state;
+    ml.idx_state = l.idx_state;
+    ml.ring_rows.resize(static_cast<size_t>(rows) * hd);
+    for (int r = 0; r < rows; ++r) {
+      const size_t slot = static_cast<size_t>((pos + r) % window);
+      std::copy_n(l.ring.data() + slot * hd, hd, ml.ring_rows.data() + static_cast<size_t>(r) * hd);
+    }
+  }
+  return m;
+}
+
+void SequenceState::rollback(const StateMark& m, int window, int head_dim) {
+  const int rows = std::min(m.n, window);
+  const size_t hd = static_cast<size_t>(head_dim);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    LayerState& l = layers[i];
+    const StateMark::Layer& ml = m.layers[i];
+    l.comp.resize(ml.comp_floats);
+    KeyBlocks& k = l.idx_keys;
+    if (k.n != ml.idx_n) {
+      // Blocks of 16 transposed keys: drop whole blocks past the mark, zero the lanes after it
+      // in the last one (appending assumes zero padding).
+      const size_t B = KeyBlocks::kBlock, d = static_cast<size_t>(k.d);
+      const size_t nblk = static_cast<size_t>((ml.idx_n + static_cast<int64_t>(B) - 1) / static_cast<int64_t>(B));
+      k.data.resize(nblk * d * B);
+      const size_t lane0 = static_cast<size_t>(ml.idx_n % static_cast<int64_t>(B));
+      if (lane0 != 0) {
+        float* blk = k.data.data() + (nblk - 1) * d * B;
+        for (size_t e = 0; e < d; ++e)
+          for (size_t ln = lane0; ln < B; ++ln) blk[e * B + ln] = 0.f;
+      }
+      k.n = ml.idx_n;
+    }
+    l.comp_state = ml.comp_state;
+    l.idx_state = ml.idx_state;
+    for (int r = 0; r < rows; ++r) {
+      const size_t slot = static_cast<size_t>((m.pos + r) % window);
+      std::copy_n(ml.ring_rows.data() + static_cast<size_t>(r) * hd, hd, l.ring.data() + slot * hd);
+    }
+  }
+  pos = m.pos;
+}
+
 size_t SequenceState::projected_bytes(const ModelConfig& c, int64_t ctx) {
   size_t total = 0;
   const size_t hd = static_cast<size_t>(c.head_dim), ihd = static_cast<size_t>(c.index_head_dim);
-  for (int i = 0; i < c.n_layers + c.n_mtp_layers; ++i) {
+  for (int i = 0; i < c.n_layers + c.n_mtp_layers + c.dspark.n_stages; ++i) {
     int r = c.ratio(i);
     total += static_cast<size_t>(c.window) * hd * 4;
     if (r > 0) {

@@ -40,10 +40,27 @@ struct StateBytes {
   size_t total() const { return window + compressed_c4 + indexer + compressed_hca + frontier; }
 };
 
+// What rollback() needs to undo the next `n` tokens of a state: sizes of the append-only caches,
+// the compressor frontiers and the window-ring rows the tokens will overwrite. Costs O(n + frontier),
+// not O(context) like copying the state (speculative decoding marks before every verification).
+struct StateMark {
+  int64_t pos = 0;
+  int n = 0;
+  struct Layer {
+    size_t comp_floats = 0;
+    int64_t idx_n = 0;
+    CompressorState comp_state, idx_state;
+    std::vector<float> ring_rows;  // rows of ring slots (pos + i) % window, i < min(n, window)
+  };
+  std::vector<Layer> layers;
+};
+
 class SequenceState {
  public:
   SequenceState() = default;
   SequenceState(const ModelConfig& cfg, bool with_mtp);
+  // Only the MTP block's window (no main layers): the drafter's own state beside a main state.
+  static SequenceState mtp_only(const ModelConfig& cfg);
 
   int64_t pos = 0;                 // tokens consumed by the main model (next position)
   std::vector<LayerState> layers;
@@ -52,8 +69,20 @@ class SequenceState {
   int64_t mtp_pos = 0;
 
   StateBytes bytes() const;
+  // Mark before consuming at most `n` more tokens; rollback() restores the state exactly as it was
+  // at the mark (the main layers; the MTP block is not covered).
+  StateMark mark(int n, int window, int head_dim) const;
+  void rollback(const StateMark& m, int window, int head_dim);
   // Upper bound of bytes this sequence will hold at `ctx` tokens (admission control).
   static size_t projected_bytes(const ModelConfig& cfg, int64_t ctx);
+};
+
+// The DSpark drafter's per-sequence state: for each draft stage, the sliding window of context
+// KV rows projected from the target model's streams (slot = position % window), valid for
+// positions [first, end).
+struct DSparkState {
+  std::vector<std::vector<float>> ring;  // [stages][window · head_dim]
+  int64_t first = 0, end = 0;
 };
 
 }  // namespace v4

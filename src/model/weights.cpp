@@ -262,7 +262,7 @@ std::string ModelWeights::drafter_summary() const {
                   std::to_string(d.n_stages - 1) + "), " + std::to_string(dspark->tensors) + " tensors, " +
                   std::to_string(dspark->bytes / 1000000) + " MB validated; block " + std::to_string(d.block_size) +
                   ", target layers [" + targets + "], Markov rank " + std::to_string(d.markov_rank) +
-                  "; loaded, not used (speculative decoding does not use it yet)";
+                  "; drafts for speculative decoding (generate --speculative, serve --speculative)";
   if (!dspark->unrecognised.empty())
     s += "; " + std::to_string(dspark->unrecognised.size()) + " unrecognised mtp.* tensors ignored (first: '" +
          dspark->unrecognised.front() + "')";

@@ -105,7 +105,7 @@ class ModelWeights {
   HeadWeights head;
   std::vector<BlockWeights> layers;
   std::optional<MtpWeights> mtp;
-  std::optional<DSparkWeights> dspark;  // validated and loaded; not used by the engine yet
+  std::optional<DSparkWeights> dspark;  // validated and loaded; drafts in engine/dspark.cpp
 
   // "DSpark drafter: 3 stages (mtp.0-mtp.2), ..." or "" when the checkpoint has none.
   std::string drafter_summary() const;
