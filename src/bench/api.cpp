@@ -250,12 +250,28 @@ namespace {
 // a finish reason, several deltas, escapes in the text, more than one key in the delta) returns
 // false and goes through the full parse, so the result is the same as the slow path's.
 bool chat_fast_delta(std::string_view d, bool& reasoning_piece, std::string_view& text) {
-  for (std::string_view no : {"\"usage\"", "\"error\"", "\"tool_calls\"", "\"finish_reason\":\""})
-    if (d.find(no) != std::string_view::npos) return false;
-  constexpr std::string_view key = "\"delta\":{\"";
-  size_t p = d.find(key);
-  if (p == std::string_view::npos || d.find("\"delta\"", p + 1) != std::string_view::npos) return false;
-  p += key.size();
+  // One pass over the quotes of the event (several std::string_view::find calls cost more than the
+  // rest of the client's per-piece work): note where the one "delta":{" key is, and give up on
+  // any key that needs the full parse.
+  size_t delta = std::string_view::npos;
+  for (size_t i = d.find('"'); i != std::string_view::npos; i = d.find('"', i + 1)) {
+    std::string_view rest = d.substr(i + 1);
+    switch (rest.empty() ? 0 : rest[0]) {
+      case 'u': if (rest.starts_with("usage\"")) return false; break;
+      case 'e': if (rest.starts_with("error\"")) return false; break;
+      case 't': if (rest.starts_with("tool_calls\"")) return false; break;
+      case 'f': if (rest.starts_with("finish_reason\":\"")) return false; break;
+      case 'd':
+        if (rest.starts_with("delta\"")) {
+          if (delta != std::string_view::npos || !rest.starts_with("delta\":{\"")) return false;
+          delta = i + 9;  // the opening quote of the delta's first key
+        }
+        break;
+      default: break;
+    }
+  }
+  if (delta == std::string_view::npos) return false;
+  size_t p = delta + 1;
   size_t q = d.find('"', p);
   if (q == std::string_view::npos) return false;
   std::string_view k = d.substr(p, q - p);

@@ -1,11 +1,15 @@
 #include "bench/runner.h"
 
 #include <algorithm>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cmath>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 
 #include "stats/bootstrap.h"
@@ -51,13 +55,39 @@ namespace {
 
 double ms_between(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); }
 
+// One I/O thread of the client: its own io_context and HttpClient (connection pool), so streams on
+// different shards never share a lock or a cache line on the per-piece path.
+struct Shard {
+  asio::io_context io{1};  // concurrency hint 1: this context is run by one thread only
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard{asio::make_work_guard(io)};
+  net::HttpClient client{io};
+  std::thread thread;
+};
+
+int io_thread_count(int requested) {
+  if (requested > 0) return requested;
+  unsigned hw = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(hw == 0 ? 1u : hw, 1u, 4u));
+}
+
 class Runner {
  public:
   Runner(const Target& t, const LoadSpec& s, Workload& wl, const ProgressFn& p, std::atomic<bool>* stop)
-      : t_(t), s_(s), wl_(wl), progress_(p), stop_(stop), client_(io_), arrivals_(io_), tick_(io_) {
+      : t_(t), s_(s), wl_(wl), progress_(p), stop_(stop), arrivals_(io_), tick_(io_) {
     url_ = t_.base_url + api_path(t_.api);
     headers_ = request_headers(t_.api, t_.api_key);
     rng_ = s_.seed * 0x9E3779B97F4A7C15ull + 17;
+    for (int i = io_thread_count(t_.io_threads); i > 0; --i) {
+      auto sh = std::make_unique<Shard>();
+      Shard* raw = sh.get();
+      sh->thread = std::thread([raw] { raw->io.run(); });
+      shards_.push_back(std::move(sh));
+    }
+  }
+  ~Runner() {
+    // Every request has finished (phase() returns only then): the shards' contexts run out of work.
+    for (auto& sh : shards_) sh->guard.reset();
+    for (auto& sh : shards_) sh->thread.join();
   }
 
   // Runs `limit` requests (or until duration / stop); returns the records.
@@ -90,7 +120,10 @@ class Runner {
   const net::ClientHeaders& server_headers() const { return server_headers_; }
 
  private:
+  // One request. Created on the control thread; from the post that starts it until on_done, only
+  // its shard's thread touches it (the per-piece path: SSE parsing, classification, piece times).
   struct Live {
+    Shard* shard = nullptr;
     RequestRecord rec;
     WorkItem item;
     Clock::time_point t0;
@@ -171,12 +204,20 @@ class Runner {
       }
     };
     if (!t_.stream) h.on_body = nullptr;
-    h.on_done = [this, L](net::Response&& resp) { finish(L, std::move(resp)); };
-    L->t0 = Clock::now();
-    r.start_s = std::chrono::duration<double>(L->t0 - t_begin_).count();
-    r.start_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(L->t0.time_since_epoch()).count();
+    // The record goes back to the control thread, which owns the run's bookkeeping.
+    h.on_done = [this, L](net::Response&& resp) {
+      asio::post(io_, [this, L, resp = std::move(resp)]() mutable { finish(L, std::move(resp)); });
+    };
     live_[r.index] = L;
-    L->handle = client_.start(std::move(q), std::move(h));
+    Shard& sh = *shards_[static_cast<size_t>(r.index) % shards_.size()];
+    L->shard = &sh;
+    asio::post(sh.io, [this, L, q = std::move(q), h = std::move(h)]() mutable {
+      // t0 is taken on the thread that sends, right before the client starts the request.
+      L->t0 = Clock::now();
+      L->rec.start_s = std::chrono::duration<double>(L->t0 - t_begin_).count();
+      L->rec.start_steady_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(L->t0.time_since_epoch()).count();
+      L->handle = L->shard->client.start(std::move(q), std::move(h));
+    });
   }
 
   void on_event(Live& L, const net::SseEvent& ev) {
@@ -274,7 +315,10 @@ class Runner {
         interrupted_ = true;
         closed_ = true;
         arrivals_.cancel();
-        for (auto& [i, L] : live_) L->handle->cancel();
+        for (auto& [i, L] : live_)  // after the post that started it (same context, FIFO)
+          asio::post(L->shard->io, [L] {
+            if (L->handle) L->handle->cancel();
+          });
       }
       if (!may_start() && s_.mode != LoadSpec::by_concurrency) arrivals_.cancel();
       if (++ticks_ % 10 == 0) report(false);
@@ -311,8 +355,8 @@ class Runner {
   Workload& wl_;
   ProgressFn progress_;
   std::atomic<bool>* stop_;
-  asio::io_context io_;
-  net::HttpClient client_;
+  asio::io_context io_;  // control thread: arrivals, progress, finished requests
+  std::vector<std::unique_ptr<Shard>> shards_;
   asio::steady_timer arrivals_, tick_;
   std::string url_;
   net::ClientHeaders headers_;

@@ -1,5 +1,8 @@
-// The load generator: drives one endpoint with a workload on one thread and one io_context
-// (asynchronous HTTP, no thread per stream), recording a RequestRecord per request.
+// The load generator: drives one endpoint with a workload, recording a RequestRecord per request.
+// Asynchronous HTTP, no thread per stream: requests are spread round-robin over a few I/O threads
+// (Target::io_threads, each with its own io_context and connection pool), which parse and time
+// the streamed pieces; one control thread runs arrivals, the load limits and the bookkeeping of
+// finished requests.
 //
 // Modes
 // - concurrency C: closed loop, C units in flight; a finished unit starts the next;
@@ -30,6 +33,7 @@ struct Target {
   std::string api_key;
   bool stream = true;
   net::Timeouts timeouts;
+  int io_threads = 0;  // client I/O threads (streams are spread over them); 0 = one per core, at most 4
 };
 
 struct LoadSpec {

@@ -42,7 +42,7 @@ struct BenchArgs {
                               output_len = "128", reasoning = "default", file, extra_body, tokenizer, model_dir, json_out, csv_out,
                               html_out;
   double burstiness = 1, slo_attainment = 0.9, search_start = 1, search_max = 1024, replay_speed = 1, timeout_s = 600;
-  int max_concurrency = 0, warmup = 0, prefixes = 4, prefix_tokens = 512, turns = 4, tool_result_tokens = 64, search_steps = 4;
+  int max_concurrency = 0, warmup = 0, io_threads = 0, prefixes = 4, prefix_tokens = 512, turns = 4, tool_result_tokens = 64, search_steps = 4;
   long requests = -1;
   uint64_t seed = 0;
   bool slo_search = false, replay = false, no_force = false, no_stream = false, quiet = false;
@@ -204,6 +204,8 @@ void run_bench(BenchArgs& a) {
   t.api = parse_api(a.api);
   t.model = a.model;
   t.stream = !a.no_stream;
+  if (a.io_threads < 0 || a.io_threads > 64) throw InputError("--io-threads must be between 0 (one per core) and 64");
+  t.io_threads = a.io_threads;
   if (!(a.timeout_s > 0)) throw InputError("--timeout must be positive");
   t.timeouts.total = std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1000));
   t.timeouts.first_byte = t.timeouts.total;
@@ -284,7 +286,7 @@ void run_bench(BenchArgs& a) {
   if (!entry.is_null()) prov["model_entry"] = entry;
   if (tok) prov["tokenizer"] = {{"path", tok_path}, {"fnv1a64", fnv1a(read_file_or_empty(tok_path))}};
   doc["v4host_bench"] = 1;
-  doc["config"] = {{"workload", ws.to_json()}, {"stream", t.stream}, {"timeout_s", a.timeout_s}};
+  doc["config"] = {{"workload", ws.to_json()}, {"stream", t.stream}, {"timeout_s", a.timeout_s}, {"io_threads", a.io_threads}};
   if (!slo.empty()) {
     json sj;
     for (const auto& [k, v] : slo) sj[k + "_ms"] = v;
@@ -391,7 +393,7 @@ void run_compare(CompareArgs& c) {
   json a = read_result(c.a), b = read_result(c.b);
   auto r = compare_results(a, b, o);
   std::printf("%s", r.text.c_str());
-  if (!c.json_out.empty()) write_json(json{{"rows", r.rows}, {"failures", r.failures}}, c.json_out);
+  if (!c.json_out.empty()) write_json(json{{"pairing", r.pairing}, {"rows", r.rows}, {"failures", r.failures}}, c.json_out);
   if (!r.failures.empty()) {
     for (const auto& f : r.failures) std::printf("FAIL: %s\n", f.c_str());
     std::fflush(stdout);
@@ -439,6 +441,7 @@ void add_bench_command(CLI::App& app) {
   c->add_option("--model-dir", a->model_dir, "model directory whose tokenizer.json to use");
   c->add_flag("--no-stream", a->no_stream, "non-streaming requests (TTFT = E2E)");
   c->add_option("--timeout", a->timeout_s, "per-request timeout in seconds (default 600)");
+  c->add_option("--io-threads", a->io_threads, "client I/O threads the streams are spread over (default 0: one per core, at most 4)");
   c->add_option("--json", a->json_out, "write every request's timings + summary + provenance");
   c->add_option("--csv", a->csv_out, "write one CSV row per request");
   c->add_option("--html", a->html_out, "write a self-contained HTML report with SVG charts");

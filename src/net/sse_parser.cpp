@@ -79,10 +79,10 @@ void SseParser::line(std::string_view l) {
     has_data_ = true;
     has_fields_ = true;
   } else if (name == "event") {
-    event_ = std::string(value);
+    event_.assign(value);
     has_fields_ = true;
   } else if (name == "id") {
-    if (value.find('\0') == std::string_view::npos) last_id_ = std::string(value);
+    if (value.find('\0') == std::string_view::npos) last_id_.assign(value);
     has_fields_ = true;
   } else if (name == "retry") {
     bool digits = !value.empty();
@@ -94,18 +94,19 @@ void SseParser::line(std::string_view l) {
 
 void SseParser::dispatch() {
   if (has_data_) {
-    SseEvent ev;
-    ev.event = event_.empty() ? "message" : event_;
     data_.pop_back();  // the trailing '\n'
-    ev.data = std::move(data_);
-    ev.id = last_id_;
-    ev.retry = retry_;
+    // Swap rather than move: the buffers keep their capacity for the next event.
+    ev_.data.swap(data_);
+    if (event_.empty()) ev_.event.assign("message");
+    else ev_.event.swap(event_);
+    if (ev_.id != last_id_) ev_.id = last_id_;
+    ev_.retry = retry_;
     ++events_;
     data_.clear();
     event_.clear();
     retry_.reset();
     has_data_ = has_fields_ = false;
-    cb_(ev);
+    cb_(ev_);
     return;
   }
   data_.clear();

@@ -11,14 +11,21 @@
 // Each chunk carries `tokens_per_chunk` words ("tok "), counted as that many tokens in usage. The
 // number of answer chunks is Schedule::answer_chunks, or, when `follow_max_tokens` is set, the
 // request's max_tokens / tokens_per_chunk. Non-streaming requests get the whole answer after the
-// schedule. It runs its own io_context on its own thread; deadlines are absolute steady-clock
-// instants, so a late timer does not shift the following chunks.
+// schedule. It runs `threads` io_contexts on as many threads (connections are spread over them);
+// deadlines are absolute steady-clock instants, so a late timer does not shift the following
+// chunks.
+//
+// ScriptedEndpointProcess runs one in a child process of its own session (so it is scheduled apart
+// from the client under test, as a real server is) and brings the write times back at the end.
 #pragma once
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstring>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,8 +52,12 @@ struct Schedule {
 
 class ScriptedEndpoint {
  public:
-  explicit ScriptedEndpoint(Schedule s = {}) : sched_(std::move(s)), acceptor_(io_) {
+  explicit ScriptedEndpoint(Schedule s = {}, int threads = 1) : sched_(std::move(s)), acceptor_(io_) {
     namespace asio = boost::asio;
+    for (int i = 1; i < threads; ++i) {
+      extra_.push_back(std::make_unique<asio::io_context>(1));
+      guards_.emplace_back(asio::make_work_guard(*extra_.back()));
+    }
     asio::ip::tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
     acceptor_.open(ep.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -55,6 +66,7 @@ class ScriptedEndpoint {
     port_ = acceptor_.local_endpoint().port();
     accept();
     thread_ = std::thread([this] { io_.run(); });
+    for (auto& io : extra_) threads_.emplace_back([p = io.get()] { p->run(); });
   }
   ~ScriptedEndpoint() {
     boost::asio::post(io_, [this] {
@@ -63,6 +75,8 @@ class ScriptedEndpoint {
       io_.stop();
     });
     thread_.join();
+    for (auto& io : extra_) io->stop();
+    for (auto& t : threads_) t.join();
   }
   int port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
@@ -80,6 +94,10 @@ class ScriptedEndpoint {
     std::lock_guard<std::mutex> l(mu_);
     auto it = sent_.find(id);
     return it == sent_.end() ? std::vector<std::chrono::steady_clock::time_point>{} : it->second;
+  }
+  std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> all_sent_times() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return sent_;
   }
 
  private:
@@ -228,6 +246,7 @@ class ScriptedEndpoint {
       if (api == "chat") first = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", {{"role", "assistant"}, {"content", ""}}}, {"finish_reason", nullptr}}})}});
       else if (api == "messages") first = sse("message_start", {{"type", "message_start"}, {"message", {{"id", "m1"}, {"type", "message"}, {"role", "assistant"}, {"model", s.model}, {"content", json::array()}, {"usage", {{"input_tokens", s.prompt_tokens}, {"output_tokens", 1}}}}}});
       else if (api == "responses") first = sse("response.created", {{"type", "response.created"}, {"response", {{"id", "r1"}, {"status", "in_progress"}}}});
+      std::unique_lock<std::mutex> cache_lock(ep->cache_mu_);
       auto& cached = ep->events_cache_[api + ":" + std::to_string(answer)];
       const bool build = !cached;
       std::vector<std::string> built;
@@ -245,6 +264,7 @@ class ScriptedEndpoint {
       }
       if (build) cached = std::make_shared<const std::vector<std::string>>(std::move(built));
       events = cached;
+      cache_lock.unlock();
       tail.clear();
       if (api == "chat") tail = sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"model", s.model}, {"choices", json::array({{{"index", 0}, {"delta", json::object()}, {"finish_reason", "length"}}})}}) +
                                 (body.contains("stream_options") ? sse("", {{"id", "c1"}, {"object", "chat.completion.chunk"}, {"choices", json::array()}, {"usage", usage_openai}}) : "") + "data: [DONE]\n\n";
@@ -286,7 +306,10 @@ class ScriptedEndpoint {
   };
 
   void accept() {
-    acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
+    // New connections go round-robin to the io_contexts (the acceptor's own included).
+    size_t k = accepted_++ % (extra_.size() + 1);
+    boost::asio::io_context& ctx = k == 0 ? io_ : *extra_[k - 1];
+    acceptor_.async_accept(ctx, [this](boost::system::error_code ec, tcp::socket s) {
       if (ec) return;
       connections_++;
       s.set_option(tcp::no_delay(true));
@@ -299,14 +322,133 @@ class ScriptedEndpoint {
   boost::asio::io_context io_;
   tcp::acceptor acceptor_;
   std::thread thread_;
+  std::vector<std::unique_ptr<boost::asio::io_context>> extra_;  // threads > 1: one more context per thread
+  std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+  size_t accepted_ = 0;
   int port_ = 0;
   std::atomic<uint64_t> requests_{0}, connections_{0};
   std::atomic<size_t> open_streams_{0}, max_streams_{0};
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
   std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> sent_;
-  // Used on the io thread only.
+  std::mutex cache_mu_;
   std::map<std::string, std::shared_ptr<const std::vector<std::string>>> events_cache_;
+};
+
+// A ScriptedEndpoint in a forked child process that starts its own session (setsid), so the kernel
+// schedules it as a separate program (its own autogroup), as it schedules a real server started
+// elsewhere: the client under test then competes for the CPU as it would in real use, not with
+// the stand-in server inside its own process. Construct it before the test starts threads (fork).
+// The write times come back through a pipe when the run is over (collect(), or the first
+// sent_times / max_open_streams call).
+class ScriptedEndpointProcess {
+ public:
+  using time_point = std::chrono::steady_clock::time_point;
+  explicit ScriptedEndpointProcess(Schedule s = {}, int threads = 1) {
+    int down[2], up[2];
+    if (::pipe(down) != 0 || ::pipe(up) != 0) throw std::runtime_error("pipe failed");
+    pid_ = ::fork();
+    if (pid_ < 0) throw std::runtime_error("fork failed");
+    if (pid_ == 0) {
+      ::close(down[1]);
+      ::close(up[0]);
+      ::setsid();
+      int rc = 0;
+      {
+        ScriptedEndpoint ep(std::move(s), threads);
+        int port = ep.port();
+        put(up[1], &port, sizeof port);
+        char c;
+        (void)!::read(down[0], &c, 1);  // a byte or EOF (the parent died): report and exit
+        auto all = ep.all_sent_times();
+        uint64_t n = all.size(), peak = ep.max_open_streams();
+        put(up[1], &peak, sizeof peak);
+        put(up[1], &n, sizeof n);
+        for (const auto& [id, v] : all) {
+          uint64_t len = id.size(), cnt = v.size();
+          put(up[1], &len, sizeof len);
+          put(up[1], id.data(), len);
+          put(up[1], &cnt, sizeof cnt);
+          for (auto tp : v) {
+            int64_t ns = tp.time_since_epoch().count();
+            put(up[1], &ns, sizeof ns);
+          }
+        }
+      }
+      ::_exit(rc);  // no atexit handlers or gtest teardown in the child
+    }
+    ::close(down[0]);
+    ::close(up[1]);
+    down_ = down[1];
+    up_ = up[0];
+    if (!get(up_, &port_, sizeof port_)) throw std::runtime_error("scripted endpoint process did not start");
+  }
+  ~ScriptedEndpointProcess() {
+    collect();
+    ::close(up_);
+    int st = 0;
+    ::waitpid(pid_, &st, 0);
+  }
+  int port() const { return port_; }
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // Ends the server (after the run) and reads back every request's write times.
+  void collect() {
+    if (collected_) return;
+    collected_ = true;
+    char c = 'x';
+    (void)!::write(down_, &c, 1);
+    ::close(down_);
+    uint64_t n = 0;
+    if (!get(up_, &peak_, sizeof peak_) || !get(up_, &n, sizeof n)) return;
+    for (uint64_t i = 0; i < n; ++i) {
+      uint64_t len = 0, cnt = 0;
+      if (!get(up_, &len, sizeof len)) return;
+      std::string id(len, '\0');
+      if (!get(up_, id.data(), len) || !get(up_, &cnt, sizeof cnt)) return;
+      auto& v = sent_[id];
+      for (uint64_t k = 0; k < cnt; ++k) {
+        int64_t ns = 0;
+        if (!get(up_, &ns, sizeof ns)) return;
+        v.push_back(time_point(time_point::duration(ns)));  // CLOCK_MONOTONIC: the same in both processes
+      }
+    }
+  }
+  std::vector<time_point> sent_times(const std::string& id) {
+    collect();
+    auto it = sent_.find(id);
+    return it == sent_.end() ? std::vector<time_point>{} : it->second;
+  }
+  size_t max_open_streams() {
+    collect();
+    return static_cast<size_t>(peak_);
+  }
+
+ private:
+  static void put(int fd, const void* p, size_t n) {
+    auto* c = static_cast<const char*>(p);
+    while (n > 0) {
+      ssize_t w = ::write(fd, c, n);
+      if (w <= 0) return;
+      c += w;
+      n -= static_cast<size_t>(w);
+    }
+  }
+  static bool get(int fd, void* p, size_t n) {
+    auto* c = static_cast<char*>(p);
+    while (n > 0) {
+      ssize_t r = ::read(fd, c, n);
+      if (r <= 0) return false;
+      c += r;
+      n -= static_cast<size_t>(r);
+    }
+    return true;
+  }
+  pid_t pid_ = -1;
+  int down_ = -1, up_ = -1, port_ = 0;
+  bool collected_ = false;
+  uint64_t peak_ = 0;
+  std::map<std::string, std::vector<time_point>> sent_;
 };
 
 }  // namespace v4::testing
