@@ -1,6 +1,8 @@
 #include "bench/compare.h"
 
+#include <algorithm>
 #include <cmath>
+#include <map>
 #include <sstream>
 
 #include "bench/metrics.h"
@@ -90,11 +92,123 @@ double tput(const json& s, const std::string& key) {
     if (!s.contains("goodput")) return NAN;
     v = &s["goodput"]["requests_per_s"];
   } else {
+    if (!s.contains("throughput") || !s["throughput"].is_object() || !s["throughput"].contains(key)) return NAN;
     v = &s["throughput"][key];
   }
   return v->is_number() ? v->get<double>() : NAN;
 }
 
+// Values of one metric for one request (ITL: its gaps; others: one value, or none).
+std::vector<double> values_of(const RequestRecord& r, const std::string& key) { return metric_values({r}, key); }
+
+}  // namespace
+
+Pairing pair_requests(const json& a, const json& b, const std::vector<RequestRecord>& ra, const std::vector<RequestRecord>& rb) {
+  Pairing p;
+  const json& wa = a.contains("config") ? a["config"].value("workload", json()) : json();
+  const json& wb = b.contains("config") ? b["config"].value("workload", json()) : json();
+  if (wa.is_null() || wb.is_null()) {
+    p.why = "a run does not record its workload";
+    return p;
+  }
+  if (wa != wb) {
+    p.why = "the runs used different workloads or seeds";
+    return p;
+  }
+  // Same workload and seed: workload unit k (and turn t of a session) is the same request in both
+  // runs, whatever order the load started them in.
+  std::map<std::pair<int, int>, size_t> in_b;
+  for (size_t j = 0; j < rb.size(); ++j)
+    if (rb[j].ok()) in_b[{rb[j].unit, rb[j].turn}] = j;
+  for (size_t i = 0; i < ra.size(); ++i) {
+    if (!ra[i].ok()) continue;
+    auto it = in_b.find({ra[i].unit, ra[i].turn});
+    if (it == in_b.end()) continue;
+    const RequestRecord& x = ra[i];
+    const RequestRecord& y = rb[it->second];
+    if (x.max_tokens != y.max_tokens || x.input_tokens_local != y.input_tokens_local) {
+      p.why = "request " + std::to_string(x.unit) + "/" + std::to_string(x.turn) + " differs between the runs (max_tokens or input length)";
+      p.pairs.clear();
+      return p;
+    }
+    p.pairs.emplace_back(i, it->second);
+  }
+  if (p.pairs.size() < 2) {
+    p.why = "fewer than 2 successful requests in common";
+    p.pairs.clear();
+    return p;
+  }
+  p.paired = true;
+  p.why = std::to_string(p.pairs.size()) + " requests paired by workload unit and turn (same workload and seed)";
+  return p;
+}
+
+PairedDiff paired_bootstrap(const std::vector<std::vector<double>>& a, const std::vector<std::vector<double>>& b,
+                            const std::vector<std::string>& stats_names, const stats::BootstrapOptions& o) {
+  // Pairs where both requests have the metric.
+  std::vector<size_t> use;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    if (!a[i].empty() && !b[i].empty()) use.push_back(i);
+  const size_t k = stats_names.size();
+  PairedDiff out;
+  out.a.assign(k, NAN);
+  out.b.assign(k, NAN);
+  out.diff.assign(k, {});
+  out.rel.assign(k, {});
+  out.pairs = use.size();
+  if (use.empty()) return out;
+  auto pool = [&](const std::vector<std::vector<double>>& side, const std::vector<size_t>& idx, std::vector<double>& buf) {
+    buf.clear();
+    for (size_t i : idx) buf.insert(buf.end(), side[i].begin(), side[i].end());
+    std::sort(buf.begin(), buf.end());
+  };
+  std::vector<double> pa, pb;
+  pool(a, use, pa);
+  pool(b, use, pb);
+  // The same sample-size rule as the unpaired intervals: per request for one-value metrics, per
+  // pooled value for ITL.
+  const size_t n_values = std::min(pa.size(), pb.size());
+  for (size_t s = 0; s < k; ++s) {
+    out.a[s] = stats::Summary::of(pa, stats_names[s]);
+    out.b[s] = stats::Summary::of(pb, stats_names[s]);
+    out.diff[s].estimate = out.b[s] - out.a[s];
+    out.rel[s].estimate = out.a[s] != 0 ? (out.b[s] - out.a[s]) / out.a[s] : NAN;
+  }
+  // Resample pairs jointly (a request and its counterpart stay together), so what the two runs
+  // share — the same prompts, lengths and position in the sequence — cancels out of the difference.
+  stats::SplitMix64 rng(o.seed);
+  std::vector<std::vector<double>> rd(k), rr(k);
+  std::vector<size_t> idx(use.size());
+  for (int it = 0; it < o.iterations; ++it) {
+    for (auto& x : idx) x = use[rng.below(use.size())];
+    pool(a, idx, pa);
+    pool(b, idx, pb);
+    for (size_t s = 0; s < k; ++s) {
+      double xa = stats::Summary::of(pa, stats_names[s]), xb = stats::Summary::of(pb, stats_names[s]);
+      rd[s].push_back(xb - xa);
+      if (xa != 0 && std::isfinite(xa) && std::isfinite(xb)) rr[s].push_back((xb - xa) / xa);
+    }
+  }
+  const double lo_q = (1 - o.confidence) / 2 * 100, hi_q = (1 + o.confidence) / 2 * 100;
+  for (size_t s = 0; s < k; ++s) {
+    bool valid = use.size() >= 2 && stats::ci_supported(stats_names[s], n_values, o.confidence);
+    std::sort(rd[s].begin(), rd[s].end());
+    std::sort(rr[s].begin(), rr[s].end());
+    if (valid && !rd[s].empty()) {
+      out.diff[s].lo = stats::percentile_sorted(rd[s], lo_q);
+      out.diff[s].hi = stats::percentile_sorted(rd[s], hi_q);
+      out.diff[s].valid = true;
+    }
+    if (valid && rr[s].size() * 10 >= rd[s].size() * 9) {
+      out.rel[s].lo = stats::percentile_sorted(rr[s], lo_q);
+      out.rel[s].hi = stats::percentile_sorted(rr[s], hi_q);
+      out.rel[s].valid = true;
+    }
+  }
+  return out;
+}
+
+namespace {
 }  // namespace
 
 CompareResult compare_results(const json& a, const json& b, const CompareOptions& o) {
@@ -117,18 +231,43 @@ CompareResult compare_results(const json& a, const json& b, const CompareOptions
     t << "\n== " << (*pa)["summary"].value("label", "") << " vs " << label << " ==\n";
     char head[200];
     std::snprintf(head, sizeof head, "%-16s %-5s %12s %12s %12s %9s %21s  %s\n", "metric", "stat", "A", "B", "B-A", "rel", "rel CI", "verdict");
-    t << head;
     auto ra = records_of(*pa), rb = records_of(*pb);
+    const Pairing pr = pair_requests(a, b, ra, rb);
+    const std::string mode = pr.paired ? "paired" : "unpaired";
+    t << (pr.paired ? "paired: " + pr.why + "; B - A and its interval resample request pairs jointly\n"
+                    : "unpaired: " + pr.why + "; the two runs are resampled as independent samples\n");
+    res.pairing.push_back({{"point", label}, {"mode", mode}, {"why", pr.why}, {"pairs", pr.pairs.size()}});
+    t << head;
+    const std::vector<std::string> stat_names = {"mean", "p50", "p90", "p99"};
     for (const char* key : {"ttft_ms", "ttfa_ms", "reasoning_ms", "tpot_ms", "itl_ms", "e2e_ms", "output_tps"}) {
       auto va = metric_values(ra, key), vb = metric_values(rb, key);
       if (va.empty() || vb.empty()) continue;
       const MetricDef* d = find_metric(key);
-      for (const char* st : {"mean", "p50", "p90", "p99"}) {
-        auto sa = va, sb = vb;
-        std::sort(sa.begin(), sa.end());
-        std::sort(sb.begin(), sb.end());
-        double xa = stats::Summary::of(sa, st), xb = stats::Summary::of(sb, st);
-        auto rel = stats::bootstrap_rel_diff_ci(va, vb, st, bo);
+      PairedDiff pd;
+      if (pr.paired) {
+        std::vector<std::vector<double>> ca, cb;
+        for (const auto& [i, j] : pr.pairs) {
+          ca.push_back(values_of(ra[i], key));
+          cb.push_back(values_of(rb[j], key));
+        }
+        pd = paired_bootstrap(ca, cb, stat_names, bo);
+      }
+      for (size_t si = 0; si < stat_names.size(); ++si) {
+        const char* st = stat_names[si].c_str();
+        double xa, xb;
+        stats::Interval rel;
+        if (pr.paired) {
+          xa = pd.a[si];
+          xb = pd.b[si];
+          rel = pd.rel[si];
+        } else {
+          auto sa = va, sb = vb;
+          std::sort(sa.begin(), sa.end());
+          std::sort(sb.begin(), sb.end());
+          xa = stats::Summary::of(sa, st);
+          xb = stats::Summary::of(sb, st);
+          rel = stats::bootstrap_rel_diff_ci(va, vb, st, bo);
+        }
         std::string verdict = "n too small";
         if (rel.valid) {
           bool up = rel.lo > 0, down = rel.hi < 0;
@@ -137,8 +276,12 @@ CompareResult compare_results(const json& a, const json& b, const CompareOptions
           else verdict = "improvement";
         }
         json row = {{"point", label}, {"metric", key}, {"stat", st}, {"a", xa}, {"b", xb}, {"diff", xb - xa},
-                    {"rel", std::isfinite(rel.estimate) ? json(rel.estimate) : json(nullptr)}, {"verdict", verdict}};
+                    {"rel", std::isfinite(rel.estimate) ? json(rel.estimate) : json(nullptr)}, {"verdict", verdict}, {"mode", mode}};
         if (rel.valid) row["rel_ci"] = {rel.lo, rel.hi};
+        if (pr.paired) {
+          row["pairs"] = pd.pairs;
+          if (pd.diff[si].valid) row["diff_ci"] = {pd.diff[si].lo, pd.diff[si].hi};
+        }
         res.rows.push_back(row);
         char line[300];
         std::string ci = rel.valid ? "[" + pct(rel.lo) + ", " + pct(rel.hi) + "]" : "-";
