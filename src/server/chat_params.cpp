@@ -1,8 +1,12 @@
 #include "server/chat_params.h"
 
 #include <cctype>
+#include <cstdio>
+#include <mutex>
+#include <optional>
 #include <random>
 
+#include "core/error.h"
 #include "protocol/openai_chat.h"
 #include "protocol/openai_completions.h"
 #include "server/api_error.h"
@@ -37,7 +41,7 @@ ojson function_tool(const Tool& t, size_t i) {
   f["name"] = t.name;
   if (t.kind == Tool::Kind::Custom) {
     // Freeform input: one string parameter. A grammar the client gives is shown to the model
-    // (it is not enforced: Lark/regex grammars are not compiled, see docs/serve.md).
+    // and, when it compiles, enforced (see freeform_grammar below).
     std::string d = t.description;
     if (t.format.is_object() && t.format.value("type", "") == "grammar" && t.format.contains("definition") &&
         t.format["definition"].is_string()) {
@@ -62,6 +66,41 @@ ojson function_tool(const Tool& t, size_t i) {
   o["type"] = "function";
   o["function"] = f;
   return o;
+}
+
+// The grammar of a custom tool, when it has one that can be enforced; otherwise a note saying
+// why it is only shown. Logged the first time a grammar is enforced for a tool.
+std::optional<ChatParams::Freeform> freeform_grammar(const Tool& t, std::vector<std::string>& notes) {
+  const ojson& f = t.format;
+  if (!f.is_object() || f.value("type", "") != "grammar") return std::nullopt;
+  const std::string syntax = f.contains("syntax") && f["syntax"].is_string() ? f["syntax"].get<std::string>() : "";
+  if (!f.contains("definition") || !f["definition"].is_string()) {
+    notes.push_back("custom tool '" + t.name + "': format has no string 'definition'; the input is not constrained");
+    return std::nullopt;
+  }
+  ChatParams::Freeform ff;
+  ff.spec = {t.name, syntax, f["definition"].get<std::string>()};
+  try {
+    ff.grammar = compile_freeform(ff.spec.syntax, ff.spec.definition);
+    std::string why;
+    if (!freeform_fits_dsml(ff.spec.syntax, ff.spec.definition, &why)) throw InputError(why);
+  } catch (const InputError& e) {
+    notes.push_back("custom tool '" + t.name + "': its " + (syntax.empty() ? std::string("grammar") : syntax) +
+                    " grammar is shown to the model but not enforced (" + e.what() + ")");
+    return std::nullopt;
+  }
+  static std::mutex mu;
+  static std::vector<std::pair<std::string, const Grammar*>> logged;  // bounded: most recent 64
+  std::lock_guard<std::mutex> lk(mu);
+  bool seen = false;
+  for (auto& [n, g] : logged) seen = seen || (n == t.name && g == ff.grammar.get());
+  if (!seen) {
+    std::fprintf(stderr, "grammar: custom tool '%s' input constrained by its %s grammar (%u states)\n", t.name.c_str(),
+                 syntax.c_str(), ff.grammar->num_states());
+    logged.emplace_back(t.name, ff.grammar.get());
+    if (logged.size() > 64) logged.erase(logged.begin());
+  }
+  return ff;
 }
 
 const char* encoder_role(Role r) {
@@ -106,7 +145,10 @@ ChatParams chat_params_from(const protocol::Request& r, bool default_thinking) {
     for (auto& prev : tools)
       if (prev["function"]["name"] == t.name)
         throw bad_param("tools[" + std::to_string(i) + "].name", "duplicate tool name '" + t.name + "'");
-    if (t.kind == Tool::Kind::Custom) p.custom_tools.push_back(t.name);
+    if (t.kind == Tool::Kind::Custom) {
+      p.custom_tools.push_back(t.name);
+      if (auto ff = freeform_grammar(t, p.notes)) p.freeform.push_back(std::move(*ff));
+    }
     tools.push_back(std::move(ft));
   }
   p.tools = tools;

@@ -10,6 +10,7 @@
 
 #include "engine/sampler.h"
 #include "protocol/types.h"
+#include "server/grammar.h"
 #include "text/chat_encoding.h"
 
 namespace v4 {
@@ -41,6 +42,14 @@ struct ChatParams {
   // Custom (freeform) tools: presented to the model as a function with one string parameter
   // "input"; calls of these names come back as custom tool calls with that raw input.
   std::vector<std::string> custom_tools;
+  // Custom tools whose `format` grammar (lark / regex) is enforced: their `input` is generated
+  // in the grammar's language and the finished input is checked against `grammar`. A grammar
+  // that cannot be compiled is only shown to the model (in the tool description), with a note.
+  struct Freeform {
+    FreeformGrammar spec;
+    GrammarPtr grammar;  // standalone, for checking a finished input
+  };
+  std::vector<Freeform> freeform;
   std::vector<std::string> notes;    // accepted-and-ignored parts of the request
 };
 

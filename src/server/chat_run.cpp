@@ -66,12 +66,18 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
     const bool dsml = forced_tool || (tools_on && !json_out);
     const std::string forced_name = p_.tool_choice == "function" ? p_.tool_choice_name : "";
     auto compile = [&]() -> GrammarPtr {
-      if (dsml) return compile_dsml_tool_calls(p_.tools, forced_name, p_.parallel_tool_calls);
+      if (dsml) {
+        std::vector<FreeformGrammar> ff;
+        for (const auto& f : p_.freeform) ff.push_back(f.spec);
+        return compile_dsml_tool_calls(p_.tools, forced_name, p_.parallel_tool_calls, ff);
+      }
       return p_.response_format == "json_schema" ? compile_json_schema(p_.response_schema) : compile_json_object();
     };
     try {
       if (grammars) {
-        const std::string key = dsml ? "dsml:" + forced_name + (p_.parallel_tool_calls ? "|p|" : "|1|") + p_.tools.dump()
+        std::string enforced;  // the tools dump shows each grammar; this says which are enforced
+        for (const auto& f : p_.freeform) enforced += f.spec.tool + "|";
+        const std::string key = dsml ? "dsml:" + forced_name + (p_.parallel_tool_calls ? "|p|" : "|1|") + enforced + p_.tools.dump()
                                 : p_.response_format == "json_schema" ? "schema:" + p_.response_schema.dump()
                                                                       : std::string("json_object");
         spec.grammar = grammars->get_or_compile(key, compile);
@@ -151,8 +157,8 @@ std::vector<text::Delta> ChatRun::finish() {
 
 std::string ChatRun::finish_reason() const {
   // "tool_calls" only when a valid call was produced; invalid ones are reported, not returned.
-  for (auto& c : parser_.message().tool_calls)
-    if (!c.error) return "tool_calls";
+  for (size_t i = 0; i < parser_.message().tool_calls.size(); ++i)
+    if (!call_error(i)) return "tool_calls";
   if (stop_.stopped()) return "stop";
   return h_->finish_reason() == FinishReason::Length ? "length" : "stop";
 }
@@ -160,8 +166,8 @@ std::string ChatRun::finish_reason() const {
 protocol::FinishReason ChatRun::finish_kind() const {
   using F = protocol::FinishReason;
   if (h_->finish_reason() == FinishReason::Error) return F::Error;
-  for (auto& c : parser_.message().tool_calls)
-    if (!c.error) return F::ToolCalls;
+  for (size_t i = 0; i < parser_.message().tool_calls.size(); ++i)
+    if (!call_error(i)) return F::ToolCalls;
   if (stop_.stopped()) return F::StopSequence;
   return h_->finish_reason() == FinishReason::Length ? F::Length : F::Stop;
 }
@@ -191,6 +197,26 @@ std::string custom_input(const std::string& args) {
 }
 }  // namespace
 
+const text::ToolCallError* ChatRun::call_error(size_t i) const {
+  const auto& c = parser_.message().tool_calls[i];
+  if (c.error) return &*c.error;
+  // A custom tool with an enforced grammar: its finished input must be in the language (it is,
+  // when the call was generated under the grammar; this catches a block the matcher did not
+  // follow, e.g. one opened in a spelling the grammar does not take).
+  auto it = grammar_errors_.find(i);
+  if (it == grammar_errors_.end()) {
+    std::optional<text::ToolCallError> err;
+    for (const auto& f : p_.freeform) {
+      if (f.spec.tool != c.name) continue;
+      GrammarMatcher m(f.grammar);
+      if (!m.accept(custom_input(c.arguments)) || !m.is_complete())
+        err = text::ToolCallError{"grammar_violation", "input of " + c.name + " does not match its " + f.spec.syntax + " grammar", {}};
+    }
+    it = grammar_errors_.emplace(i, std::move(err)).first;
+  }
+  return it->second ? &*it->second : nullptr;
+}
+
 std::vector<protocol::StreamEvent> ChatRun::events(const std::vector<text::Delta>& ds) {
   using protocol::StreamEvent;
   std::vector<StreamEvent> out;
@@ -210,10 +236,14 @@ std::vector<protocol::StreamEvent> ChatRun::events(const std::vector<text::Delta
         if (custom) custom_args_ += d.text;
         else out.push_back(StreamEvent::tool_delta(d.index, d.text));
         break;
-      case text::Delta::Kind::ToolCallEnd:
-        if (custom && !d.error) out.push_back(StreamEvent::tool_delta(d.index, custom_input(custom_args_)));
-        out.push_back(StreamEvent::tool_end(d.index, d.error ? nlohmann::ordered_json::parse(wire(d.error->to_json())) : nullptr));
+      case text::Delta::Kind::ToolCallEnd: {
+        const text::ToolCallError* err = d.error ? &*d.error : nullptr;
+        if (!err && d.index >= 0 && static_cast<size_t>(d.index) < parser_.message().tool_calls.size())
+          err = call_error(static_cast<size_t>(d.index));
+        if (custom && !err) out.push_back(StreamEvent::tool_delta(d.index, custom_input(custom_args_)));
+        out.push_back(StreamEvent::tool_end(d.index, err ? nlohmann::ordered_json::parse(wire(err->to_json())) : nullptr));
         break;
+      }
     }
   }
   return out;
@@ -226,12 +256,12 @@ protocol::Response ChatRun::result() const {
   r.content = m.content;
   for (size_t i = 0; i < m.tool_calls.size(); ++i) {
     const auto& c = m.tool_calls[i];
-    if (c.error) {
+    if (const text::ToolCallError* err = call_error(i)) {
       protocol::ToolCallFailure f;
       f.index = static_cast<int>(i);
       f.id = c.id;
       f.name = c.name;
-      f.error = nlohmann::ordered_json::parse(wire(c.error->to_json()));
+      f.error = nlohmann::ordered_json::parse(wire(err->to_json()));
       r.failures.push_back(std::move(f));
       continue;
     }
@@ -255,7 +285,7 @@ protocol::Response ChatRun::result() const {
 
 int ChatRun::tool_call_failures() const {
   int n = 0;
-  for (auto& c : parser_.message().tool_calls) n += c.error.has_value();
+  for (size_t i = 0; i < parser_.message().tool_calls.size(); ++i) n += call_error(i) != nullptr;
   return n;
 }
 

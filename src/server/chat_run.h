@@ -2,7 +2,9 @@
 // with the official V4 encoder, submits it, and turns generated tokens into reasoning, content
 // and tool-call deltas (DSML parser), applying stop strings and collecting logprobs.
 #pragma once
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,6 +70,9 @@ class ChatRun {
   text::StreamDecoder dec_;
   StopMatcher stop_;
   bool is_custom(const std::string& name) const;
+  // The parser's error for call i, or a grammar violation of an enforced custom tool.
+  const text::ToolCallError* call_error(size_t i) const;
+  mutable std::map<size_t, std::optional<text::ToolCallError>> grammar_errors_;
   std::vector<int> custom_calls_;        // tool-call indexes of custom tools
   std::string custom_args_;              // arguments of the custom call being generated
   int prompt_tokens_ = 0, reasoning_tokens_ = 0;

@@ -25,6 +25,9 @@ struct ChatHandler {
     std::string warning = run->warning();
     for (auto& n : run->params().notes) warning += (warning.empty() ? "" : "; ") + n;
     if (!warning.empty()) res.set_header("x-v4host-warning", warning);
+    std::string enforced;  // custom tools whose input grammar is enforced
+    for (auto& f : run->params().freeform) enforced += (enforced.empty() ? "" : ", ") + f.spec.tool;
+    if (!enforced.empty()) res.set_header("x-v4host-grammar-tools", enforced);
     const std::string id = new_id(o.id_prefix, s.next_id_++);
     const int64_t created = static_cast<int64_t>(std::time(nullptr));
     const protocol::Dialect d = o.dialect;

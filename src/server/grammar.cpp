@@ -134,6 +134,8 @@ struct GrammarCompiler {
     std::sort(set.begin(), set.end());
   }
 
+  uint32_t max_dfa = kMaxDfaStates;
+
   GrammarPtr run(const gir::RuleSet& rs, uint32_t root) {
     const auto& bodies = rs.bodies();
     const size_t nrules = bodies.size();
@@ -182,8 +184,8 @@ struct GrammarCompiler {
         auto it = ids.find(set);
         if (it != ids.end()) return it->second;
         uint32_t id = static_cast<uint32_t>(fin.size());
-        if (id >= kMaxDfaStates)
-          throw InputError("grammar too large (more than " + std::to_string(kMaxDfaStates) +
+        if (id >= max_dfa)
+          throw InputError("grammar too large (more than " + std::to_string(max_dfa) +
                            " states); simplify the schema (smaller maxLength / maxItems, fewer alternatives)");
         bool is_final = std::binary_search(set.begin(), set.end(), naccept[r]);
         fin.push_back(is_final ? 1 : 0);
@@ -378,8 +380,9 @@ struct GrammarCompiler {
 };
 
 namespace gir {
-GrammarPtr compile(const RuleSet& rules, uint32_t root) {
+GrammarPtr compile(const RuleSet& rules, uint32_t root, uint32_t max_dfa_states) {
   GrammarCompiler c;
+  c.max_dfa = std::min(max_dfa_states, kMaxDfaStates);
   return c.run(rules, root);
 }
 }  // namespace gir

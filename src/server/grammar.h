@@ -50,6 +50,42 @@ GrammarPtr compile_json_schema(const nlohmann::ordered_json& schema);
 // Any JSON object (response_format json_object), same canonical layout.
 GrammarPtr compile_json_object();
 
+// ---- freeform grammars of custom tools (`format: {type: "grammar", syntax, definition}`) ----
+// The language is the set of whole strings the grammar derives; see docs/constrained-decoding.md.
+//
+// regex (grammar_regex.cpp; Python `re` / Rust `regex` syntax): literals and escapes
+// (\n \t \r \f \v \0 \xHH \x{H…} \uHHHH \UHHHHHHHH, escaped punctuation), \d \w \s (ASCII) and
+// \D \W \S, `.` (any UTF-8 character but "\n"; with the s flag any), classes [...] with ranges,
+// negation and escapes (UTF-8 aware), groups ( ) (?: ) (?P<n> ) (?<n> ), alternation, * + ?
+// {m} {m,} {m,n} {,n} (lazy variants: same language), inline flags (?i) (?s) (?i:…), ^ $ \A \z
+// \Z at the ends. InputError naming the construct: lookaround, backreferences, \b \B,
+// possessive quantifiers and atomic groups, \p{…}, POSIX classes, the x flag, anchors in the
+// middle, counts above 1000.
+// lark (grammar_lark.cpp): rules `name: …` and terminals `NAME: …` (?rule !rule _rule, priorities
+// .N ignored), alternatives |, ( ), [ ], ? * +, ~ n and ~ n..m, string literals with Python
+// escapes and the i flag, "a".."z" ranges, /regex/flags (i s; m u l ignored), -> alias (ignored),
+// %import common.X / common (X, Y) / common.X -> Y (Lark's common.lark terminals), %ignore,
+// // comments; the root rule is `start`. Read scannerlessly: %ignore patterns are allowed before
+// every terminal a rule uses and at the end, never inside a terminal. Nullable rules are fine,
+// direct left recursion is rewritten; indirect left recursion, templates, %declare / %override /
+// %extend and imports from other modules are an InputError.
+// Both: bounded size (128 KiB of text, ~300k automaton states, 100k DFA states).
+GrammarPtr compile_lark(const std::string& definition);
+GrammarPtr compile_regex(const std::string& pattern);
+// syntax "lark" | "regex"; compiled grammars (and failures) are cached process-wide by text.
+GrammarPtr compile_freeform(const std::string& syntax, const std::string& definition);
+
+// Whether the grammar can be enforced inside a DSML block, whose raw text never holds NUL or
+// U+FF5C (false with the reason when a literal needs one). Parses only; no automaton is built.
+bool freeform_fits_dsml(const std::string& syntax, const std::string& definition, std::string* why);
+
+// A custom tool whose `input` must match a freeform grammar.
+struct FreeformGrammar {
+  std::string tool;
+  std::string syntax;      // "lark" | "regex"
+  std::string definition;
+};
+
 // The DSML tool block (spec §6.4), from "\n\n<｜DSML｜tool_calls>\n" through
 // "</｜DSML｜tool_calls>". `openai_tools` is the request's `tools` array
 // ([{type: "function", function: {name, parameters}}]); forced_name restricts to one tool
@@ -58,11 +94,14 @@ GrammarPtr compile_json_object();
 // {type: "string"} (no length limits) is emitted as string="true" raw text that cannot contain
 // the "｜DSML｜" marker (so it ends at the first "</｜DSML｜parameter>"); a string enum/const as
 // string="true" one of its values; everything else as string="false" JSON matching the schema.
-// One invoke unless parallel_tool_calls.
+// One invoke unless parallel_tool_calls. A tool named in `freeform` has its (string) `input`
+// parameter written as raw text in that grammar's language instead, without NUL and U+FF5C
+// (so it cannot form the marker); a grammar whose literals need those is an InputError.
 GrammarPtr compile_dsml_tool_calls(const nlohmann::json& openai_tools, const std::string& forced_name,
                                    bool parallel_tool_calls);
 GrammarPtr compile_dsml_tool_calls(const nlohmann::ordered_json& openai_tools,
-                                   const std::string& forced_name, bool parallel_tool_calls);
+                                   const std::string& forced_name, bool parallel_tool_calls,
+                                   const std::vector<FreeformGrammar>& freeform = {});
 
 // Compiled grammars by key (e.g. "schema:" + schema text, or the tools JSON + tool_choice):
 // compiling costs milliseconds and each grammar keeps its token-mask cache warm, so repeated

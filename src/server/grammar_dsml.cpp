@@ -54,7 +54,8 @@ void check_name(const std::string& what, const std::string& name) {
     throw InputError(what + " name '" + name + "' contains a quote, newline or the DSML marker");
 }
 
-GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool parallel) {
+GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool parallel,
+                        const std::vector<FreeformGrammar>& freeform) {
   if (!tools.is_array() || tools.empty()) throw InputError("tools must be a non-empty array");
   RuleSet rs;
   const uint32_t root = rs.add_rule("tool_calls");
@@ -136,8 +137,15 @@ GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool
           }
         }
         std::vector<std::string> choices;
+        const FreeformGrammar* ff = nullptr;
+        for (const auto& f : freeform)
+          if (f.tool == name) ff = &f;
         try {
-          if (is_plain_string(resolved)) {
+          if (ff && key == "input") {
+            // Raw text in the grammar's language; never NUL or U+FF5C (no marker can form).
+            static const CpSet kRawExcluded = {{0, 0}, {0xFF5C, 0xFF5C}};
+            value = seq({lit(head + "true\">"), freeform_node(rs, ff->syntax, ff->definition, &kRawExcluded), lit(kParamEnd)});
+          } else if (is_plain_string(resolved)) {
             if (!raw_text) raw_text = utf8_text_avoiding(kMarker);
             value = seq({lit(head + "true\">"), raw_text, lit(kParamEnd)});
           } else if (raw_string_choices(resolved, choices)) {
@@ -188,13 +196,13 @@ GrammarPtr compile_dsml(const ojson& tools, const std::string& forced_name, bool
 }  // namespace
 
 GrammarPtr compile_dsml_tool_calls(const nlohmann::ordered_json& openai_tools, const std::string& forced_name,
-                                   bool parallel_tool_calls) {
-  return compile_dsml(openai_tools, forced_name, parallel_tool_calls);
+                                   bool parallel_tool_calls, const std::vector<FreeformGrammar>& freeform) {
+  return compile_dsml(openai_tools, forced_name, parallel_tool_calls, freeform);
 }
 
 GrammarPtr compile_dsml_tool_calls(const nlohmann::json& openai_tools, const std::string& forced_name,
                                    bool parallel_tool_calls) {
-  return compile_dsml(nlohmann::ordered_json::parse(openai_tools.dump()), forced_name, parallel_tool_calls);
+  return compile_dsml(nlohmann::ordered_json::parse(openai_tools.dump()), forced_name, parallel_tool_calls, {});
 }
 
 }  // namespace v4

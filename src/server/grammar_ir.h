@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -96,7 +97,13 @@ class RuleSet {
 
 // Compile the rule set into DFAs; `root` is the start rule. Throws InputError when the grammar
 // is too large, a rule matches nothing, a called rule can be empty, or rules are left-recursive.
-GrammarPtr compile(const RuleSet& rules, uint32_t root);
+// `max_dfa_states` bounds the work for grammars that come from clients.
+GrammarPtr compile(const RuleSet& rules, uint32_t root, uint32_t max_dfa_states = 400000);
+
+// A custom tool's grammar (`syntax` "lark" or "regex", grammar_lark.cpp) as a node of `rules`
+// (Lark rules are added to it). `excluded` code points are never produced.
+NodeP freeform_node(RuleSet& rules, const std::string& syntax, const std::string& definition,
+                    const std::vector<std::pair<uint32_t, uint32_t>>* excluded);
 
 // ---- reusable JSON pieces (grammar_json.cpp) ----
 class JsonBuilder {
@@ -140,7 +147,30 @@ class JsonBuilder {
 
 // UTF-8 character classes as byte-sequence alternatives.
 NodeP utf8_char_except_ascii(const std::vector<std::pair<uint8_t, uint8_t>>& ascii_allowed);
+// Any one of the code points in `ranges` (inclusive, sorted or not; surrogates are skipped).
+// An empty list is the empty language (no string).
+NodeP utf8_codepoints(const std::vector<std::pair<uint32_t, uint32_t>>& ranges);
 // Valid UTF-8 text without the character sequence `forbidden` (given as UTF-8), any length.
 NodeP utf8_text_avoiding(const std::string& forbidden);
+
+// ---- regular expressions and literals (grammar_regex.cpp) ----
+using CpSet = std::vector<std::pair<uint32_t, uint32_t>>;  // inclusive code point ranges
+struct RegexFlags {
+  bool icase = false;   // ASCII case folding
+  bool dotall = false;  // '.' also matches "\n"
+};
+// The language of a Python/Rust-syntax regex (whole-string match), as a node. `excluded` code
+// points are never produced (raw DSML text: NUL and U+FF5C); a literal that needs one is an
+// InputError. Unsupported constructs are an InputError naming them.
+NodeP regex(std::string_view pattern, RegexFlags flags, const CpSet* excluded = nullptr);
+// A literal string (UTF-8), optionally ASCII case-insensitive; `where` names it in errors.
+NodeP text_literal(std::string_view utf8, bool icase, const CpSet* excluded, const std::string& where);
+// One code point in [lo, hi] minus `excluded`.
+NodeP codepoint_range(uint32_t lo, uint32_t hi, const CpSet* excluded);
+// The first code point of a UTF-8 string (its byte length in *len); InputError if invalid.
+uint32_t first_codepoint(std::string_view utf8, size_t& len);
+// Automaton states `n` expands to (an estimate, saturating at `cap`): bounds client grammars
+// before they are built.
+size_t node_size(const Node& n, size_t cap);
 
 }  // namespace v4::gir

@@ -209,6 +209,12 @@ int64_t get_int_limit(const ojson& s, const char* key, int64_t dflt) {
 
 }  // namespace
 
+NodeP utf8_codepoints(const std::vector<std::pair<uint32_t, uint32_t>>& ranges) {
+  std::vector<NodeP> alts;
+  for (auto [a, b] : ranges) utf8_range(a, b, alts);
+  return alt(std::move(alts));
+}
+
 NodeP utf8_char_except_ascii(const std::vector<std::pair<uint8_t, uint8_t>>& ascii_allowed) {
   std::vector<NodeP> alts;
   if (!ascii_allowed.empty()) alts.push_back(bytes(ascii_allowed));

@@ -35,6 +35,66 @@ const schema = {
   additionalProperties: false,
 };
 const SEEDS = [1, 2, 3, 4, 5];
+
+// Custom (freeform) tools with grammars. APPLY_PATCH is the Lark grammar @openai/codex 0.171.0
+// sends as its apply_patch tool's format (captured from the /v1/responses request `codex exec`
+// makes with model "gpt-5.5"; upstream openai/codex, tool_apply_patch.lark).
+const APPLY_PATCH = `start: begin_patch hunk+ end_patch
+begin_patch: "*** Begin Patch" LF
+end_patch: "*** End Patch" LF?
+
+hunk: add_hunk | delete_hunk | update_hunk
+add_hunk: "*** Add File: " filename LF add_line+
+delete_hunk: "*** Delete File: " filename LF
+update_hunk: "*** Update File: " filename LF change_move? change?
+
+filename: /(.+)/
+add_line: "+" /(.*)/ LF -> line
+
+change_move: "*** Move to: " filename LF
+change: (change_context | change_line)+ eof_line?
+change_context: ("@@" | "@@ " /(.+)/) LF
+change_line: ("+" | "-" | " ") /(.*)/ LF
+eof_line: "*** End of File" LF
+
+%import common.LF
+`;
+const TICKET = '[A-Z]{2,4}-[1-9][0-9]{0,3}( \\((low|high)\\))?';
+
+// The apply_patch format checked line by line, independently of the server's grammar code.
+export function patchProblem(text) {
+  const lines = text.split('\n');
+  const endsWithNl = text.endsWith('\n');
+  if (endsWithNl) lines.pop();
+  let i = 0;
+  if (lines[i++] !== '*** Begin Patch') return 'no begin line';
+  let hunks = 0;
+  for (;;) {
+    if (i >= lines.length) return 'no end line';
+    const l = lines[i];
+    if (l === '*** End Patch') return i === lines.length - 1 ? (hunks ? '' : 'no hunk') : 'text after the end line';
+    if (!endsWithNl && i === lines.length - 1) return 'a line without its newline';
+    const named = (p) => l.startsWith(p) && l.length > p.length;
+    if (named('*** Add File: ')) {
+      i++;
+      let n = 0;
+      while (i < lines.length && lines[i].startsWith('+')) i++, n++;
+      if (!n) return 'add file without lines';
+    } else if (named('*** Delete File: ')) {
+      i++;
+    } else if (named('*** Update File: ')) {
+      i++;
+      if (i < lines.length && lines[i].startsWith('*** Move to: ') && lines[i].length > 13) i++;
+      let n = 0;
+      while (i < lines.length && (lines[i] === '@@' || (lines[i].startsWith('@@ ') && lines[i].length > 3) || /^[+\- ]/.test(lines[i]))) i++, n++;
+      if (n && lines[i] === '*** End of File') i++;
+    } else {
+      return `unexpected line ${JSON.stringify(l)}`;
+    }
+    hunks++;
+  }
+}
+
 const BUDGETS = [70, 90, 130, 200];
 
 describe('streamed forced tool calls: every emitted call is complete and valid', { skip: skip || false }, () => {
@@ -124,6 +184,55 @@ describe('streamed forced tool calls: every emitted call is complete and valid',
       calls += done.length;
     }));
     console.log(`# responses: ${calls} calls over ${cases.length} streams`);
+  });
+
+  test('Responses, a forced custom tool with a grammar: every input is in its language', async () => {
+    const tools = [
+      { type: 'custom', name: 'apply_patch', description: 'Edit files', format: { type: 'grammar', syntax: 'lark', definition: APPLY_PATCH } },
+      { type: 'custom', name: 'ticket', description: 'File a ticket', format: { type: 'grammar', syntax: 'regex', definition: TICKET } },
+    ];
+    const ticketRe = new RegExp(`^(?:${TICKET})$`);
+    const inputs = { apply_patch: [], ticket: [] };
+    const grammarCases = [];
+    for (const seed of [1, 2, 3, 4]) for (const budget of [90, 160]) for (const name of ['apply_patch', 'ticket']) grammarCases.push({ seed, budget, name });
+    await Promise.all(grammarCases.map(async ({ seed, budget, name }) => {
+      const think = (seed + budget) % 2 === 0;
+      const how = `${name} seed ${seed} budget ${budget}${think ? ' thinking' : ''}`;
+      const { data: s, response } = await oai.responses.create({
+        model: MODEL, input: 'Fix the bug', stream: true, seed, max_output_tokens: budget, tools,
+        tool_choice: { type: 'custom', name }, parallel_tool_calls: seed % 2 === 1, reasoning: { effort: think ? 'high' : 'none' },
+      }).withResponse();
+      assert.equal(response.headers.get('x-v4host-grammar-tools'), 'apply_patch, ticket', how);
+      let status;
+      let n = 0;
+      for await (const ev of s) {
+        if (ev.type === 'response.output_item.done' && ev.item.type === 'custom_tool_call') {
+          assert.equal(ev.item.name, name, how);
+          inputs[name].push(ev.item.input);
+          n++;
+        }
+        if (ev.type === 'response.completed' || ev.type === 'response.incomplete' || ev.type === 'response.failed') {
+          status = ev.type;
+          assert.deepEqual(ev.response.warnings ?? [], [], how);
+        }
+      }
+      assert.ok(n >= 1, how);
+      assert.equal(status, 'response.completed', how);
+    }));
+    for (const p of inputs.apply_patch) assert.equal(patchProblem(p), '', JSON.stringify(p));
+    for (const t of inputs.ticket) assert.match(t, ticketRe);
+    console.log(`# custom: ${inputs.apply_patch.length} patches, ${inputs.ticket.length} tickets; e.g. ${JSON.stringify(inputs.apply_patch[0])}`);
+  });
+
+  test('a grammar that cannot be enforced is shown only, with a warning', async () => {
+    const r = await oai.responses.create({
+      model: MODEL, input: 'x', max_output_tokens: 60, reasoning: { effort: 'none' },
+      tools: [{ type: 'custom', name: 'look', format: { type: 'grammar', syntax: 'regex', definition: 'a(?=b)b' } }],
+      tool_choice: { type: 'custom', name: 'look' },
+    });
+    assert.equal(r.status, 'completed');
+    assert.ok(r.warnings.some((w) => /look.*not enforced.*lookaround/.test(w)), JSON.stringify(r.warnings));
+    assert.ok(r.output.some((o) => o.type === 'custom_tool_call'), JSON.stringify(r.output));
   });
 
   test('a budget below one complete call is a 400 naming max_tokens', async () => {
