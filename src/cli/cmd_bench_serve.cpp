@@ -17,6 +17,7 @@
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "kv/sequence_state.h"
+#include "server/metrics.h"
 #include "server/scheduler.h"
 
 namespace v4::cli {
@@ -26,7 +27,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchServeArgs {
-  std::string model, numerics = "exact", concurrency = "1,2,4,8,16";
+  std::string model, numerics = "exact", concurrency = "1,2,4,8,16", speculative = "off";
   int tokens = 64, prompt = 128, prefill_chunk = 256;
   uint64_t seed = 1;
   bool quiet = false, json = false, warmup = true;
@@ -136,9 +137,10 @@ void run_bench_serve(const BenchServeArgs& a) {
   if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official or cachesim");
   const std::vector<int> levels = parse_list(a.concurrency);
   const int cmax = *std::max_element(levels.begin(), levels.end());
-  auto w = ModelWeights::load(a.model, false, a.quiet);
-  Engine eng(*w, num);
   SchedulerOptions so;
+  if (!parse_spec_mode(a.speculative, &so.speculative)) throw InputError("--speculative must be on, off or auto");
+  auto w = ModelWeights::load(a.model, so.speculative != SpecMode::Off, a.quiet);
+  Engine eng(*w, num);
   so.max_seqs = cmax;
   so.ctx = a.prompt + a.tokens + 1;
   so.queue_limit = cmax + 1;
@@ -147,7 +149,8 @@ void run_bench_serve(const BenchServeArgs& a) {
   so.snapshot_every = 0;
   // Admission never waits on the KV budget: every stream of the largest level fits at once.
   so.kv_budget = std::max(so.kv_budget, SequenceState::projected_bytes(eng.config(), so.ctx) * static_cast<size_t>(cmax) + 1);
-  Scheduler sched(eng, so, nullptr);
+  Metrics metrics;  // speculation counters (acceptance, tokens per verifying step)
+  Scheduler sched(eng, so, &metrics);
   std::mt19937_64 rng(a.seed);
   if (!a.quiet)
     std::fprintf(stderr, "bench-serve: %s, prompt %d, %d new tokens per request, greedy, prefill chunk %d\n", a.model.c_str(),
@@ -167,8 +170,13 @@ void run_bench_serve(const BenchServeArgs& a) {
                    r.agg_tok_s, r.stream_tok_s, r.ttft_s);
   }
   sched.stop();
+  const double drafted = metrics.value("v4host_spec_draft_tokens_total"), accepted = metrics.value("v4host_spec_accepted_tokens_total"),
+               vsteps = metrics.value("v4host_spec_verify_steps_total"), emitted = metrics.value("v4host_spec_emitted_tokens_total");
   if (a.json) {
-    std::printf("{\"model\": \"%s\", \"prompt_tokens\": %d, \"max_tokens\": %d, \"results\": [", a.model.c_str(), a.prompt, a.tokens);
+    std::printf("{\"model\": \"%s\", \"prompt_tokens\": %d, \"max_tokens\": %d, \"speculative\": {\"mode\": \"%s\", \"drafter\": \"%s\", "
+                "\"drafted\": %.0f, \"accepted\": %.0f, \"verify_steps\": %.0f, \"acceptance\": %.4f, \"tokens_per_step\": %.4f}, \"results\": [",
+                a.model.c_str(), a.prompt, a.tokens, spec_mode_name(so.speculative), drafter_name(sched.drafter()), drafted, accepted, vsteps,
+                drafted > 0 ? accepted / drafted : 0.0, vsteps > 0 ? emitted / vsteps : 0.0);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       std::printf("%s{\"concurrency\": %d, \"generated_tokens\": %ld, \"wall_s\": %.4f, \"aggregate_tok_s\": %.4f, "
@@ -185,6 +193,10 @@ void run_bench_serve(const BenchServeArgs& a) {
   for (const Row& r : rows)
     std::printf("| %d | %ld | %.2f | %.2f | %.2f | %.3f | %.3f |\n", r.concurrency, r.generated, r.wall_s, r.agg_tok_s,
                 r.stream_tok_s, r.ttft_s, r.ttft_max_s);
+  if (so.speculative != SpecMode::Off)
+    std::printf("speculative %s (%s): %.0f drafts, %.1f%% accepted, %.2f tokens per verifying step (%.0f steps)\n",
+                spec_mode_name(so.speculative), drafter_name(sched.drafter()), drafted, drafted > 0 ? 100 * accepted / drafted : 0.0,
+                vsteps > 0 ? emitted / vsteps : 0.0, vsteps);
 }
 
 }  // namespace
@@ -199,6 +211,7 @@ void add_bench_serve_command(CLI::App& app) {
   c->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per scheduler step (default 256, as serve)");
   c->add_option("--seed", a->seed, "random seed for the prompts");
   c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+  c->add_option("--speculative", a->speculative, "on | off (default) | auto: speculative decoding in the batches, as serve");
   c->add_flag("!--no-warmup", a->warmup, "skip the untimed warm-up request");
   c->add_flag("--json", a->json, "machine-readable output");
   c->add_flag("--quiet,-q", a->quiet, "no progress output");

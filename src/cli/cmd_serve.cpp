@@ -25,7 +25,7 @@ void on_signal(int) {
 }
 
 struct ServeArgs {
-  std::string model, numerics = "exact";
+  std::string model, numerics = "exact", speculative = "auto";
   bool demo = false, quiet = false, no_thinking = false;
   ServeOptions opt;
   std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M", max_header = "64K", stream_buffer = "4M",
@@ -73,6 +73,8 @@ void run_serve(ServeArgs& a) {
   }
   Numerics num;
   if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official or cachesim");
+  if (!parse_spec_mode(a.speculative, &a.opt.sched.speculative)) throw InputError("--speculative must be on, off or auto");
+  if (a.opt.sched.spec_drafts < 0) throw InputError("--speculative-drafts must be 0 (the drafter's own) or positive");
   if (a.opt.sched.ctx < 16) throw InputError("--ctx must be at least 16");
   if (a.opt.sched.max_seqs < 1) throw InputError("--max-seqs must be at least 1");
   a.opt.sched.kv_budget = parse_bytes("--kv-budget", a.kv_budget);
@@ -100,12 +102,16 @@ void run_serve(ServeArgs& a) {
   std::string tok_path = text::model_tokenizer_path(dir);
   if (tok_path.empty()) throw InputError("no tokenizer.json in " + dir + " (it ships with the official checkpoints)");
   auto tok = text::Tokenizer::from_file(tok_path);
-  auto w = ModelWeights::load(dir, false, a.quiet);
+  auto w = ModelWeights::load(dir, a.opt.sched.speculative != SpecMode::Off, a.quiet);
   Engine eng(*w, num);
+  if (a.opt.sched.speculative == SpecMode::On && drafter_of(eng) == DrafterKind::None)
+    throw InputError("--speculative on: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
   Service svc(a.opt, *w, eng, *tok);
   const int port = svc.bind();
-  std::fprintf(stderr, "v4host: serving '%s' on http://%s:%d/v1 (ctx %lld, max %d sequences%s)\n", svc.model_id().c_str(),
-               a.opt.host.c_str(), port, static_cast<long long>(a.opt.sched.ctx), a.opt.sched.max_seqs,
+  const DrafterKind dk = svc.scheduler().drafter();
+  const std::string spec = dk == DrafterKind::None ? "" : std::string(", speculative ") + spec_mode_name(a.opt.sched.speculative) + " (" + drafter_name(dk) + ")";
+  std::fprintf(stderr, "v4host: serving '%s' on http://%s:%d/v1 (ctx %lld, max %d sequences%s%s)\n", svc.model_id().c_str(),
+               a.opt.host.c_str(), port, static_cast<long long>(a.opt.sched.ctx), a.opt.sched.max_seqs, spec.c_str(),
                a.opt.api_key.empty() ? ", no API key" : ", API key required");
   g_service = &svc;
   std::signal(SIGINT, on_signal);
@@ -144,6 +150,10 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--prefill-chunk", a->opt.sched.prefill_chunk, "prompt tokens per scheduler step");
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
   c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+  c->add_option("--speculative", a->speculative,
+                 "on | off | auto (default): draft with the checkpoint's MTP head or DSpark drafter, verify exactly in the batch; "
+                 "auto drafts per request while its acceptance pays");
+  c->add_option("--speculative-drafts", a->opt.sched.spec_drafts, "drafts per step (default 0 = the drafter's own: MTP 1, DSpark 5)");
   c->add_flag("--no-thinking", a->no_thinking, "default to non-thinking mode when a request does not choose");
   c->add_option("--max-output-tokens", a->opt.max_output_tokens,
                 "cap on generated tokens per request, whatever the client asks (0 = no cap; default 0)");

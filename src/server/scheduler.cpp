@@ -23,6 +23,22 @@ const char* finish_reason_name(FinishReason r) {
   }
 }
 
+bool parse_spec_mode(const std::string& s, SpecMode* out) {
+  if (s == "off") *out = SpecMode::Off;
+  else if (s == "on") *out = SpecMode::On;
+  else if (s == "auto") *out = SpecMode::Auto;
+  else return false;
+  return true;
+}
+
+const char* spec_mode_name(SpecMode m) {
+  switch (m) {
+    case SpecMode::On: return "on";
+    case SpecMode::Auto: return "auto";
+    default: return "off";
+  }
+}
+
 bool RequestHandle::poll(std::vector<TokenEvent>& out, std::chrono::milliseconds timeout) {
   std::unique_lock<std::mutex> lk(mu_);
   cv_.wait_for(lk, timeout, [&] { return !events_.empty() || finished_; });
@@ -107,6 +123,10 @@ struct Scheduler::Active {
   Clock::time_point submitted, last_token;
   bool first_token = true;
   std::vector<float> logits;
+  // Speculative decoding (requests without a grammar constraint when the server speculates).
+  std::unique_ptr<SpecSequence> spec;
+  double spec_rate = 1.0;  // running acceptance of this request's drafts (auto mode)
+  int spec_plain = 0;      // plain steps since the last draft (auto mode's probing)
   Active(GenRequest r, std::shared_ptr<RequestHandle> hh)
       : req(std::move(r)), h(std::move(hh)), sampler(req.sampling), submitted(Clock::now()) {}
   bool prefilling() const { return consumed < req.prompt.size(); }
@@ -114,6 +134,7 @@ struct Scheduler::Active {
 
 Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opt, Metrics* metrics)
     : eng_(engine), opt_(opt), metrics_(metrics), cache_(opt.prefix_cache_bytes) {
+  if (opt_.speculative != SpecMode::Off) drafter_ = drafter_of(engine);
   if (metrics_) {
     Metrics& m = *metrics_;
     m.describe("v4host_queue_depth_requests", "gauge", "Requests waiting for admission");
@@ -132,6 +153,13 @@ Scheduler::Scheduler(Engine& engine, const SchedulerOptions& opt, Metrics* metri
     m.describe_histogram("v4host_inter_token_latency_seconds", "Time between consecutive generated tokens of a request",
                          {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5});
     m.describe_histogram("v4host_batch_size_sequences", "Sequences per forward pass", {1, 2, 4, 8, 16, 32, 64});
+    m.describe("v4host_spec_draft_tokens_total", "counter", "Tokens drafted by the speculative drafter (MTP or DSpark)");
+    m.describe("v4host_spec_accepted_tokens_total", "counter", "Drafted tokens accepted by verification (exact rejection sampling)");
+    m.describe("v4host_spec_verify_steps_total", "counter", "Sequence steps that verified drafts (one batched forward covers all sequences)");
+    m.describe("v4host_spec_emitted_tokens_total", "counter", "Tokens emitted by verifying steps (accepted drafts plus the corrected or bonus token)");
+    m.describe("v4host_spec_acceptance_ratio", "gauge", "accepted / drafted tokens since start");
+    m.describe("v4host_spec_tokens_per_step", "gauge", "emitted tokens / verifying steps since start");
+    m.describe("v4host_spec_drafting_sequences", "gauge", "Sequences that drafted in the last step");
     m.set("v4host_kv_budget_bytes", static_cast<double>(opt_.kv_budget));
   }
   thread_ = std::thread([this] { loop(); });
@@ -258,6 +286,21 @@ void Scheduler::loop() {
       const size_t hit = cache_.lookup(a->req.prompt, a->req.prompt.size() - 1, a->st.get());
       a->consumed = hit;
       a->h->cached_tokens = static_cast<int>(hit);
+      if (drafter_ != DrafterKind::None && !a->req.constraint) {
+        // Drafting needs the drafter's rows of the prompt's last window, which the prefill
+        // below captures; a prefix-cache hit past them only shortens the drafter's first window.
+        a->spec = std::make_unique<SpecSequence>(eng_, *a->st, a->req.sampling, opt_.spec_drafts);
+        a->spec->set_prompt(a->req.prompt);
+        // Greedy requests start from the server's running rate (their output does not depend on
+        // when they draft); sampled ones from their own history only, so that a seed gives the
+        // same tokens whatever the server served before.
+        a->spec_rate = a->req.sampling.temperature <= 0.0f && spec_history_ > 0 ? spec_rate_ : 1.0;
+        if (opt_.spec_draft_override) {
+          auto hook = opt_.spec_draft_override;
+          const std::vector<int32_t>* p = &a->req.prompt;
+          a->spec->draft_override = [hook, p](int64_t pos, float* q) { hook(*p, pos, q); };
+        }
+      }
       if (metrics_) {
         metrics_->inc("v4host_prefix_cache_lookups_total", {{"result", hit ? "hit" : "miss"}});
         metrics_->inc("v4host_prefix_cache_hit_tokens_total", {}, static_cast<double>(hit));
@@ -317,11 +360,22 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   const int V = eng_.config().vocab_size;
   std::vector<Segment> segs;
   std::vector<Active*> owners;
+  std::vector<char> decoding;
   int budget = std::max(1, opt_.prefill_chunk);
+  int drafting = 0;
   for (auto& ap : active) {
     Active& a = *ap;
     Segment s;
     s.state = a.st.get();
+    if (!a.prefilling() && a.spec) {
+      // Pending tokens plus this step's drafts (if any); verified by the shared forward below.
+      a.spec->begin_step(s, want_draft(a));
+      drafting += a.spec->drafted();
+      segs.push_back(s);
+      owners.push_back(&a);
+      decoding.push_back(1);
+      continue;
+    }
     if (!a.prefilling()) {
       s.tokens = &a.last;
       s.n = 1;
@@ -345,10 +399,13 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       a.logits.resize(static_cast<size_t>(V));
       s.logits = a.logits.data();
     }
+    if (a.prefilling() && a.spec) a.spec->prefill_chunk(s);
+    decoding.push_back(!a.prefilling());
     segs.push_back(s);
     owners.push_back(&a);
   }
   if (segs.empty()) return;
+  if (metrics_ && drafter_ != DrafterKind::None) metrics_->set("v4host_spec_drafting_sequences", drafting);
   eng_.forward(segs);
   if (metrics_) {
     metrics_->inc("v4host_forward_steps_total");
@@ -362,8 +419,25 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       const size_t len = a.req.prompt.size();
       const bool at_snap = opt_.snapshot_every > 0 && a.consumed % static_cast<size_t>(opt_.snapshot_every) == 0;
       if (a.consumed < len && (a.consumed == len - 1 || at_snap)) cache_.insert(a.req.prompt, a.consumed, *a.st);
+      if (a.spec) a.spec->prefill_done(segs[i]);
     }
-    if (segs[i].logits) emit_token(a, segs[i].logits);
+    if (!segs[i].logits) continue;
+    if (!a.spec) {
+      emit_token(a, segs[i].logits);
+    } else if (!decoding[i]) {
+      deliver(a, a.spec->first_token(segs[i].logits), segs[i].logits);
+    } else {
+      int emitted = 0;
+      a.spec->end_step([&](int32_t t, const float* row) {
+        ++emitted;
+        return deliver(a, t, row);
+      });
+      if (a.spec->last_drafts() > 0 && metrics_) {
+        metrics_->inc("v4host_spec_verify_steps_total");
+        metrics_->inc("v4host_spec_emitted_tokens_total", {}, emitted);
+      }
+      spec_done(a);
+    }
   }
   // Retire finished sequences.
   for (auto it = active.begin(); it != active.end();) {
@@ -382,6 +456,33 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   }
 }
 
+bool Scheduler::want_draft(Active& a) {
+  if (opt_.speculative == SpecMode::On) return true;
+  if (a.spec_rate >= opt_.spec_min_acceptance) return true;
+  // Auto, not paying lately: an occasional probe keeps the rate current (text gets predictable).
+  if (++a.spec_plain >= std::max(1, opt_.spec_probe_every)) {
+    a.spec_plain = 0;
+    return true;
+  }
+  return false;
+}
+
+void Scheduler::spec_done(Active& a) {
+  const int d = a.spec->last_drafts();
+  if (d == 0) return;
+  const double r = static_cast<double>(a.spec->last_accepted()) / d;
+  a.spec_rate = 0.5 * a.spec_rate + 0.5 * r;
+  spec_rate_ = spec_history_ > 0 ? 0.95 * spec_rate_ + 0.05 * r : r;
+  ++spec_history_;
+  if (!metrics_) return;
+  Metrics& m = *metrics_;
+  m.inc("v4host_spec_draft_tokens_total", {}, d);
+  m.inc("v4host_spec_accepted_tokens_total", {}, a.spec->last_accepted());
+  const double drafted = m.value("v4host_spec_draft_tokens_total"), steps = m.value("v4host_spec_verify_steps_total");
+  m.set("v4host_spec_acceptance_ratio", drafted > 0 ? m.value("v4host_spec_accepted_tokens_total") / drafted : 0);
+  m.set("v4host_spec_tokens_per_step", steps > 0 ? m.value("v4host_spec_emitted_tokens_total") / steps : 0);
+}
+
 void Scheduler::emit_token(Active& a, const float* logits) {
   const int V = eng_.config().vocab_size;
   std::vector<uint8_t> mask;
@@ -392,6 +493,11 @@ void Scheduler::emit_token(Active& a, const float* logits) {
   }
   const int32_t tok = a.sampler.sample(logits, V, masked ? &mask : nullptr);
   if (a.req.constraint) a.req.constraint->accept(tok);
+  deliver(a, tok, logits);
+}
+
+bool Scheduler::deliver(Active& a, int32_t tok, const float* logits) {
+  const int V = eng_.config().vocab_size;
   a.last = tok;
   ++a.generated;
   const auto now = Clock::now();
@@ -403,7 +509,7 @@ void Scheduler::emit_token(Active& a, const float* logits) {
   a.first_token = false;
   a.last_token = now;
   // The stop token itself is not delivered as output.
-  if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) return;
+  if (std::find(a.req.stop_ids.begin(), a.req.stop_ids.end(), tok) != a.req.stop_ids.end()) return false;
   TokenEvent e;
   e.id = tok;
   if (a.req.top_logprobs >= 0) {
@@ -422,6 +528,7 @@ void Scheduler::emit_token(Active& a, const float* logits) {
     }
   }
   a.h->push(e);
+  return a.generated < a.req.max_tokens;
 }
 
 }  // namespace v4

@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/sampler.h"
+#include "engine/speculative.h"
 #include "server/metrics.h"
 #include "server/prefix_cache.h"
 
@@ -84,6 +85,13 @@ class RequestHandle {
   std::shared_ptr<std::function<void()>> notify_;
 };
 
+// Speculative decoding in the batches (per request; engine/speculative.h): off; on (every
+// eligible request drafts every step); auto (a request drafts while its running acceptance
+// makes it pay, probing now and then otherwise; new requests start from the server's rate).
+enum class SpecMode { Off, On, Auto };
+bool parse_spec_mode(const std::string& s, SpecMode* out);
+const char* spec_mode_name(SpecMode m);
+
 struct SchedulerOptions {
   int max_seqs = 16;                  // sequences decoded together
   size_t kv_budget = size_t(4) << 30; // bytes of per-sequence state across active sequences
@@ -92,6 +100,12 @@ struct SchedulerOptions {
   int queue_limit = 64;               // waiting requests beyond which submit() refuses
   size_t prefix_cache_bytes = size_t(1) << 30;
   int snapshot_every = 512;           // also cache long prompts at these boundaries
+  SpecMode speculative = SpecMode::Off; // needs a drafter in the weights (else off)
+  int spec_drafts = 0;                // drafts per step (0 = the drafter's own: MTP 1, DSpark its block)
+  double spec_min_acceptance = 0.25;  // auto: a request drafts while its running acceptance is above this
+  int spec_probe_every = 64;          // auto: plain steps between probing drafts
+  // Tests: replaces a request's draft logits (its prompt, the drafted position, the logits row).
+  std::function<void(const std::vector<int32_t>&, int64_t, float*)> spec_draft_override;
 };
 
 // Thrown by submit() when a request could never fit the --kv-budget (a 400 for the client).
@@ -113,6 +127,8 @@ class Scheduler {
   void stop();
 
   const SchedulerOptions& options() const { return opt_; }
+  // The drafter the batches speculate with (None when speculation is off or there is none).
+  DrafterKind drafter() const { return drafter_; }
   const Engine& engine() const { return eng_; }
   size_t queued() const;
   size_t running() const;
@@ -124,6 +140,11 @@ class Scheduler {
   void loop();
   void step(std::vector<std::unique_ptr<Active>>& active);
   void emit_token(Active& a, const float* logits);
+  // Delivers a chosen token (stop / length bookkeeping, metrics, logprobs from `logits`);
+  // returns false once the request is finished.
+  bool deliver(Active& a, int32_t tok, const float* logits);
+  bool want_draft(Active& a);
+  void spec_done(Active& a);
   void publish_gauges(const std::vector<std::unique_ptr<Active>>& active);
   void drop_cancelled_locked();  // finishes queued requests whose client has gone (mu_ held)
 
@@ -131,6 +152,9 @@ class Scheduler {
   SchedulerOptions opt_;
   Metrics* metrics_;
   PrefixCache cache_;
+  DrafterKind drafter_ = DrafterKind::None;
+  double spec_rate_ = 1.0;      // server-wide running acceptance (auto mode's start for new requests)
+  int64_t spec_history_ = 0;    // drafting steps behind spec_rate_
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::pair<GenRequest, std::shared_ptr<RequestHandle>>> queue_;
