@@ -75,6 +75,9 @@ void BM_LinearBf16(benchmark::State& st, WFormat f, int N, int K) {
   std::vector<float> x(static_cast<size_t>(M) * K), y(static_cast<size_t>(M) * N);
   for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 193) - 96);
   std::vector<uint16_t> xp(static_cast<size_t>(M) * bf16_padded_k(w.w));
+  // Second argument: the smallest call on the AMX tiles (1 = every call, 999 = none).
+  const int prev = amx_min_tokens();
+  if (st.range(1) > 0) set_amx_min_tokens(static_cast<int>(st.range(1)));
   for (auto _ : st) {
     bf16_quant_pack_act(w.w, x.data(), M, K, xp.data());
     linear_bf16(w.w, xp.data(), M, y.data());
@@ -82,13 +85,51 @@ void BM_LinearBf16(benchmark::State& st, WFormat f, int N, int K) {
   }
   st.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.w.bytes()) * st.iterations(), benchmark::Counter::kIsRate);
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  set_amx_min_tokens(prev);
+}
+
+// The same over a pool of 1 GB of weights (past any cache): what a decode step sees.
+void BM_LinearBf16Stream(benchmark::State& st, WFormat f, int N, int K) {
+  const int M = static_cast<int>(st.range(0));
+  Weight proto = make(f, N, K);
+  if (!bf16_dot_available() || !bf16_weight_ok(proto.w)) {
+    st.SkipWithError("no AVX-512 BF16");
+    return;
+  }
+  const int copies = static_cast<int>((size_t(1) << 30) / proto.w.bytes());
+  std::vector<Weight> pool;
+  for (int i = 0; i < copies; ++i) {
+    pool.push_back(proto);
+    pool.back().w.data = pool.back().data.data();
+    pool.back().w.scale = pool.back().scale.data();
+  }
+  std::vector<float> x(static_cast<size_t>(M) * K), y(static_cast<size_t>(M) * N);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 193) - 96);
+  std::vector<uint16_t> xp(static_cast<size_t>(M) * bf16_padded_k(proto.w));
+  const int prev = amx_min_tokens();
+  if (st.range(1) > 0) set_amx_min_tokens(static_cast<int>(st.range(1)));
+  for (auto _ : st) {
+    for (const Weight& w : pool) {
+      bf16_quant_pack_act(w.w, x.data(), M, K, xp.data());
+      linear_bf16(w.w, xp.data(), M, y.data());
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["weight_bytes/s"] =
+      benchmark::Counter(static_cast<double>(proto.w.bytes()) * copies * st.iterations(), benchmark::Counter::kIsRate);
+  set_amx_min_tokens(prev);
 }
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_LinearBf16, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(8)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LinearBf16Stream, fp8_wo_b, WFormat::FP8, 4096, 8192)->ArgsProduct({{1, 2, 6, 8}, {1, 999}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LinearBf16Stream, fp4_expert_w1, WFormat::FP4, 2048, 4096)->ArgsProduct({{1, 2, 6, 8}, {1, 999}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// {tokens, smallest AMX call}: the tile path against the vdpbf16ps path at decode sizes.
+#define V4_BF16_ARGS ->ArgsProduct({{1, 2, 6, 8}, {1, 999}})->Args({64, 0})->Args({256, 0})->Unit(benchmark::kMillisecond)->UseRealTime()
+BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wq_b, WFormat::FP8, 32768, 1024) V4_BF16_ARGS;
+BENCHMARK_CAPTURE(BM_LinearBf16, fp8_wo_b, WFormat::FP8, 4096, 8192) V4_BF16_ARGS;
+BENCHMARK_CAPTURE(BM_LinearBf16, fp4_expert_w1, WFormat::FP4, 2048, 4096) V4_BF16_ARGS;
 
 // V4-Flash shapes: wq_b (FP8 32768x1024), wo_b (FP8 4096x8192), an FP4 expert w1 (2048x4096),
 // the BF16 LM head slice (16384x4096).

@@ -8,6 +8,7 @@
 #include "core/thread_pool.h"
 #include "engine/internal.h"
 #include "kernels/attn.h"
+#include "kernels/linear_bf16.h"
 
 namespace v4::detail {
 
@@ -218,6 +219,23 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
   // Grouped low-rank output projection: group g's heads through rows g·olr.. of wo_a, then wo_b.
   const int G = cfg.o_groups, olr = cfg.o_lora_rank, gK = H / G * hd;
   std::vector<float> z(static_cast<size_t>(M) * G * olr);
+  // `official` on the BF16 units: wo_a's products (FP32 activations, FP8 or BF16 weights) run
+  // on the tiles with exactly split activations (the same products as the float32 kernel).
+  const WFormat fa = A.wo_a.format;
+  if (c.act_quant && c.bf16 && c.bf16->enabled && (fa == WFormat::BF16 || (fa == WFormat::FP8 && olr % 128 == 0)) &&
+      (fa == WFormat::BF16 || c.bf16->usable(A.wo_a))) {
+    const size_t kb = (static_cast<size_t>(gK) + 127) / 128;
+    for (int g = 0; g < G; ++g) {
+      LinearWeight v = A.wo_a;
+      v.rows = olr;
+      const size_t r0 = static_cast<size_t>(g) * olr;
+      v.data = static_cast<const uint8_t*>(A.wo_a.data) + r0 * gK * (fa == WFormat::BF16 ? 2 : 1);
+      if (fa == WFormat::FP8) v.scale = static_cast<const uint8_t*>(A.wo_a.scale) + r0 / 128 * kb;
+      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr);
+    }
+    linear_act(c, A.wo_b, z.data(), M, out);
+    return;
+  }
   parallel_for(static_cast<size_t>(G * olr), 16, [&](size_t n0, size_t n1) {
     for (int g = 0; g < G; ++g) {
       const int lo = std::max<int>(static_cast<int>(n0), g * olr), hi = std::min<int>(static_cast<int>(n1), (g + 1) * olr);

@@ -28,6 +28,7 @@ bool bf16_dot_available() { return use_avx512() && cpu_features().avx512bf16; }
 
 namespace {
 std::atomic<bool> g_no_amx{false};
+std::atomic<int> g_amx_min{kAmxMinTokens};
 bool amx_disabled_for_tests() { return g_no_amx.load(); }
 }  // namespace
 
@@ -163,12 +164,15 @@ V4_BF16 inline __m512 dp(__m512 acc, __m512i w, __m512i x) {
 }
 V4_BF16 inline __m512i ldx(const uint16_t* p) { return _mm512_loadu_si512(p); }
 
-V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) {
+// Decodes kernel positions [c0, c1) of row n into out[0 .. c1-c0). c0 is a multiple of 128 (of
+// 64 for FP4, 32 for BF16) and c1 is either such a multiple or the padded row length.
+V4_BF16 void decode_range(const LinearWeight& w, int n, int c0, int c1, uint16_t* out) {
   const size_t K = static_cast<size_t>(w.cols);
   if (w.format == WFormat::BF16) {
     const uint16_t* p = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * K;
-    std::memcpy(out, p, K * 2);
-    for (size_t k = K; k < (K + 31) / 32 * 32; ++k) out[k] = 0;
+    const int e = std::min<int>(c1, static_cast<int>(K));
+    if (e > c0) std::memcpy(out, p + c0, static_cast<size_t>(e - c0) * 2);
+    for (int k = std::max(e, c0); k < c1; ++k) out[k - c0] = 0;
     return;
   }
   const uint8_t* sp = static_cast<const uint8_t*>(w.scale);
@@ -176,25 +180,29 @@ V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) {
     const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
     const uint8_t* s = sp + static_cast<size_t>(n) * (K / 32);
     const __m512i base = fp4_base();
-    const size_t K64 = K / 64 * 64;
-    for (size_t k = 0; k < K64; k += 64) {
+    const int K64 = static_cast<int>(K / 64 * 64);
+    const int e = std::min(c1, K64);
+    for (int k = c0; k < e; k += 64) {
       __m512i a, b;
       fp4_decode64(p + k / 2, fp4_table(base, s[k / 32], s[k / 32 + 1]), a, b);
-      _mm512_storeu_si512(out + k, a);
-      _mm512_storeu_si512(out + k + 32, b);
+      _mm512_storeu_si512(out + (k - c0), a);
+      _mm512_storeu_si512(out + (k - c0) + 32, b);
     }
-    if (K64 < K) _mm512_storeu_si512(out + K64, fp4_decode32(p + K64 / 2, fp4_table(base, s[K64 / 32], s[K64 / 32])));
+    if (K64 < static_cast<int>(K) && c0 <= K64 && K64 < c1)
+      _mm512_storeu_si512(out + (K64 - c0), fp4_decode32(p + K64 / 2, fp4_table(base, s[K64 / 32], s[K64 / 32])));
     return;
   }
   const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
   const size_t kb = (K + 127) / 128;
   const uint8_t* s = sp + static_cast<size_t>(n / 128) * kb;
-  for (size_t k0 = 0; k0 < K; k0 += 128) {
+  for (int k0 = c0; k0 < c1; k0 += 128) {
     const Fp8Block blk = fp8_block(s[k0 / 128]);
-    const size_t k1 = std::min(K, k0 + 128);
-    for (size_t k = k0; k < k1; k += 32) _mm512_storeu_si512(out + k, fp8_decode32(fp8_load32(p, k, K), blk));
+    const int k1 = std::min(c1, k0 + 128);
+    for (int k = k0; k < k1; k += 32) _mm512_storeu_si512(out + (k - c0), fp8_decode32(fp8_load32(p, static_cast<size_t>(k), K), blk));
   }
 }
+
+V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) { decode_range(w, n, 0, bf16_padded_k(w), out); }
 
 // ---- decode (M = 1): weights decoded in registers, R rows at a time sharing the x chunks.
 template <int R>
@@ -401,10 +409,7 @@ V4_BF16 void quant_pack_rows(const LinearWeight& w, const float* x, int ldx, int
   }
 }
 
-// ---- AMX (tile) path for M >= kAmxMinTokens: C^T[n, m] = W · X^T with W tiles (16 rows x 32
-// columns) straight from the decoded row buffer and X^T tiles in the VNNI layout (16 k-pairs x
-// 16 tokens). Each output accumulates its own products in a fixed order whatever the other
-// tokens, so results do not depend on the batch composition among calls that take this path.
+// ---- AMX (tile) path for calls of at least amx_min_tokens() tokens.
 struct TileConfig {
   uint8_t palette = 1, start_row = 0;
   uint8_t reserved[14] = {};
@@ -412,79 +417,170 @@ struct TileConfig {
   uint8_t rows[16] = {};
 };
 
-// X rows (M x Kp, kernel order) -> [M/16][Kp/32][16 k-pairs][16 tokens] pairs, zero-padded tokens.
+// X rows (M x Kp, kernel order) -> the VNNI layout of the B tiles: pairs (x[m][2i], x[m][2i+1])
+// as 32-bit words, [token block][Kp/32][16 k-pairs][width tokens]. Up to 16 tokens form one
+// block exactly M wide (a decode step reads no padding); more tokens go in blocks of 16,
+// zero-padded.
+int vnni_width(int M) { return M <= 16 ? M : 16; }
 void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
-  const int Mp = (M + 15) / 16 * 16, KC = Kp / 32, half = Kp / 2;
-  out.assign(static_cast<size_t>(Mp / 16) * KC * 256, 0u);
+  const int W = vnni_width(M), TB = (M + 15) / 16, KC = Kp / 32, half = Kp / 2;
+  out.assign(static_cast<size_t>(TB) * KC * 16 * W, 0u);
   const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
   for (int m = 0; m < M; ++m) {
     const int tb = m / 16, tm = m % 16;
     for (int kc = 0; kc < KC; ++kc) {
-      uint32_t* d = out.data() + (static_cast<size_t>(tb) * KC + kc) * 256 + tm;
+      uint32_t* d = out.data() + (static_cast<size_t>(tb) * KC + kc) * 16 * W + tm;
       const uint32_t* s = src + static_cast<size_t>(m) * half + kc * 16;
-      for (int r = 0; r < 16; ++r) d[r * 16] = s[r];
+      for (int r = 0; r < 16; ++r) d[r * W] = s[r];
     }
   }
 }
 
-V4_AMX void rows_amx(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
-  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
-  const int KC = static_cast<int>(Kp / 32), TB = (M + 15) / 16;
+// C^T[n, m] = W · X^T on the tiles, 32 output rows at a time: the rows are decoded to BF16 in
+// k blocks (an L1-resident buffer the A tiles load from), the B tiles come from the
+// VNNI-packed activations. Every output sums its 32-wide tile products in k order from
+// zero (accumulators kept in tiles, or stored and reloaded exactly between k blocks), so a
+// (token, row) gets the same bits whatever the number of tokens in the call, tile width
+// included (each element of a tile product depends only on its own row and column).
+
+V4_AMX inline void amx_config(int W) {
   TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.rows[t] = 16;
-    cfg.colsb[t] = 64;
-  }
+  for (int t = 0; t < 8; ++t) cfg.rows[t] = 16;
+  for (int t : {0, 1, 2, 3, 6, 7}) cfg.colsb[t] = static_cast<uint16_t>(4 * W);
+  cfg.colsb[4] = cfg.colsb[5] = 64;
   _tile_loadconfig(&cfg);
-  thread_local std::vector<uint16_t> wbuf;
-  wbuf.resize(32 * Kp);
-  alignas(64) float cbuf[4][16][16];
-  const size_t stride = Kp * 2;
-  for (int nb = n0; nb < n1; nb += 32) {
-    const int nr = std::min(32, n1 - nb);
-    for (int r = 0; r < nr; ++r) decode_row_impl(w, nb + r, wbuf.data() + static_cast<size_t>(r) * Kp);
-    if (nr < 32) std::fill(wbuf.begin() + static_cast<long>(nr) * static_cast<long>(Kp), wbuf.end(), 0);
-    const uint16_t* a0 = wbuf.data();
-    const uint16_t* a1 = wbuf.data() + 16 * Kp;
-    for (int tb = 0; tb < TB; tb += 2) {
-      const bool two = tb + 1 < TB;
-      const uint32_t* b0 = xv + static_cast<size_t>(tb) * KC * 256;
-      const uint32_t* b1 = two ? b0 + static_cast<size_t>(KC) * 256 : b0;
+}
+
+// Scatter of the 4 accumulator tiles (t = 2·(row half) + token block; [row][token], 16x16
+// floats apart) of rows nb.. (nr valid) and token blocks tb0, tb0+1 (nblk of them).
+inline void amx_scatter(const float* c, int nb, int nr, int tb0, int nblk, int M, float* y, int ldy) {
+  for (int t = 0; t < 4; ++t) {
+    const int rb = t / 2, tk = t % 2;
+    if (tk >= nblk) continue;
+    const float* ct = c + t * 256;
+    for (int i = 0; i < 16 && rb * 16 + i < nr; ++i) {
+      const int n = nb + rb * 16 + i;
+      for (int j = 0; j < 16; ++j) {
+        const int m = (tb0 + tk) * 16 + j;
+        if (m >= M) break;
+        y[static_cast<size_t>(m) * ldy + n] = ct[i * 16 + j];
+      }
+    }
+  }
+}
+
+// Up to 32 tokens (decode steps, small experts): the weight decode is the cost, the tile
+// products are cheap but long-latency. 32 rows are decoded in k blocks of kAmxKB columns into
+// one of two L1-resident buffers (rows a cache line apart from a power-of-two stride) while the
+// tile products run over the other: the decode of the next block is interleaved with the
+// products of the current one, so the two overlap instead of alternating. (Whole rows decoded
+// into L2-resident buffers measured the same.)
+constexpr int kAmxKB = 512;
+V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
+  const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16, W = vnni_width(M);
+  amx_config(W);
+  constexpr int LDB = kAmxKB + 32;
+  alignas(64) uint16_t wbuf[2][32 * LDB];
+  alignas(64) float cbuf[4 * 256];
+  const size_t blk = static_cast<size_t>(KC) * 16 * W;
+  const int NB = (Kp + kAmxKB - 1) / kAmxKB, NR = (n1 - n0 + 31) / 32, S = NB * NR;
+  auto decode_part = [&](int s, int r0, int r1) {
+    const int nb = n0 + (s / NB) * 32, c0 = (s % NB) * kAmxKB, c1 = std::min(Kp, c0 + kAmxKB);
+    for (int r = r0; r < r1; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf[s & 1] + r * LDB);
+  };
+  decode_part(0, 0, 32);
+  for (int s = 0; s < S; ++s) {
+    const int nb = n0 + (s / NB) * 32, j = s % NB, kc0 = j * kAmxKB / 32, kc1 = std::min(KC, kc0 + kAmxKB / 32);
+    if (j == 0) {
       _tile_zero(0);
       _tile_zero(1);
       _tile_zero(2);
       _tile_zero(3);
-      for (int kc = 0; kc < KC; ++kc) {
-        _tile_loadd(4, a0 + kc * 32, stride);
-        _tile_loadd(5, a1 + kc * 32, stride);
-        _tile_loadd(6, b0 + kc * 256, 64);
-        _tile_loadd(7, b1 + kc * 256, 64);
-        _tile_dpbf16ps(0, 4, 6);
+    }
+    const uint16_t* cur = wbuf[s & 1];
+    const int steps = kc1 - kc0;
+    for (int kc = kc0; kc < kc1; ++kc) {
+      _tile_loadd(4, cur + (kc - kc0) * 32, LDB * 2);
+      _tile_loadd(5, cur + 16 * LDB + (kc - kc0) * 32, LDB * 2);
+      _tile_loadd(6, xv + static_cast<size_t>(kc) * 16 * W, 4 * W);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(2, 5, 6);
+      if (TB == 2) {
+        _tile_loadd(7, xv + blk + static_cast<size_t>(kc) * 16 * W, 4 * W);
         _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
       }
-      _tile_stored(0, cbuf[0], 64);
-      _tile_stored(1, cbuf[1], 64);
-      _tile_stored(2, cbuf[2], 64);
-      _tile_stored(3, cbuf[3], 64);
-      // cbuf[t][row n][token m]: t = 2·(row block) + (token block).
-      for (int t = 0; t < 4; ++t) {
-        const int rb = t / 2, tk = t % 2;
-        if (tk == 1 && !two) continue;
-        for (int i = 0; i < 16; ++i) {
-          const int n = nb + rb * 16 + i;
-          if (rb * 16 + i >= nr) break;
-          for (int j = 0; j < 16; ++j) {
-            const int m = (tb + tk) * 16 + j;
-            if (m >= M) break;
-            y[static_cast<size_t>(m) * ldy + n] = cbuf[t][i][j];
-          }
-        }
+      if (s + 1 < S) {
+        const int i = kc - kc0;
+        decode_part(s + 1, i * 32 / steps, (i + 1) * 32 / steps);
       }
+    }
+    if (j == NB - 1) {
+      _tile_stored(0, cbuf, 64);
+      _tile_stored(1, cbuf + 256, 64);
+      _tile_stored(2, cbuf + 512, 64);
+      _tile_stored(3, cbuf + 768, 64);
+      amx_scatter(cbuf, nb, std::min(32, n1 - nb), 0, TB, M, y, ldy);
     }
   }
   _tile_release();
+}
+
+// More tokens (prefill): the decode is amortised; each k block of 32 rows is multiplied with
+// every token-block pair, accumulators stored per pair between k blocks.
+constexpr int kManyKB = 256;
+V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
+  const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16;
+  amx_config(16);
+  alignas(64) uint16_t wbuf[32 * kManyKB];
+  thread_local std::vector<float> cmem;
+  const int pairs = (TB + 1) / 2;
+  cmem.resize(static_cast<size_t>(pairs) * 1024);
+  const size_t blk = static_cast<size_t>(KC) * 256;
+  for (int nb = n0; nb < n1; nb += 32) {
+    for (int c0 = 0; c0 < Kp; c0 += kManyKB) {
+      const int c1 = std::min(Kp, c0 + kManyKB), kc0 = c0 / 32, kc1 = (c1 + 31) / 32;
+      for (int r = 0; r < 32; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf + r * kManyKB);
+      for (int pr = 0; pr < pairs; ++pr) {
+        float* cm = cmem.data() + static_cast<size_t>(pr) * 1024;
+        if (c0 == 0) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        } else {
+          _tile_loadd(0, cm, 64);
+          _tile_loadd(1, cm + 256, 64);
+          _tile_loadd(2, cm + 512, 64);
+          _tile_loadd(3, cm + 768, 64);
+        }
+        const uint32_t* b0 = xv + static_cast<size_t>(2 * pr) * blk;
+        const uint32_t* b1 = 2 * pr + 1 < TB ? b0 + blk : b0;
+        for (int kc = kc0; kc < kc1; ++kc) {
+          _tile_loadd(4, wbuf + (kc - kc0) * 32, kManyKB * 2);
+          _tile_loadd(5, wbuf + 16 * kManyKB + (kc - kc0) * 32, kManyKB * 2);
+          _tile_loadd(6, b0 + static_cast<size_t>(kc) * 256, 64);
+          _tile_loadd(7, b1 + static_cast<size_t>(kc) * 256, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          _tile_dpbf16ps(2, 5, 6);
+          _tile_dpbf16ps(3, 5, 7);
+        }
+        _tile_stored(0, cm, 64);
+        _tile_stored(1, cm + 256, 64);
+        _tile_stored(2, cm + 512, 64);
+        _tile_stored(3, cm + 768, 64);
+      }
+    }
+    for (int pr = 0; pr < pairs; ++pr)
+      amx_scatter(cmem.data() + static_cast<size_t>(pr) * 1024, nb, std::min(32, n1 - nb), 2 * pr, 2 * pr + 1 < TB ? 2 : 1, M, y, ldy);
+  }
+  _tile_release();
+}
+
+V4_AMX void rows_amx(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
+  if (M <= 32) rows_amx_few(w, xv, M, y, ldy, n0, n1);
+  else rows_amx_many(w, xv, M, y, ldy, n0, n1);
 }
 
 }  // namespace
@@ -517,17 +613,19 @@ V4_BF16 void split3_rows(const float* x, int M, int ldx, int K, int Kp, uint16_t
 }
 }  // namespace
 
-void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y) {
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy) {
   const int K = w.cols, Kp = bf16_padded_k(w), N = w.rows;
+  if (ldx <= 0) ldx = K;
+  if (ldy <= 0) ldy = N;
   thread_local std::vector<uint16_t> xs;
   thread_local std::vector<float> ys;
   xs.resize(static_cast<size_t>(3 * M) * Kp);
   ys.resize(static_cast<size_t>(3 * M) * N);
-  split3_rows(x, M, K, K, Kp, xs.data());
+  split3_rows(x, M, ldx, K, Kp, xs.data());
   linear_bf16(w, xs.data(), 3 * M, ys.data());
   for (int m = 0; m < M; ++m) {
     const float* a = ys.data() + static_cast<size_t>(3 * m) * N;
-    float* o = y + static_cast<size_t>(m) * N;
+    float* o = y + static_cast<size_t>(m) * ldy;
     for (int n = 0; n < N; ++n) o[n] = (a[n] + a[N + n]) + a[2 * N + n];
   }
 }
@@ -552,26 +650,26 @@ bool amx_available() {
   return ok && bf16_dot_available() && !amx_disabled_for_tests();
 }
 
+int amx_min_tokens() { return g_amx_min.load(); }
+void set_amx_min_tokens(int m) { g_amx_min = std::max(1, m); }
+
 void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy) {
   if (M <= 0 || w.rows <= 0) return;
   if (ldy <= 0) ldy = w.rows;
-  if (M >= kAmxMinTokens && amx_available()) {
+  // Few tokens: bandwidth-bound, tasks stream a few hundred KB of weights each.
+  const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(w.rows));
+  const size_t stream_grain = std::max<size_t>(16, (256u << 10) / row_bytes);
+  if (M >= amx_min_tokens() && amx_available()) {
     thread_local std::vector<uint32_t> xv;
     pack_vnni(xp, M, bf16_padded_k(w), xv);
     const uint32_t* xvp = xv.data();
-    parallel_for(static_cast<size_t>(w.rows), 32, [&](size_t b, size_t e) {
+    const size_t grain = (M <= 32 ? stream_grain + 31 : 32) / 32 * 32;
+    parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
       rows_amx(w, xvp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
     });
     return;
   }
-  size_t grain;
-  if (M == 1) {
-    // Bandwidth-bound: tasks stream a few hundred KB of weights each.
-    const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(w.rows));
-    grain = std::max<size_t>(16, (256u << 10) / row_bytes);
-  } else {
-    grain = RB;
-  }
+  size_t grain = M == 1 ? stream_grain : RB;
   grain = (grain + 15) / 16 * 16;
   parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
     linear_bf16_rows(w, xp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));

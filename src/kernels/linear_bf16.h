@@ -20,15 +20,21 @@ namespace v4 {
 
 // Whether the BF16 kernels can run on this CPU (AVX-512 BF16 present and not forced portable).
 bool bf16_dot_available();
-// AMX tiles (where present and granted by the OS; V4HOST_NO_AMX=1 turns them off) compute
-// (below 8 tokens the weight decode dominates and the register path is faster; measured)
-// calls of at least kAmxMinTokens tokens: ~30x the vdpbf16ps rate, same exact products, FP32
-// accumulation in the tile order — such calls are batch-independent among themselves but not
-// bit-identical to the vdpbf16ps path used below the threshold.
-constexpr int kAmxMinTokens = 8;
+// AMX tiles (where present and granted by the OS; V4HOST_NO_AMX=1 turns them off) compute calls
+// of at least kAmxMinTokens tokens: the same exact products, FP32 accumulation in tile order.
+// From two tokens on, the tile path (weights decoded once per k block into an L1 buffer,
+// overlapped with the tile products) beats the register path, which decodes per 16 rows into a
+// buffer and runs M dot products per weight (measured, bench/bench_kernels.cpp); one token
+// (decode, batch 1) keeps the register path, which decodes weights in registers. Tile results
+// do not depend on the number of tokens in the call, but they are not bit-identical to the
+// vdpbf16ps path used for one token.
+constexpr int kAmxMinTokens = 2;
 bool amx_available();
 // Tests: force the vdpbf16ps path.
 void set_amx_disabled(bool off);
+// The smallest call (tokens) that runs on the tiles; benchmarks and tests move it.
+int amx_min_tokens();
+void set_amx_min_tokens(int m);
 // Whether `w` has a format the BF16 kernels compute exactly: BF16, or FP8 / FP4 with UE8M0 scales in the
 // range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
 bool bf16_weight_ok(const LinearWeight& w);
@@ -46,10 +52,11 @@ void bf16_quant_pack_act(const LinearWeight& w, const float* x, int M, int ldx, 
 void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy = 0);
 // Same over rows [n0, n1), caller-threaded.
 void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1);
-// BF16 weights times FP32 activations with exactly the FP32 products: each activation is split
-// into three BF16 parts that sum to it exactly, the three GEMMs run on the dot-product units and
-// their results are added (another summation order than the float32 kernels, same products).
-void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y);
+// BF16 (or FP8 with qualifying UE8M0 scales: exact in BF16) weights times FP32 activations with
+// exactly the FP32 products: each activation is split into three BF16 parts that sum to it
+// exactly, the three GEMMs run on the dot-product units and their results are added (another
+// summation order than the float32 kernels, same products). Not for FP4 (kernel k order).
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx = 0, int ldy = 0);
 // Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);
 

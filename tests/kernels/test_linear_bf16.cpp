@@ -199,3 +199,37 @@ TEST(Bf16Kernels, SplitActivationsGiveTheFloat32Products) {
 }
 
 }  // namespace
+
+namespace {
+
+// The tile path gives a (token, row) the same bits whatever the number of tokens in the call:
+// one token (a tile one column wide), a few (the decode-step path, up to 32 tokens) and many
+// (prefill, accumulators stored between k blocks) all sum the same tile products in k order.
+TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
+  if (!amx_available()) GTEST_SKIP() << "no AMX tiles on this CPU (or not granted by the OS)";
+  std::mt19937 rng(91);
+  const int prev = amx_min_tokens();
+  set_amx_min_tokens(1);
+  for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}}) {
+    Owned w = make_weight(f, N, K, rng);
+    const int M = 41, Kp = bf16_padded_k(w.w);
+    auto x = make_act(M, K, rng);
+    std::vector<uint16_t> xp(static_cast<size_t>(M) * Kp);
+    bf16_pack_act(w.w, x.data(), M, K, xp.data());
+    std::vector<float> ref(static_cast<size_t>(M) * N), all(ref.size()), part(ref.size());
+    linear_ref(w.w, x.data(), M, ref.data());
+    linear_bf16(w.w, xp.data(), M, all.data());
+    EXPECT_LT(rel_err(all, ref), 2e-6);
+    for (int len : {1, 3, 16, 17, 32}) {
+      for (int m0 = 0; m0 < M; m0 += len) {
+        const int n = std::min(len, M - m0);
+        linear_bf16(w.w, xp.data() + static_cast<size_t>(m0) * Kp, n, part.data() + static_cast<size_t>(m0) * N);
+      }
+      for (size_t i = 0; i < all.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(all[i]), std::bit_cast<uint32_t>(part[i])) << "calls of " << len << ", element " << i;
+    }
+  }
+  set_amx_min_tokens(prev);
+}
+
+}  // namespace
