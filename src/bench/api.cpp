@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "protocol/protocol.h"
 
 namespace v4::bench {
 
@@ -79,157 +80,63 @@ std::string text_of(const json& content) {
   return s;
 }
 
-json anthropic_messages(const json& msgs, std::string& system) {
-  json out = json::array();
-  for (const auto& m : msgs) {
-    std::string role = m.value("role", "user");
-    if (role == "system") {
-      system += (system.empty() ? "" : "\n") + text_of(m["content"]);
-      continue;
-    }
-    if (role == "tool") {
-      json block = {{"type", "tool_result"}, {"tool_use_id", m.value("tool_call_id", "")}, {"content", text_of(m["content"])}};
-      if (!out.empty() && out.back()["role"] == "user" && out.back()["content"].is_array()) out.back()["content"].push_back(block);
-      else out.push_back({{"role", "user"}, {"content", json::array({block})}});
-      continue;
-    }
-    json content = json::array();
-    std::string t = m.contains("content") ? text_of(m["content"]) : "";
-    if (!t.empty()) content.push_back({{"type", "text"}, {"text", t}});
-    if (m.contains("tool_calls") && m["tool_calls"].is_array())
-      for (const auto& tc : m["tool_calls"]) {
-        json input = json::parse(tc["function"].value("arguments", "{}"), nullptr, false);
-        if (input.is_discarded() || !input.is_object()) input = json::object();
-        content.push_back({{"type", "tool_use"}, {"id", tc.value("id", "")}, {"name", tc["function"].value("name", "")}, {"input", input}});
-      }
-    if (content.empty()) content.push_back({{"type", "text"}, {"text", "."}});
-    out.push_back({{"role", role}, {"content", content}});
-  }
-  return out;
-}
-
-json responses_input(const json& msgs, std::string& instructions) {
-  json out = json::array();
-  for (const auto& m : msgs) {
-    std::string role = m.value("role", "user");
-    if (role == "system") {
-      instructions += (instructions.empty() ? "" : "\n") + text_of(m["content"]);
-    } else if (role == "tool") {
-      out.push_back({{"type", "function_call_output"}, {"call_id", m.value("tool_call_id", "")}, {"output", text_of(m["content"])}});
-    } else {
-      std::string t = m.contains("content") ? text_of(m["content"]) : "";
-      if (!t.empty()) out.push_back({{"role", role}, {"content", t}});
-      if (m.contains("tool_calls") && m["tool_calls"].is_array())
-        for (const auto& tc : m["tool_calls"])
-          out.push_back({{"type", "function_call"}, {"call_id", tc.value("id", "")}, {"name", tc["function"].value("name", "")},
-                         {"arguments", tc["function"].value("arguments", "{}")}});
-    }
-  }
-  return out;
-}
-
-int as_int(const json& j, const char* k) {
-  if (j.is_object() && j.contains(k) && j[k].is_number_integer()) return j[k].get<int>();
-  return -1;
-}
-
-void openai_usage(const json& u, StreamState& st) {
-  if (!u.is_object()) return;
-  int p = as_int(u, "prompt_tokens");
-  if (p < 0) p = as_int(u, "input_tokens");
-  int c = as_int(u, "completion_tokens");
-  if (c < 0) c = as_int(u, "output_tokens");
-  if (p >= 0) st.prompt_tokens = p;
-  if (c >= 0) st.completion_tokens = c;
-  for (const char* d : {"completion_tokens_details", "output_tokens_details"})
-    if (u.contains(d) && as_int(u[d], "reasoning_tokens") >= 0) st.reasoning_tokens = as_int(u[d], "reasoning_tokens");
-  for (const char* d : {"prompt_tokens_details", "input_tokens_details"})
-    if (u.contains(d) && as_int(u[d], "cached_tokens") >= 0) st.cached_tokens = as_int(u[d], "cached_tokens");
-  if (as_int(u, "prompt_cache_hit_tokens") >= 0) st.cached_tokens = as_int(u, "prompt_cache_hit_tokens");  // DeepSeek API
-}
-
-void anthropic_usage(const json& u, StreamState& st) {
-  if (!u.is_object()) return;
-  int in = as_int(u, "input_tokens"), out = as_int(u, "output_tokens"), cr = as_int(u, "cache_read_input_tokens");
-  if (cr >= 0) st.cached_tokens = cr;
-  if (in >= 0) st.prompt_tokens = in + std::max(0, cr) + std::max(0, as_int(u, "cache_creation_input_tokens"));
-  if (out >= 0) st.completion_tokens = out;
-}
-
 }  // namespace
 
-std::string build_body(Api api, const std::string& model, const GenRequest& r, bool stream) {
-  json b = {{"model", model}, {"stream", stream}};
+protocol::Dialect dialect_of(Api api) {
   switch (api) {
-    case Api::chat:
-      b["messages"] = r.messages;
-      b["max_tokens"] = r.max_tokens;
-      if (stream) b["stream_options"] = {{"include_usage", true}};
-      break;
-    case Api::completions: {
-      std::string p = r.prompt;
-      if (p.empty())
-        for (const auto& m : r.messages) p += text_of(m.value("content", json(""))) + "\n";
-      b["prompt"] = p;
-      b["max_tokens"] = r.max_tokens;
-      if (stream) b["stream_options"] = {{"include_usage", true}};
-      break;
-    }
-    case Api::responses: {
-      std::string instr;
-      b["input"] = responses_input(r.messages, instr);
-      if (!instr.empty()) b["instructions"] = instr;
-      b["max_output_tokens"] = r.max_tokens;
-      break;
-    }
-    case Api::messages: {
-      std::string system;
-      b["messages"] = anthropic_messages(r.messages, system);
-      if (!system.empty()) b["system"] = system;
-      b["max_tokens"] = r.max_tokens;
-      break;
-    }
+    case Api::chat: return protocol::Dialect::ChatCompletions;
+    case Api::completions: return protocol::Dialect::Completions;
+    case Api::responses: return protocol::Dialect::Responses;
+    case Api::messages: return protocol::Dialect::AnthropicMessages;
   }
+  return protocol::Dialect::ChatCompletions;
+}
+
+std::string build_body(Api api, const std::string& model, const GenRequest& r, bool stream) {
+  // The neutral request, from the workload's chat messages and tools (the protocol layer's chat
+  // parser), emitted in the target dialect by the same emitters the router uses upstream.
+  protocol::ojson chat = {{"model", model}, {"messages", protocol::ojson::parse(r.messages.dump())}};
+  if (r.tools.is_array() && !r.tools.empty()) chat["tools"] = protocol::ojson::parse(r.tools.dump());
+  protocol::Request q;
+  try {
+    q = protocol::chat::parse_request(chat);
+  } catch (const protocol::ProtocolError& e) {
+    throw InputError("request messages do not form a valid chat request: " + std::string(e.what()) + (e.param.empty() ? "" : " (" + e.param + ")"));
+  }
+  q.dialect = dialect_of(api);
+  q.max_tokens = r.max_tokens;
+  q.stream = stream;
+  q.include_usage = stream;
+  if (api == Api::completions) {
+    // The workload's prompt text; without one, the messages' text joined (no role labels).
+    q.prompt = r.prompt;
+    if (q.prompt.empty())
+      for (const auto& m : r.messages) q.prompt += text_of(m.value("content", json(""))) + "\n";
+    q.messages.clear();
+  }
+  switch (r.reasoning) {
+    case Reasoning::server_default: break;
+    case Reasoning::off: q.reasoning.enabled = false; break;
+    case Reasoning::on:
+      q.reasoning.enabled = true;
+      if (api == Api::responses) q.reasoning.effort = "high";
+      break;
+    case Reasoning::max:
+      q.reasoning.enabled = true;
+      q.reasoning.effort = "max";  // chat: reasoning_effort max; responses: xhigh; messages: thinking on
+      break;
+  }
+  protocol::ojson b = protocol::emit_request(q.dialect, q);
+  if (api == Api::messages && r.reasoning == Reasoning::off) b["thinking"] = {{"type", "disabled"}};
+  if (api == Api::chat && stream) b["stream_options"] = {{"include_usage", true}};
+  b["stream"] = stream;  // also false explicitly (some servers stream by default)
   if (r.force_length && api != Api::messages && api != Api::responses) {
     b["min_tokens"] = r.max_tokens;  // vLLM / SGLang / v4host extension
     b["ignore_eos"] = true;
   }
-  if (r.tools.is_array() && !r.tools.empty()) {
-    if (api == Api::messages) {
-      json t = json::array();
-      for (const auto& f : r.tools)
-        t.push_back({{"name", f["function"]["name"]}, {"description", f["function"].value("description", "")},
-                     {"input_schema", f["function"].value("parameters", json::object())}});
-      b["tools"] = t;
-    } else if (api == Api::responses) {
-      json t = json::array();
-      for (const auto& f : r.tools)
-        t.push_back({{"type", "function"}, {"name", f["function"]["name"]}, {"description", f["function"].value("description", "")},
-                     {"parameters", f["function"].value("parameters", json::object())}});
-      b["tools"] = t;
-    } else if (api == Api::chat) {
-      b["tools"] = r.tools;
-    }
-  }
-  switch (r.reasoning) {
-    case Reasoning::server_default: break;
-    case Reasoning::off:
-      if (api == Api::responses) b["reasoning"] = {{"effort", "none"}};
-      else if (api != Api::completions) b["thinking"] = {{"type", "disabled"}};
-      break;
-    case Reasoning::on:
-    case Reasoning::max:
-      if (api == Api::responses) b["reasoning"] = {{"effort", r.reasoning == Reasoning::max ? "xhigh" : "high"}};
-      else if (api == Api::messages) b["thinking"] = {{"type", "enabled"}, {"budget_tokens", std::max(1024, r.max_tokens / 2)}};
-      else if (api == Api::chat) {
-        b["thinking"] = {{"type", "enabled"}};
-        if (r.reasoning == Reasoning::max) b["reasoning_effort"] = "max";
-      }
-      break;
-  }
   if (r.extra.is_object())
-    for (auto it = r.extra.begin(); it != r.extra.end(); ++it) b[it.key()] = it.value();
-  return b.dump();
+    for (auto it = r.extra.begin(); it != r.extra.end(); ++it) b[it.key()] = protocol::ojson::parse(it.value().dump());
+  return protocol::wire(b);
 }
 
 net::ClientHeaders request_headers(Api api, const std::string& key) {
@@ -286,13 +193,14 @@ bool chat_fast_delta(std::string_view d, bool& reasoning_piece, std::string_view
     if (c == '\\' || static_cast<unsigned char>(c) < 0x20) return false;
   return true;
 }
+// Finish reasons by the names the bench reports (the chat names, "stop_sequence" kept apart).
+std::string finish_name(protocol::FinishReason f) {
+  return f == protocol::FinishReason::StopSequence ? "stop_sequence" : protocol::finish_reason_name(f);
+}
 }  // namespace
 
 int StreamState::feed(Api api, const net::SseEvent& ev) {
-  if (ev.data == "[DONE]") {
-    done = true;
-    return 0;
-  }
+  if (done) return 0;
   if (api == Api::chat) {
     bool rp = false;
     std::string_view text;
@@ -304,122 +212,86 @@ int StreamState::feed(Api api, const net::SseEvent& ev) {
       return 1;
     }
   }
-  json j = json::parse(ev.data, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return 0;
-  if (j.contains("error")) {
-    const json& e = j["error"];
-    error = e.is_object() ? e.value("message", e.dump()) : e.dump();
+  // Everything else through the protocol layer's reader for the dialect (the router's upstream
+  // reader): it turns frames into neutral events.
+  if (!reader) reader = protocol::make_stream_reader(dialect_of(api));
+  std::vector<protocol::StreamEvent> evs;
+  try {
+    evs = ev.data == "[DONE]" ? reader->end() : reader->read(protocol::SseFrame{ev.event == "message" ? "" : ev.event, ev.data});
+  } catch (const std::exception& e) {
+    error = std::string("malformed stream event: ") + e.what();
     return 0;
   }
+  return take(evs);
+}
+
+int StreamState::take(const std::vector<protocol::StreamEvent>& evs) {
+  using K = protocol::StreamEvent::Kind;
   int pieces = 0;
-  auto add = [&](bool reasoning_piece, const std::string& s) {
-    if (s.empty()) return;
-    (reasoning_piece ? reasoning : answer) += s;
-    (reasoning_piece ? reasoning_pieces : answer_pieces)++;
-    last_piece_reasoning = reasoning_piece;
-    ++pieces;
-  };
-  if (api == Api::chat || api == Api::completions) {
-    if (j.contains("usage")) openai_usage(j["usage"], *this);
-    if (j.contains("choices") && j["choices"].is_array() && !j["choices"].empty()) {
-      const json& c = j["choices"][0];
-      if (c.contains("finish_reason") && c["finish_reason"].is_string()) finish_reason = c["finish_reason"];
-      if (api == Api::completions) {
-        if (c.contains("text") && c["text"].is_string()) add(false, c["text"]);
-      } else if (c.contains("delta") && c["delta"].is_object()) {
-        const json& d = c["delta"];
-        for (const char* k : {"reasoning_content", "reasoning"})
-          if (d.contains(k) && d[k].is_string()) add(true, d[k]);
-        if (d.contains("content") && d["content"].is_string()) add(false, d["content"]);
-        if (d.contains("tool_calls") && d["tool_calls"].is_array())
-          for (const auto& tc : d["tool_calls"]) {
-            std::string piece;
-            if (tc.contains("function") && tc["function"].is_object()) {
-              piece = tc["function"].value("name", "") + tc["function"].value("arguments", "");
-            }
-            if (!piece.empty()) {
-              ++tool_call_deltas;
-              answer_pieces++;
-              last_piece_reasoning = false;
-              ++pieces;
-            }
-          }
+  for (const auto& e : evs) {
+    switch (e.kind) {
+      case K::ReasoningDelta:
+      case K::TextDelta: {
+        if (e.text.empty()) break;
+        const bool rp = e.kind == K::ReasoningDelta;
+        (rp ? reasoning : answer) += e.text;
+        (rp ? reasoning_pieces : answer_pieces)++;
+        last_piece_reasoning = rp;
+        ++pieces;
+        break;
       }
-    }
-    return pieces;
-  }
-  std::string type = j.value("type", ev.event);
-  if (api == Api::messages) {
-    if (type == "message_start" && j.contains("message")) anthropic_usage(j["message"].value("usage", json()), *this);
-    else if (type == "content_block_delta" && j.contains("delta")) {
-      const json& d = j["delta"];
-      std::string dt = d.value("type", "");
-      if (dt == "thinking_delta") add(true, d.value("thinking", ""));
-      else if (dt == "text_delta") add(false, d.value("text", ""));
-      else if (dt == "input_json_delta" && !d.value("partial_json", "").empty()) {
+      case K::ToolCallDelta:
+        if (e.text.empty()) break;
         ++tool_call_deltas;
-        answer_pieces++;
+        ++answer_pieces;
         last_piece_reasoning = false;
         ++pieces;
-      }
-    } else if (type == "message_delta") {
-      if (j.contains("usage")) anthropic_usage(j["usage"], *this);
-      if (j.contains("delta") && j["delta"].contains("stop_reason") && j["delta"]["stop_reason"].is_string()) finish_reason = j["delta"]["stop_reason"];
-    } else if (type == "message_stop") {
-      done = true;
-    } else if (type == "error") {
-      error = j.contains("error") ? j["error"].value("message", "error") : "error";
+        break;
+      case K::Start:
+        if (e.usage.input_tokens > 0) prompt_tokens = static_cast<int>(e.usage.input_tokens);
+        break;
+      case K::Finish:
+        done = true;
+        finish_reason = finish_name(e.finish);
+        take_usage(e.usage);
+        break;
+      case K::Error:
+        done = true;
+        error = e.text.empty() ? "stream error" : e.text;
+        break;
+      default: break;
     }
-    return pieces;
-  }
-  // responses
-  if (type == "response.output_text.delta") add(false, j.value("delta", ""));
-  else if (type == "response.reasoning_text.delta" || type == "response.reasoning_summary_text.delta") add(true, j.value("delta", ""));
-  else if (type == "response.function_call_arguments.delta" && !j.value("delta", "").empty()) {
-    ++tool_call_deltas;
-    answer_pieces++;
-    last_piece_reasoning = false;
-    ++pieces;
-  } else if (type == "response.completed" || type == "response.incomplete" || type == "response.failed") {
-    done = true;
-    if (j.contains("response")) {
-      openai_usage(j["response"].value("usage", json()), *this);
-      finish_reason = j["response"].value("status", "");
-      if (type == "response.failed") error = "response failed";
-    }
-  } else if (type == "error") {
-    error = j.value("message", "error");
   }
   return pieces;
 }
 
+// Usage as the protocol layer reads it has no "absent": a zero where a count cannot be zero (the
+// prompt, the output of a stream that carried text, reasoning when reasoning text streamed) means
+// the server did not report it, and the local count is used instead.
+void StreamState::take_usage(const protocol::Usage& u) {
+  if (u.input_tokens > 0) prompt_tokens = static_cast<int>(u.input_tokens);
+  if (u.output_tokens > 0 || (u.input_tokens > 0 && answer.empty() && reasoning.empty() && tool_call_deltas == 0))
+    completion_tokens = static_cast<int>(u.output_tokens);
+  if (u.reasoning_tokens > 0 || (completion_tokens >= 0 && reasoning.empty())) reasoning_tokens = static_cast<int>(u.reasoning_tokens);
+  if (u.input_tokens > 0) cached_tokens = static_cast<int>(u.cached_tokens);
+}
+
 void parse_full_response(Api api, const std::string& body, StreamState& st) {
-  json j = json::parse(body, nullptr, false);
-  if (j.is_discarded()) return;
-  st.done = true;
-  if (api == Api::messages) {
-    anthropic_usage(j.value("usage", json()), st);
-    for (const auto& b : j.value("content", json::array())) {
-      if (b.value("type", "") == "text") st.answer += b.value("text", "");
-      if (b.value("type", "") == "thinking") st.reasoning += b.value("thinking", "");
-    }
-  } else if (api == Api::responses) {
-    openai_usage(j.value("usage", json()), st);
-    for (const auto& o : j.value("output", json::array()))
-      for (const auto& c : o.value("content", json::array())) st.answer += c.value("text", "");
-  } else {
-    openai_usage(j.value("usage", json()), st);
-    if (j.contains("choices") && !j["choices"].empty()) {
-      const json& c = j["choices"][0];
-      if (api == Api::completions) st.answer = c.value("text", "");
-      else if (c.contains("message")) {
-        st.answer = c["message"].value("content", json("")).is_string() ? c["message"].value("content", "") : "";
-        if (c["message"].contains("reasoning_content") && c["message"]["reasoning_content"].is_string())
-          st.reasoning = c["message"]["reasoning_content"];
-      }
-    }
+  protocol::Response r;
+  try {
+    r = protocol::parse_response(dialect_of(api), protocol::ojson::parse(body));
+  } catch (const std::exception& e) {
+    st.error = std::string("malformed response: ") + e.what();
+    return;
   }
-  st.answer_pieces = st.answer.empty() ? 0 : 1;
+  st.done = true;
+  st.answer = r.content;
+  st.reasoning = r.reasoning.value_or("");
+  st.tool_call_deltas = static_cast<int>(r.tool_calls.size());
+  st.finish_reason = finish_name(r.finish);
+  st.take_usage(r.usage);
+  if (r.finish == protocol::FinishReason::Error) st.error = r.error_message.empty() ? "error" : r.error_message;
+  st.answer_pieces = st.answer.empty() && r.tool_calls.empty() ? 0 : 1;
   st.reasoning_pieces = st.reasoning.empty() ? 0 : 1;
 }
 

@@ -3,14 +3,20 @@
 // request description and classifies streamed SSE events into reasoning text, answer text, tool
 // calls, usage and errors.
 //
-// This is the bench's thin adapter; it follows the public API shapes (what vLLM, SGLang, v4host and
-// the hosted APIs stream), including DeepSeek's `reasoning_content` / `reasoning` deltas.
+// Request bodies come from the protocol layer's emitters (src/protocol, the ones `v4host route`
+// sends upstream with) plus the bench's extensions (min_tokens / ignore_eos, stream_options,
+// --extra-body); streamed events go through the protocol layer's stream readers, except plain
+// chat text deltas, which a scan classifies on the hot path (one per piece at thousands of
+// pieces per second) with the same result.
 #pragma once
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "net/http_client.h"
 #include "net/sse_parser.h"
+#include "protocol/stream.h"
 
 namespace v4::bench {
 
@@ -20,6 +26,7 @@ enum class Api { chat, completions, responses, messages };
 Api parse_api(const std::string& s);  // throws InputError naming --api
 const char* api_name(Api a);
 const char* api_path(Api a);          // "/chat/completions", ... (appended to the /v1 base)
+protocol::Dialect dialect_of(Api a);
 
 // "http://host:8000", "http://host:8000/", "http://host:8000/v1" -> "http://host:8000/v1".
 std::string normalize_base_url(const std::string& url);
@@ -57,6 +64,10 @@ struct StreamState {
   // usage (-1 unknown)
   int prompt_tokens = -1, completion_tokens = -1, reasoning_tokens = -1, cached_tokens = -1;
   int feed(Api api, const net::SseEvent& ev);
+  // Neutral events (from the reader, or a whole response) -> the fields above; returns pieces.
+  int take(const std::vector<protocol::StreamEvent>& evs);
+  void take_usage(const protocol::Usage& u);
+  std::unique_ptr<protocol::StreamReader> reader;  // created by the first event that needs it
 };
 
 // Non-streaming body -> the same state (used by tests and --no-stream).

@@ -120,6 +120,9 @@ Usage read_openai_usage(const ojson& u, const std::string& in, const std::string
   const std::string in_d = in + "_tokens_details", out_d = out + "_tokens_details";
   if (u.contains(in_d) && u[in_d].is_object()) o.cached_tokens = u[in_d].value("cached_tokens", int64_t{0});
   if (u.contains(out_d) && u[out_d].is_object()) o.reasoning_tokens = u[out_d].value("reasoning_tokens", int64_t{0});
+  // DeepSeek's API reports prefix-cache hits at the top level.
+  if (o.cached_tokens == 0 && u.contains("prompt_cache_hit_tokens") && u["prompt_cache_hit_tokens"].is_number_integer())
+    o.cached_tokens = u["prompt_cache_hit_tokens"].get<int64_t>();
   return o;
 }
 
