@@ -32,12 +32,34 @@ ClientRequest chat_req(const ScriptedEndpoint& ep, bool stream) {
   return r;
 }
 
+Schedule schedule(double first_ms, double interval_ms, int chunks) {
+  Schedule s;
+  s.first_token_ms = first_ms;
+  s.interval_ms = interval_ms;
+  s.answer_chunks = chunks;
+  return s;
+}
+
+// Runs one request to completion on its own io_context and client. `handle` (if given) is set
+// before the request runs, so handlers may cancel it.
+Response run_one(const ClientRequest& rq, Handlers h, std::shared_ptr<RequestHandle>* handle = nullptr) {
+  asio::io_context io;
+  HttpClient c(io);
+  Response done;
+  h.on_done = [&](Response&& r) { done = std::move(r); };
+  auto hd = c.start(rq, std::move(h));
+  if (handle) *handle = hd;
+  io.run();
+  return done;
+}
+
 // A one-shot raw TCP server that answers the first request with `reply` (then optionally waits).
 struct RawServer {
   asio::io_context io;
   asio::ip::tcp::acceptor acc{io, {asio::ip::make_address("127.0.0.1"), 0}};
   std::thread th;
   int port() { return acc.local_endpoint().port(); }
+  std::string url() { return "http://127.0.0.1:" + std::to_string(port()) + "/"; }
   explicit RawServer(std::string reply, int hold_ms = 0) {
     th = std::thread([this, reply, hold_ms] {
       boost::system::error_code ec;
@@ -88,29 +110,17 @@ TEST(HttpClient, BlockingGetAndPost) {
 }
 
 TEST(HttpClient, StreamingPiecesCarryReadTimesOnSchedule) {
-  Schedule s;
-  s.first_token_ms = 40;
-  s.interval_ms = 15;
-  s.answer_chunks = 6;
-  ScriptedEndpoint ep(s);
-  asio::io_context io;
-  HttpClient c(io);
+  ScriptedEndpoint ep(schedule(40, 15, 6));
   std::vector<Clock::time_point> times;
   std::vector<std::string> datas;
   SseParser sse([&](const SseEvent& e) { datas.push_back(e.data); });
-  Clock::time_point sent_at;
-  Response done;
   Handlers h;
-  Clock::time_point cur;
   h.on_body = [&](std::string_view piece, Clock::time_point t) {
-    cur = t;
     size_t before = datas.size();
     sse.feed(piece);
-    for (size_t i = before; i < datas.size(); ++i) times.push_back(cur);
+    for (size_t i = before; i < datas.size(); ++i) times.push_back(t);
   };
-  h.on_done = [&](Response&& r) { done = std::move(r); };
-  c.start(chat_req(ep, true), h);
-  io.run();
+  Response done = run_one(chat_req(ep, true), h);
   ASSERT_TRUE(done.ok()) << done.error_message;
   EXPECT_EQ(done.status, 200);
   EXPECT_EQ(header_value(done.headers, "content-type"), "text/event-stream");
@@ -128,11 +138,7 @@ TEST(HttpClient, StreamingPiecesCarryReadTimesOnSchedule) {
 }
 
 TEST(HttpClient, KeepAliveReusesConnections) {
-  Schedule s;
-  s.first_token_ms = 1;
-  s.interval_ms = 1;
-  s.answer_chunks = 2;
-  ScriptedEndpoint ep(s);
+  ScriptedEndpoint ep(schedule(1, 1, 2));
   asio::io_context io;
   HttpClient c(io);
   int done = 0, reused = 0;
@@ -200,7 +206,7 @@ TEST(HttpClient, FirstByteAndTotalTimeouts) {
   {
     RawServer srv("", 600);  // accepts, reads, never answers
     ClientRequest r;
-    r.url = "http://127.0.0.1:" + std::to_string(srv.port()) + "/";
+    r.url = srv.url();
     r.timeouts.first_byte = std::chrono::milliseconds(100);
     auto t0 = Clock::now();
     auto resp = fetch(r);
@@ -208,11 +214,7 @@ TEST(HttpClient, FirstByteAndTotalTimeouts) {
     EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(500));
   }
   {
-    Schedule s;
-    s.first_token_ms = 10;
-    s.interval_ms = 100;
-    s.answer_chunks = 20;
-    ScriptedEndpoint ep(s);
+    ScriptedEndpoint ep(schedule(10, 100, 20));
     ClientRequest r = chat_req(ep, true);
     r.timeouts.total = std::chrono::milliseconds(250);
     auto resp = fetch(r);
@@ -224,53 +226,40 @@ TEST(HttpClient, FirstByteAndTotalTimeouts) {
 TEST(HttpClient, MalformedResponseAndEarlyClose) {
   {
     RawServer srv("HTTP/1.1 abc\r\n\r\n");
-    auto r = get("http://127.0.0.1:" + std::to_string(srv.port()) + "/");
+    auto r = get(srv.url());
     EXPECT_EQ(r.error, ErrorKind::protocol) << r.error_message;
   }
   {
     RawServer srv("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
-    auto r = get("http://127.0.0.1:" + std::to_string(srv.port()) + "/");
+    auto r = get(srv.url());
     EXPECT_EQ(r.error, ErrorKind::io) << r.error_message;
     EXPECT_EQ(r.status, 200);
   }
   {
     // No length, no chunking: the body ends at EOF (HTTP/1.0 style) and is complete.
     RawServer srv("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nall of it");
-    auto r = get("http://127.0.0.1:" + std::to_string(srv.port()) + "/");
+    auto r = get(srv.url());
     ASSERT_TRUE(r.ok()) << r.error_message;
     EXPECT_EQ(r.body, "all of it");
   }
 }
 
 TEST(HttpClient, CancelStopsAStream) {
-  Schedule s;
-  s.first_token_ms = 5;
-  s.interval_ms = 50;
-  s.answer_chunks = 100;
-  ScriptedEndpoint ep(s);
-  asio::io_context io;
-  HttpClient c(io);
-  Response done;
+  ScriptedEndpoint ep(schedule(5, 50, 100));
   int pieces = 0;
   std::shared_ptr<RequestHandle> handle;
   Handlers h;
   h.on_body = [&](std::string_view, Clock::time_point) {
     if (++pieces == 3) handle->cancel();
   };
-  h.on_done = [&](Response&& r) { done = std::move(r); };
-  handle = c.start(chat_req(ep, true), h);
-  io.run();
+  Response done = run_one(chat_req(ep, true), h, &handle);
   EXPECT_EQ(done.error, ErrorKind::cancelled);
   EXPECT_GE(pieces, 3);
   EXPECT_LT(pieces, 10);
 }
 
 TEST(HttpClient, ThousandConcurrentStreamsOnOneThread) {
-  Schedule s;
-  s.first_token_ms = 200;
-  s.interval_ms = 20;
-  s.answer_chunks = 5;
-  ScriptedEndpoint ep(s);
+  ScriptedEndpoint ep(schedule(200, 20, 5));
   asio::io_context io;
   HttpClient c(io);
   const int n = 1000;
