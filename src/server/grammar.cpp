@@ -168,6 +168,9 @@ struct GrammarCompiler {
         if (sc > score[c]) score[c] = sc, best[c] = b;
       }
       for (uint32_t c = 0; c < nclass; ++c) g->class_rep_[c] = static_cast<uint8_t>(best[c]);
+      for (uint32_t c = 0; c < nclass; ++c) g->class_order_.push_back(c);
+      std::stable_sort(g->class_order_.begin(), g->class_order_.end(),
+                       [&](uint32_t a, uint32_t b) { return score[a] > score[b]; });
     }
 
     // Subset construction per rule.
@@ -509,8 +512,8 @@ void finish_rule(const Grammar& g, uint32_t s, std::string& out) {
   while (!g.is_final(s)) {
     const uint32_t d = g.min_finish(s);
     bool moved = false;
-    for (uint32_t c = 0; c < g.num_classes() && !moved; ++c) {
-      const uint8_t b = g.class_rep(c);
+    for (uint32_t i = 0; i < g.num_classes() && !moved; ++i) {
+      const uint8_t b = g.class_rep(g.class_by_preference(i));
       int32_t t = g.next(s, b);
       if (t >= 0 && g.min_finish(static_cast<uint32_t>(t)) != 0xFFFFFFFFu &&
           g.min_finish(static_cast<uint32_t>(t)) + 1 == d) {

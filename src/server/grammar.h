@@ -143,6 +143,9 @@ class Grammar {
   // Shortest number of bytes that finishes the rule from `state` (to a final state).
   uint32_t min_finish(uint32_t state) const { return min_finish_[state]; }
   uint8_t class_rep(uint32_t cls) const { return class_rep_[cls]; }
+  // Classes ordered by how readable their representative byte is (letters, digits, printable
+  // ASCII, space, then the rest): shortest completions prefer readable text.
+  uint32_t class_by_preference(uint32_t i) const { return class_order_[i]; }
   uint8_t byte_class(uint8_t b) const { return cls_[b]; }
 
   // A cache a TokenMasker keeps per (grammar, vocabulary), owned by the grammar so it lives
@@ -155,6 +158,7 @@ class Grammar {
   uint32_t nclass_ = 0;
   std::array<uint8_t, 256> cls_{};
   std::array<uint8_t, 256> class_rep_{};  // one byte of each class
+  std::vector<uint32_t> class_order_;
   std::vector<int32_t> trans_;             // state * nclass + class -> state or -1
   std::vector<uint8_t> final_;
   std::vector<std::array<uint64_t, 4>> first_;  // bytes consumable from the state (direct or by calls)

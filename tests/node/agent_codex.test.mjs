@@ -25,19 +25,16 @@ if (!skip) {
   skip = model.why;
 }
 if (skip) console.log(`# SKIP agent_codex: ${skip}`);
+after(() => {
+  if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true });
+});
 
-describe('Codex CLI -> v4host serve (/v1/responses)', { skip: skip || false }, () => {
-  let srv;
-  let home;
-
-  before(async () => {
-    // A cap on generated tokens keeps a turn short whatever the random model does.
-    srv = await startServer(model.dir, ['--served-model-name', MODEL, '--max-output-tokens', '200']);
-    home = fs.mkdtempSync(path.join(os.tmpdir(), 'v4host-codex-'));
-    fs.mkdirSync(path.join(home, 'home'));
-    fs.mkdirSync(path.join(home, 'work'));
-    fs.writeFileSync(path.join(home, 'config.toml'), `
-model = "${MODEL}"
+// An isolated CODEX_HOME (config + empty home and work directories) for `model` served at `url`.
+function writeConfig(home, model, url) {
+  fs.mkdirSync(path.join(home, 'home'));
+  fs.mkdirSync(path.join(home, 'work'));
+  fs.writeFileSync(path.join(home, 'config.toml'), `
+model = "${model}"
 model_provider = "v4host"
 approval_policy = "never"
 sandbox_mode = "read-only"
@@ -45,7 +42,7 @@ check_for_update_on_startup = false
 
 [model_providers.v4host]
 name = "v4host"
-base_url = "${srv.url}"
+base_url = "${url}"
 wire_api = "responses"
 request_max_retries = 0
 stream_max_retries = 0
@@ -57,11 +54,21 @@ enabled = false
 [feedback]
 enabled = false
 `);
+}
+
+describe('Codex CLI -> v4host serve (/v1/responses)', { skip: skip || false }, () => {
+  let srv;
+  let home;
+
+  before(async () => {
+    // A cap on generated tokens keeps a turn short whatever the random model does.
+    srv = await startServer(model.dir, ['--served-model-name', MODEL, '--max-output-tokens', '200']);
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'v4host-codex-'));
+    writeConfig(home, MODEL, srv.url);
   });
   after(async () => {
     if (srv) await srv.stop();
     if (home) fs.rmSync(home, { recursive: true, force: true });
-    if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true });
   });
 
   test('codex exec completes a turn; its usage is what the server charged', async () => {
@@ -88,5 +95,35 @@ enabled = false
     assert.equal(done.usage.input_tokens, prompts.reduce((a, b) => a + b, 0), ctx);
     assert.ok(done.usage.input_tokens > 1000, 'Codex sends its long agent prompt');
     assert.ok(done.usage.output_tokens >= 1);
+  });
+});
+
+// With a model name Codex has metadata for ("gpt-5.5" here: its catalog gives that family the
+// freeform apply_patch tool), Codex sends apply_patch as a custom tool whose format is a Lark
+// grammar; the server must compile and enforce it (its log says so) and the turn still completes.
+describe('Codex CLI apply_patch (custom tool, Lark grammar) -> enforced', { skip: skip || false }, () => {
+  let srv;
+  let home;
+  const NAME = 'gpt-5.5';
+  before(async () => {
+    srv = await startServer(model.dir, ['--served-model-name', NAME, '--max-output-tokens', '200']);
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'v4host-codex-'));
+    writeConfig(home, NAME, srv.url);
+  });
+  after(async () => {
+    if (srv) await srv.stop();
+    if (home) fs.rmSync(home, { recursive: true, force: true });
+  });
+
+  test('codex exec sends apply_patch with its grammar; the server enforces it', async () => {
+    const env = { PATH: process.env.PATH, HOME: path.join(home, 'home'), CODEX_HOME: home, NO_COLOR: '1', RUST_LOG: 'error' };
+    const r = await run(CODEX, ['exec', '--json', '--skip-git-repo-check', 'Say hi'], { env, cwd: path.join(home, 'work'), timeoutMs: 180000 });
+    const ctx = `exit ${r.code}\nstdout:\n${r.out.slice(-3000)}\nstderr:\n${r.err.slice(-3000)}\nserver:\n${srv.log().slice(-2000)}`;
+    assert.equal(r.code, 0, ctx);
+    const events = r.out.split('\n').filter((l) => l.trim().startsWith('{')).map((l) => JSON.parse(l));
+    assert.ok(events.find((e) => e.type === 'turn.completed'), `no turn.completed\n${ctx}`);
+    assert.match(srv.log(), /grammar: custom tool 'apply_patch' input constrained by its lark grammar/, ctx);
+    assert.doesNotMatch(srv.log(), /apply_patch.*not enforced/, ctx);
+    for (const l of srv.log().split('\n').filter((x) => x.startsWith('POST /v1/responses'))) assert.match(l, / 200 /, l);
   });
 });
