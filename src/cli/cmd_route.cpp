@@ -221,9 +221,9 @@ void add_route_command(CLI::App& app) {
   c->add_option("--host", a->host, "bind address (overrides listen.host)");
   c->add_option("--port", a->port, "port (overrides listen.port; 0 = any free port)");
   c->add_option("--ledger", a->ledger, "ledger file (overrides ledger)");
-  c->add_option("--io-threads", a->io_threads, "HTTP server threads (default 1)")->check(CLI::Range(1, 64));
+  c->add_option("--io-threads", a->io_threads, "event loops, one thread each, serving client connections and their upstream calls (default 1)")->check(CLI::Range(1, 64));
   c->add_option("--upstream-threads", a->upstream_threads,
-                "upstream I/O threads, each with its own connection pool (default 0: one per core, at most 4)")
+                "separate upstream I/O threads, each with its own connection pool (default 0: upstream calls run on the client connection's event loop)")
       ->check(CLI::Range(0, 64));
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_route(*a); });

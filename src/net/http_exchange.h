@@ -53,6 +53,7 @@ struct Request {
   std::string body;
   std::string remote;        // peer address "ip:port"
   std::string route;         // the pattern that matched (for metrics labels), "" if none
+  int loop = 0;              // index of the external event loop (ServerOptions::loops) the connection runs on
 
   std::string header(std::string_view name) const { return headers.get(name); }  // "" when absent
   bool has_header(std::string_view name) const { return headers.has(name); }

@@ -115,6 +115,7 @@ struct HttpServer::Impl {
   std::mutex mu;  // sessions, threads
   std::unordered_map<Session*, std::weak_ptr<Session>> sessions;
   std::atomic<size_t> nconn{0};
+  size_t next_loop = 0;  // accept handlers run on the acceptor's strand
   std::atomic<bool> stopping{false}, stop_requested{false};
   bool started = false;
 
@@ -248,8 +249,8 @@ class ReplyImpl final : public Reply, public std::enable_shared_from_this<ReplyI
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer::Impl* srv, tcp::socket sock)
-      : srv_(srv), sock_(std::move(sock)), read_timer_(sock_.get_executor()), write_timer_(sock_.get_executor()),
+  Session(HttpServer::Impl* srv, tcp::socket sock, int loop = 0)
+      : srv_(srv), loop_(loop), sock_(std::move(sock)), read_timer_(sock_.get_executor()), write_timer_(sock_.get_executor()),
         ka_timer_(sock_.get_executor()) {
     ++srv_->nconn;
     error_code ec;
@@ -425,6 +426,7 @@ class Session : public std::enable_shared_from_this<Session> {
     auto r = std::make_shared<ReplyImpl>();
     r->session = weak_from_this();
     r->req.remote = remote_;
+    r->req.loop = loop_;
     r->t0 = Clock::now();
     bytes_out_ = 0;
     return r;
@@ -601,6 +603,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   HttpServer::Impl* srv_;
+  int loop_ = 0;
   tcp::socket sock_;
   beast::flat_buffer buf_;
   asio::steady_timer read_timer_, write_timer_, ka_timer_;
@@ -901,7 +904,10 @@ HttpServer::Impl::~Impl() {
 }
 
 void HttpServer::Impl::accept() {
-  acceptor->async_accept(asio::make_strand(*ioc), [this](error_code ec, tcp::socket sock) {
+  // With external loops the connection goes to the next loop; the accept itself stays here.
+  const int loop = opt.loops.empty() ? 0 : static_cast<int>(next_loop++ % opt.loops.size());
+  asio::io_context& where = opt.loops.empty() ? *ioc : *opt.loops[static_cast<size_t>(loop)];
+  acceptor->async_accept(asio::make_strand(where), [this, loop](error_code ec, tcp::socket sock) {
     if (stopping) return;
     if (ec) {
       // Out of descriptors (or a transient error): wait a little instead of spinning.
@@ -913,7 +919,7 @@ void HttpServer::Impl::accept() {
     }
     error_code e2;
     sock.set_option(tcp::no_delay(true), e2);
-    std::make_shared<Session>(this, std::move(sock))->start();
+    std::make_shared<Session>(this, std::move(sock), loop)->start();
     accept();
   });
 }

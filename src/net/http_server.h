@@ -32,8 +32,13 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "net/http_exchange.h"
+
+namespace boost::asio {
+class io_context;
+}
 
 namespace v4::net {
 
@@ -51,6 +56,13 @@ struct ServerOptions {
   size_t stream_buffer_bytes = 4 << 20; // queued stream bytes before the client counts as too slow
   std::string cors_origin;              // "" = no CORS headers; "*" or "https://app.example"
   bool raise_fd_limit = true;           // RLIMIT_NOFILE soft -> hard at construction
+  // External event loops (optional). When given, every connection is placed on one of these
+  // io_contexts (round-robin) and all its handlers run there; Request::loop says which. The owner
+  // runs each loop on one thread, keeps them running until this server is destroyed, and may do
+  // its own I/O on them: a handler that talks to another server on its connection's loop (the
+  // router) then needs no thread hop, and replies / stream writes from that loop's thread are
+  // queued without waking another thread. The server's own io_threads then only accept.
+  std::vector<boost::asio::io_context*> loops;
 };
 
 struct RouteOptions {

@@ -23,6 +23,7 @@
 #include "net/http_server.h"
 #include "protocol/protocol.h"
 #include "router/cost.h"
+#include "router/fast_chat.h"
 #include "router/ledger.h"
 #include "router/metrics.h"
 #include "router/rules.h"
@@ -148,6 +149,18 @@ struct Exchange {
   bool passthrough = false, saw_done = false, pt_error = false;
   std::vector<std::string> held, tail;  // before the first token / the end, held until commit
   std::string outbuf;                   // frames of the current upstream read, written at once
+  std::string pt_buf;                   // an incomplete event of the upstream stream (raw bytes)
+  bool pt_raw = true;                   // events are split on raw bytes (false once a CR line end shows up)
+  // Chat Completions upstream: plain delta frames are read with a SAX scan, the rest by `reader`.
+  bool fast_chat = false, reader_started = false;
+  fastchat::Delta delta;
+  // Non-streaming client, Chat Completions upstream: the whole stream is read by the lean reader
+  // (no JSON document at all) unless a frame it does not handle shows up; then the frames so far
+  // are replayed into the protocol reader.
+  bool lean_on = false;
+  fastchat::LeanReader lean;
+  std::vector<std::string> lean_frames;
+  std::vector<protocol::StreamEvent> lean_events;
   protocol::Usage pt_usage;
   std::string pt_error_msg;
   // Client side.
@@ -173,6 +186,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   std::unique_ptr<Ledger> ledger;
   std::vector<std::unique_ptr<Shard>> shards;
   std::atomic<size_t> next_shard{0};
+  bool shared_loops = true;
   asio::thread_pool blocking{4};
   std::unique_ptr<net::HttpServer> server;
   std::vector<std::unique_ptr<UpstreamState>> states;
@@ -200,7 +214,11 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
 
   void init() {
     ledger = std::make_unique<Ledger>(cfg.ledger);
-    int n = opt.upstream_threads > 0 ? opt.upstream_threads : std::max(1, std::min(4, static_cast<int>(std::thread::hardware_concurrency())));
+    // Default: the server's connections and the upstream calls share event loops (one thread each):
+    // a request, its upstream exchange and its reply stay on one thread, with no wake-up of another
+    // thread per request or per streamed frame. upstream_threads > 0: separate upstream threads.
+    shared_loops = opt.upstream_threads <= 0;
+    int n = shared_loops ? std::max(1, opt.io_threads) : opt.upstream_threads;
     for (int i = 0; i < n; ++i) shards.push_back(std::make_unique<Shard>());
     for (auto& u : cfg.upstreams) states.push_back(std::make_unique<UpstreamState>(u));
     for (auto& k : cfg.keys) {
@@ -221,7 +239,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     net::ServerOptions so;
     so.host = cfg.host;
     so.port = cfg.port;
-    so.io_threads = opt.io_threads;
+    so.io_threads = shared_loops ? 1 : opt.io_threads;  // shared loops: the server's own thread only accepts
+    if (shared_loops)
+      for (auto& sh : shards) so.loops.push_back(&sh->io);
     so.worker_threads = 1;
     so.idle_timeout_s = 120;
     so.write_timeout_s = 60;
@@ -367,7 +387,8 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->reply = res.defer();
     std::weak_ptr<Exchange> wex = ex;
     auto self = shared_from_this();
-    Shard* shard = ex->shard = shards[next_shard.fetch_add(1, std::memory_order_relaxed) % shards.size()].get();
+    Shard* shard = ex->shard = shared_loops ? shards[static_cast<size_t>(hreq.loop) % shards.size()].get()
+                                            : shards[next_shard.fetch_add(1, std::memory_order_relaxed) % shards.size()].get();
     ex->reply->on_disconnect([shard, wex] {
       asio::post(shard->io, [wex] {
         if (auto e = wex.lock()) {
@@ -599,6 +620,13 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->passthrough = ex->req.stream && ex->route->stream == StreamMode::FirstByte && ex->route->verify.empty() && ex->req.tools.empty() &&
                       w.dialect == ex->dialect && ex->dialect == Dialect::ChatCompletions;
     ex->saw_done = ex->pt_error = false;
+    ex->pt_buf.clear();
+    ex->pt_raw = true;
+    ex->fast_chat = w.dialect == Dialect::ChatCompletions;
+    ex->reader_started = false;
+    ex->lean_on = ex->fast_chat && !ex->req.stream;
+    ex->lean = fastchat::LeanReader();
+    ex->lean_frames.clear();
     ex->held.clear();
     ex->tail.clear();
     ex->pt_usage = {};
@@ -675,14 +703,43 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     arm_idle(ex, ex->up->cfg.timeouts.first_token_s);
     if (ex->passthrough) return pt_piece(ex, piece);
     try {
-      for (auto& f : ex->decoder.feed(piece))
-        for (auto& ev : ex->reader->read(f)) on_event(ex, std::move(ev));
+      for (auto& f : ex->decoder.feed(piece)) read_frame(ex, f);
     } catch (const std::exception& e) {
       ex->garbage = true;
       ex->garbage_msg = e.what();
       ex->handle->cancel();
     }
     flush_out(ex);
+  }
+
+  // One upstream frame into events: a plain Chat Completions delta by the SAX scan, anything else
+  // (and the first frame, which starts the reader) by the protocol layer's reader.
+  void read_frame(const std::shared_ptr<Exchange>& ex, const protocol::SseFrame& f) {
+    if (ex->lean_on) {
+      if (f.event.empty() && ex->lean.read(f.data, ex->lean_events)) {
+        ex->lean_frames.push_back(f.data);
+        for (auto& ev : ex->lean_events) on_event(ex, std::move(ev));
+        ex->lean_events.clear();
+        return;
+      }
+      // Not the plain shape: the protocol reader takes over from the start of the stream (only
+      // the accumulated answer has seen the events: a non-streaming client got nothing yet).
+      ex->lean_on = false;
+      ex->acc = protocol::ResponseAccumulator();
+      ex->reader = protocol::make_stream_reader(Dialect::ChatCompletions);
+      ex->reader_started = true;
+      std::vector<std::string> seen = std::move(ex->lean_frames);
+      ex->lean_frames.clear();
+      for (auto& d : seen)
+        for (auto& ev : ex->reader->read(protocol::SseFrame{"", d})) on_event(ex, std::move(ev));
+    }
+    if (ex->fast_chat && ex->reader_started && f.event.empty() && !ex->reader->complete() && fastchat::scan_plain_delta(f.data, ex->delta)) {
+      if (!ex->delta.reasoning.empty()) on_event(ex, protocol::StreamEvent::reasoning(std::move(ex->delta.reasoning)));
+      if (!ex->delta.content.empty()) on_event(ex, protocol::StreamEvent::content(std::move(ex->delta.content)));
+      return;
+    }
+    ex->reader_started = true;
+    for (auto& ev : ex->reader->read(f)) on_event(ex, std::move(ev));
   }
 
   void flush_out(const std::shared_ptr<Exchange>& ex) {
@@ -699,15 +756,6 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->outbuf.clear();
   }
 
-  // A chat chunk whose delta carries text, reasoning or a tool call (not the empty role chunk).
-  static bool pt_is_token(const std::string& d) {
-    for (const char* k : {"\"content\":\"", "\"reasoning_content\":\""}) {
-      size_t p = d.find(k);
-      if (p != std::string::npos && p + std::strlen(k) < d.size() && d[p + std::strlen(k)] != '"') return true;
-    }
-    return d.find("\"tool_calls\"") != std::string::npos;
-  }
-
   void pt_piece(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
     pt_frames(ex, piece);
     // One write per upstream read, not one per frame: fewer wake-ups of the client's I/O thread.
@@ -715,55 +763,95 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     ex->outbuf.clear();
   }
 
+  // Splits the upstream's bytes into events without decoding them: a plain `data:` event is
+  // forwarded as the bytes that came (byte-exact), the rest goes through the SSE decoder.
   void pt_frames(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
-    for (auto& f : ex->decoder.feed(piece)) {
-      if (ex->saw_done) continue;
-      if (f.data == "[DONE]") {
-        ex->saw_done = true;
-        ex->tail.push_back(f.wire());
-        continue;
+    if (ex->pt_raw && piece.find('\r') != std::string_view::npos) {  // CR line ends: the decoder from here on
+      ex->pt_raw = false;
+      std::string rest = std::move(ex->pt_buf);
+      ex->pt_buf.clear();
+      if (!rest.empty()) pt_decoded(ex, rest);
+    }
+    if (!ex->pt_raw) return pt_decoded(ex, piece);
+    std::string_view view = piece;
+    bool buffered = !ex->pt_buf.empty();
+    if (buffered) {
+      ex->pt_buf.append(piece);
+      view = ex->pt_buf;
+    }
+    size_t pos = 0;
+    while (!ex->garbage) {
+      std::string_view data;
+      bool plain = false;
+      size_t n = fastchat::next_event(view.substr(pos), data, plain);
+      if (n == 0) break;
+      if (plain) pt_frame(ex, view.substr(pos, n), data);
+      else pt_decoded(ex, view.substr(pos, n));
+      pos += n;
+    }
+    if (buffered) ex->pt_buf.erase(0, pos);
+    else ex->pt_buf.assign(view.substr(pos));
+  }
+
+  void pt_decoded(const std::shared_ptr<Exchange>& ex, std::string_view bytes) {
+    for (auto& f : ex->decoder.feed(bytes)) {
+      if (ex->garbage) return;
+      std::string w = f.wire();
+      pt_frame(ex, w, f.data);
+    }
+  }
+
+  // One event of a passed-through stream: `raw` its bytes, `data` its payload. Only the frames
+  // that may carry the finish, the usage or an error are parsed.
+  void pt_frame(const std::shared_ptr<Exchange>& ex, std::string_view raw, std::string_view data) {
+    if (ex->saw_done) return;
+    if (data == "[DONE]") {
+      ex->saw_done = true;
+      ex->tail.emplace_back(raw);
+      return;
+    }
+    if (fastchat::may_end(data)) {
+      auto j = ojson::parse(data, nullptr, false);
+      if (j.is_discarded() || !j.is_object()) {
+        ex->garbage = true;
+        ex->garbage_msg = "a stream chunk is not JSON";
+        ex->handle->cancel();
+        return;
       }
-      bool is_finish = f.data.find("\"finish_reason\":\"") != std::string::npos;
-      bool is_usage = f.data.find("\"usage\":{") != std::string::npos;
-      bool is_error = f.data.find("\"error\"") != std::string::npos;
-      if (is_finish || is_usage || is_error) {
-        auto j = ojson::parse(f.data, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
-          ex->garbage = true;
-          ex->garbage_msg = "a stream chunk is not JSON";
-          ex->handle->cancel();
+      if (j.contains("error")) {
+        ex->pt_error = true;
+        ex->pt_error_msg = upstream_error_message(std::string(data));
+        return;
+      }
+      bool is_finish = false;
+      if (j.contains("choices") && j["choices"].is_array())
+        for (auto& c : j["choices"]) is_finish = is_finish || (c.is_object() && c.contains("finish_reason") && c["finish_reason"].is_string());
+      bool has_usage = j.contains("usage") && j["usage"].is_object();
+      if (has_usage) {
+        ex->pt_usage = protocol::chat::parse_usage(j["usage"]);
+        if (!ex->req.include_usage) {  // the router asked for it; the client did not
+          if (!is_finish) return;
+          j.erase("usage");
+          ex->tail.push_back(protocol::SseFrame{"", protocol::wire(j)}.wire());
           return;
         }
-        if (j.contains("error")) {
-          ex->pt_error = true;
-          ex->pt_error_msg = upstream_error_message(f.data);
-          continue;
-        }
-        if (j.contains("usage") && j["usage"].is_object()) {
-          ex->pt_usage = protocol::chat::parse_usage(j["usage"]);
-          if (!ex->req.include_usage) {  // the router asked for it; the client did not
-            if (is_finish) j.erase("usage");
-            else continue;
-          }
-          if (is_finish) {
-            ex->tail.push_back(protocol::SseFrame{"", protocol::wire(j)}.wire());
-            continue;
-          }
-        }
-        ex->tail.push_back(f.wire());
-        continue;
       }
-      if (!ex->committed) {
-        ex->held.push_back(f.wire());
-        if (!pt_is_token(f.data)) continue;
-        ex->got_token = true;
-        commit_stream(ex);
-        for (auto& h : ex->held) ex->outbuf += h;
-        ex->held.clear();
-        continue;
+      if (is_finish || has_usage) {  // the end: held until the ledger has the request
+        ex->tail.emplace_back(raw);
+        return;
       }
-      ex->outbuf += f.wire();
+      // Only looked like an end (e.g. a token that spells "error"): an ordinary frame.
     }
+    if (!ex->committed) {
+      ex->held.emplace_back(raw);
+      if (!fastchat::carries_token(data)) return;
+      ex->got_token = true;
+      commit_stream(ex);
+      for (auto& h : ex->held) ex->outbuf += h;
+      ex->held.clear();
+      return;
+    }
+    ex->outbuf.append(raw);
   }
 
   void pt_write(const std::shared_ptr<Exchange>& ex, std::string bytes) {
@@ -845,9 +933,14 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     bool retryable = true, health_failure = true;
     if (ex->up_status == 200 && resp.ok() && !ex->garbage && !ex->passthrough) {
       try {
-        for (auto& f : ex->decoder.finish())
-          for (auto& ev : ex->reader->read(f)) on_event(ex, std::move(ev));
-        for (auto& ev : ex->reader->end()) on_event(ex, std::move(ev));
+        for (auto& f : ex->decoder.finish()) read_frame(ex, f);
+        if (ex->lean_on) {
+          ex->lean.end(ex->lean_events);
+          for (auto& ev : ex->lean_events) on_event(ex, std::move(ev));
+          ex->lean_events.clear();
+        } else {
+          for (auto& ev : ex->reader->end()) on_event(ex, std::move(ev));
+        }
       } catch (const std::exception& e) {
         ex->garbage = true;
         ex->garbage_msg = e.what();
@@ -887,7 +980,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     } else if (ex->passthrough && ex->pt_error) {
       outcome = "upstream_error";
       hop.detail = ex->pt_error_msg;
-    } else if (ex->passthrough ? !ex->saw_done : (!ex->reader->complete() || !ex->acc.finished())) {
+    } else if (ex->passthrough ? !ex->saw_done : (!(ex->lean_on ? ex->lean.complete() : ex->reader->complete()) || !ex->acc.finished())) {
       outcome = "truncated";
       hop.detail = "the stream ended before the answer finished";
     } else if (!ex->passthrough && ex->acc.response().finish == protocol::FinishReason::Error) {
@@ -1164,7 +1257,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       r.set_header("x-v4host-upstream", ex->rec.upstream);
       r.set_header("x-v4host-hops", std::to_string(ex->rec.hops.size()));
       r.set_header("x-v4host-cost-usd", fmt::format("{:.8f}", ex->rec.cost_usd));
-      r.set_content(protocol::wire(protocol::emit_response(ex->dialect, res, ex->req)), "application/json");
+      std::string body;
+      if (ex->dialect != Dialect::ChatCompletions || !fastchat::emit_simple_response(res, body))
+        body = protocol::wire(protocol::emit_response(ex->dialect, res, ex->req));
+      r.set_content(std::move(body), "application/json");
       r.send();
     });
   }

@@ -26,8 +26,9 @@ namespace v4::router {
 class Metrics;
 
 struct ProxyOptions {
-  int io_threads = 1;        // HTTP server threads
-  int upstream_threads = 0;  // upstream I/O threads, each with its own connection pool; 0: one per core (at most 4)
+  int io_threads = 1;        // event loops (one thread each) serving client connections and, by default, their upstream calls
+  int upstream_threads = 0;  // 0: upstream calls run on the client connection's loop (no thread hop);
+                             // N: N separate upstream I/O threads, each with its own connection pool
   bool quiet = false;
 };
 

@@ -1,0 +1,215 @@
+// The router's cheap paths end to end (router in process, fake upstreams on net::HttpServer that
+// send exactly the bytes a test gives them): a streamed answer in the client's dialect is
+// forwarded byte for byte, usage reaches the ledger from passed-through streams and from answers
+// assembled by the lean reader, a failure before the first byte still falls back, and a verifier
+// still gates a buffered route.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "net/http_client.h"
+#include "net/http_server.h"
+#include "protocol/protocol.h"
+#include "router/config.h"
+#include "router/proxy.h"
+
+namespace fs = std::filesystem;
+using v4::protocol::ojson;
+
+namespace {
+
+// An upstream that answers every chat request with `status` and the given SSE bytes (or body).
+struct FakeUpstream {
+  v4::net::HttpServer srv;
+  std::thread th;
+  std::string sse;        // streamed answer, written in pieces of `piece` bytes
+  size_t piece = 7;       // odd splits: events cut mid-way across writes
+  int status = 200;
+  std::string error_body = R"({"error":{"message":"boom","type":"server_error"}})";
+  std::atomic<int> calls{0};
+  std::string last_body;
+  int port = 0;
+
+  explicit FakeUpstream(std::string frames, int st = 200) : srv(opts()), sse(std::move(frames)), status(st) {
+    srv.route("POST", "/v1/chat/completions", [this](const v4::net::Request& q, v4::net::Reply& r) {
+      ++calls;
+      last_body = q.body;
+      if (status != 200) {
+        r.status = status;
+        r.set_content(error_body, "application/json");
+        return;
+      }
+      auto s = r.start_stream("text/event-stream");
+      for (size_t i = 0; i < sse.size(); i += piece) s->write(sse.substr(i, piece));
+      s->close();
+    });
+    port = srv.bind();
+    srv.start();
+  }
+  static v4::net::ServerOptions opts() {
+    v4::net::ServerOptions o;
+    o.io_threads = 1;
+    return o;
+  }
+  std::string url() const { return fmt::format("http://127.0.0.1:{}/v1", port); }
+};
+
+struct Router {
+  fs::path dir;
+  std::unique_ptr<v4::router::Proxy> proxy;
+  std::thread th;
+  int port = 0;
+  explicit Router(const std::string& yaml_body) {
+    std::string tmpl = (fs::temp_directory_path() / "v4route-pt-XXXXXX").string();
+    dir = mkdtemp(tmpl.data());
+    std::string yaml = fmt::format("listen: {{port: 0}}\nledger: {}/ledger.db\naccess_log: \"-\"\n{}", dir.string(), yaml_body);
+    proxy = std::make_unique<v4::router::Proxy>(v4::router::load_config_text(yaml, "pt.yaml"), nullptr);
+    port = proxy->bind();
+    th = std::thread([this] { proxy->serve(); });
+  }
+  ~Router() {
+    proxy->stop();
+    th.join();
+    proxy.reset();
+    fs::remove_all(dir);
+  }
+  v4::net::Response post(const std::string& body) {
+    return v4::net::post_json(fmt::format("http://127.0.0.1:{}/v1/chat/completions", port), body);
+  }
+  // One value from the ledger (the request was committed before its last bytes were sent).
+  std::string q(const std::string& sql) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2((dir / "ledger.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    std::string out;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* t = sqlite3_column_text(st, 0);
+      out = t ? reinterpret_cast<const char*>(t) : "";
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+  }
+};
+
+std::string upstream(const std::string& name, const FakeUpstream& u, const std::string& extra = "") {
+  return fmt::format("  {}: {{kind: openai, base_url: \"{}\", residency: on-prem, health: {{interval: 0s}}, "
+                     "timeouts: {{connect: 1s, first_token: 2s, total: 5s}}{}}}\n",
+                     name, u.url(), extra);
+}
+
+// An engine's stream with its own formatting: spaces after colons, an escaped and a non-ASCII
+// token, a field the router does not know, usage in a chunk of its own.
+const std::string kRole = "data: {\"id\": \"up-1\", \"object\": \"chat.completion.chunk\", \"created\": 5, \"model\": \"engine-model\", "
+                          "\"choices\": [{\"index\": 0, \"delta\": {\"role\": \"assistant\", \"content\": \"\"}, \"finish_reason\": null}], "
+                          "\"x_engine\": {\"queue_ms\": 3}}\n\n";
+const std::string kTok1 = "data: {\"id\": \"up-1\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"caf\\u00e9 \\\"q\\\"\"}, \"finish_reason\": null}]}\n\n";
+const std::string kTok2 = "data: {\"id\": \"up-1\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \" \xe2\x9c\x93 done\"}, \"finish_reason\": null}]}\n\n";
+const std::string kFinish = "data: {\"id\": \"up-1\", \"choices\": [{\"index\": 0, \"delta\": {}, \"finish_reason\": \"stop\"}]}\n\n";
+const std::string kUsage = "data: {\"id\": \"up-1\", \"choices\": [], \"usage\": {\"prompt_tokens\": 21, \"completion_tokens\": 4, \"total_tokens\": 25, "
+                           "\"prompt_tokens_details\": {\"cached_tokens\": 8}}}\n\n";
+const std::string kDone = "data: [DONE]\n\n";
+
+std::string chat_body(bool stream, bool usage, const std::string& model = "r") {
+  return fmt::format(R"({{"model":"{}","stream":{},{}"messages":[{{"role":"user","content":"hi"}}]}})", model, stream ? "true" : "false",
+                     usage ? R"("stream_options":{"include_usage":true},)" : "");
+}
+
+}  // namespace
+
+TEST(RouterPassthrough, StreamForwardedByteExactWithUsageInLedger) {
+  FakeUpstream up(kRole + kTok1 + kTok2 + kFinish + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a], stream: first_byte}\n");
+  auto res = rt.post(chat_body(true, true));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, up.sse);  // every byte as the engine wrote it, its id, model and fields included
+  std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
+  EXPECT_EQ(rt.q("SELECT prompt_tokens || '/' || cached_tokens || '/' || completion_tokens || '/' || outcome FROM requests WHERE id = '" + id + "'"),
+            "21/8/4/ok");
+  // The router asked the engine for usage; a client that did not gets the stream without it.
+  auto sent = ojson::parse(up.last_body);
+  EXPECT_EQ(sent["stream_options"]["include_usage"], true);
+  res = rt.post(chat_body(true, false));
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(res.body, kRole + kTok1 + kTok2 + kFinish + kDone);
+  id = v4::net::header_value(res.headers, "x-v4host-request-id");
+  EXPECT_EQ(rt.q("SELECT completion_tokens FROM requests WHERE id = '" + id + "'"), "4");
+}
+
+TEST(RouterPassthrough, NonStreamingAnswerFromLeanReaderWithUsage) {
+  FakeUpstream up(kRole + kTok1 + kTok2 + kFinish + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a]}\n");
+  auto res = rt.post(chat_body(false, false));
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto j = ojson::parse(res.body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["model"], "r");
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "caf\xc3\xa9 \"q\" \xe2\x9c\x93 done");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 21);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
+  std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
+  EXPECT_EQ(j["id"], "chatcmpl-" + id);
+  EXPECT_EQ(rt.q("SELECT prompt_tokens || '/' || completion_tokens FROM requests WHERE id = '" + id + "'"), "21/4");
+}
+
+TEST(RouterPassthrough, NonStreamingFallsBackToProtocolReaderMidStream) {
+  // A tool call after some text: not the plain shape, so the frames so far are replayed into the
+  // protocol reader and the answer still has both.
+  const std::string call = "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_9\",\"type\":\"function\","
+                           "\"function\":{\"name\":\"get\",\"arguments\":\"{\\\"a\\\":1}\"}}]},\"finish_reason\":null}]}\n\n";
+  const std::string fin = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
+  FakeUpstream up(kRole + kTok1 + call + fin + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a]}\n");
+  auto res = rt.post(chat_body(false, false));
+  ASSERT_EQ(res.status, 200) << res.body;
+  auto j = ojson::parse(res.body);
+  EXPECT_EQ(j["choices"][0]["message"]["content"], "caf\xc3\xa9 \"q\"");
+  EXPECT_EQ(j["choices"][0]["message"]["tool_calls"][0]["id"], "call_9");
+  EXPECT_EQ(j["choices"][0]["message"]["tool_calls"][0]["function"]["arguments"], "{\"a\":1}");
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(j["usage"]["completion_tokens"], 4);
+}
+
+TEST(RouterPassthrough, FallbackBeforeFirstByteStillWorks) {
+  FakeUpstream bad("", 500);
+  // Headers and the role chunk, then the stream ends: no token was sent, so the next hop answers.
+  FakeUpstream cut(kRole);
+  FakeUpstream good(kRole + kTok1 + kFinish + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("bad", bad) + upstream("cut", cut) + upstream("good", good) +
+            "routes:\n  r: {chain: [bad, cut, good], stream: first_byte, retry: {attempts: 1}}\n");
+  auto res = rt.post(chat_body(true, true));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, good.sse);
+  EXPECT_EQ(v4::net::header_value(res.headers, "x-v4host-upstream"), "good");
+  std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
+  EXPECT_EQ(rt.q("SELECT group_concat(upstream || ':' || outcome, ',') FROM (SELECT * FROM hops WHERE request_id = '" + id + "' ORDER BY n)"),
+            "bad:http_5xx,cut:truncated,good:ok");
+  EXPECT_EQ(rt.q("SELECT outcome FROM requests WHERE id = '" + id + "'"), "fallback_ok");
+}
+
+TEST(RouterPassthrough, VerifierStillGatesBufferedRoutes) {
+  FakeUpstream wrong(kRole + "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"no digits here\"}}]}\n\n" + kFinish + kUsage + kDone);
+  FakeUpstream right(kRole + "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"answer 42\"}}]}\n\n" + kFinish + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("wrong", wrong) + upstream("right", right) +
+            "routes:\n  r: {chain: [wrong, right], verify: [{regex: \"[0-9]+\"}]}\n");
+  for (bool stream : {false, true}) {
+    auto res = rt.post(chat_body(stream, false));
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(v4::net::header_value(res.headers, "x-v4host-upstream"), "right");
+    EXPECT_NE(res.body.find("answer 42"), std::string::npos);
+    EXPECT_EQ(res.body.find("no digits"), std::string::npos);  // the rejected answer never reaches the client
+    std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
+    EXPECT_EQ(rt.q("SELECT verification FROM requests WHERE id = '" + id + "'"), "passed");
+    EXPECT_EQ(rt.q("SELECT outcome FROM hops WHERE request_id = '" + id + "' AND n = 0"), "verify_failed");
+  }
+  EXPECT_EQ(wrong.calls, 2);
+}
