@@ -6,7 +6,7 @@ if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS=(build-essential cmake ninja-build pkg-config git
       nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libssl-dev
       libgtest-dev libgmock-dev libbenchmark-dev
-      libboost-dev libyaml-cpp-dev libsqlite3-dev sqlite3
+      libboost-dev libyaml-cpp-dev libsqlite3-dev sqlite3 libsimdjson-dev
       bubblewrap chromium python3
       clang libclang-rt-14-dev)
 # Node (for the official SDK test clients) may come from nodesource, which bundles npm.

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "protocol/openai_chat.h"
 
@@ -12,9 +13,10 @@ namespace {
 
 using json = nlohmann::json;
 
-// SAX reader of one chat chunk of the plain shape: at most one choice whose delta carries role /
-// content / reasoning text, an optional finish_reason, an optional usage object. Returning false
-// from any callback stops the parse: the frame (or the stream) then goes to the full reader.
+// One chat chunk of the plain shape: at most one choice whose delta carries role / content /
+// reasoning text, an optional finish_reason, an optional usage object. Read with simdjson (a
+// reused parser per thread: no allocation per frame); anything else makes scan_chunk false and the
+// frame (or the stream) goes to the full reader.
 struct Chunk {
   Delta delta;
   int choices = 0;
@@ -23,126 +25,88 @@ struct Chunk {
   protocol::Usage usage;
 };
 
-class ChunkSax final : public nlohmann::json_sax<json> {
- public:
-  explicit ChunkSax(Chunk& c) : c_(c) {}
-  bool null() override { return n_ > 0 && top() != Ctx::Usage && top() != Ctx::Details; }  // delta.content: null, finish_reason: null …
-  bool boolean(bool) override { return n_ > 0 && (top() == Ctx::Root || top() == Ctx::Choice || top() == Ctx::Skip); }
-  bool number_integer(number_integer_t v) override { return number(static_cast<int64_t>(v)); }
-  bool number_unsigned(number_unsigned_t v) override { return v <= static_cast<number_unsigned_t>(INT64_MAX) && number(static_cast<int64_t>(v)); }
-  bool number_float(number_float_t, const string_t&) override {
-    return n_ > 0 && (top() == Ctx::Root || top() == Ctx::Choice || top() == Ctx::Skip);
-  }
-  bool string(string_t& v) override {
-    if (n_ == 0) return false;
-    switch (top()) {
-      case Ctx::Delta:
-        if (key_ == "content") {
-          c_.delta.content += v;
-        } else if (key_ == "reasoning_content" || key_ == "reasoning") {
-          if (!v.empty() && reasoning_seen_) return false;  // both spellings: leave it to the full reader
-          if (!v.empty()) reasoning_seen_ = true;
-          c_.delta.reasoning += v;
-        } else if (key_ != "role" && key_ != "refusal") {
-          return false;
-        }
-        return true;
-      case Ctx::Choice:
-        if (key_ == "finish_reason") {
-          c_.has_finish = true;
-          c_.finish = v;
-        }
-        return true;
-      case Ctx::Root: return key_ != "error";
-      case Ctx::Skip: return true;
-      default: return false;  // a string where usage has numbers
-    }
-  }
-  bool binary(binary_t&) override { return false; }
-  bool start_object(std::size_t) override {
-    if (n_ == 0) return push(Ctx::Root);
-    switch (top()) {
-      case Ctx::Choices:
-        if (c_.choices++ > 0) return false;  // several choices (n > 1)
-        return push(Ctx::Choice);
-      case Ctx::Choice:
-        if (key_ == "delta") {
-          c_.saw_delta = true;
-          return push(Ctx::Delta);
-        }
-        return key_ != "logprobs" && push(Ctx::Skip);
-      case Ctx::Root:
-        if (key_ == "usage") {
-          c_.has_usage = true;
-          return push(Ctx::Usage);
-        }
-        return key_ != "error" && push(Ctx::Skip);
-      case Ctx::Usage:
-        if (key_ == "prompt_tokens_details" || key_ == "completion_tokens_details") {
-          detail_ = key_;
-          return push(Ctx::Details);
-        }
-        return push(Ctx::Skip);
-      case Ctx::Details: return push(Ctx::Skip);
-      case Ctx::Skip: return push(Ctx::Skip);
-      default: return false;  // objects inside a delta (tool calls, function_call …)
-    }
-  }
-  bool key(string_t& k) override {
-    key_ = k;
-    return true;
-  }
-  bool end_object() override { return pop(); }
-  bool start_array(std::size_t) override {
-    if (n_ == 0) return false;
-    if (top() == Ctx::Root && key_ == "choices") return push(Ctx::Choices);
-    if (top() == Ctx::Skip || (top() == Ctx::Root && key_ != "error") || (top() == Ctx::Usage)) return push(Ctx::Skip);
-    return false;  // tool_calls, logprobs content …
-  }
-  bool end_array() override { return pop(); }
-  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+namespace sj = simdjson;
 
- private:
-  enum class Ctx { Root, Choices, Choice, Delta, Usage, Details, Skip };
-  Ctx top() const { return stack_[n_ - 1]; }
-  bool push(Ctx c) {
-    if (n_ == kDepth) return false;
-    stack_[n_++] = c;
-    key_.clear();
-    return true;
-  }
-  bool pop() {
-    if (n_ > 0) --n_;
-    key_.clear();
-    return true;
-  }
-  bool number(int64_t v) {
-    if (n_ == 0) return false;
-    switch (top()) {
-      case Ctx::Usage:
-        if (key_ == "prompt_tokens") c_.usage.input_tokens = v;
-        else if (key_ == "completion_tokens") c_.usage.output_tokens = v;
-        return true;
-      case Ctx::Details:
-        if (detail_ == "prompt_tokens_details" && key_ == "cached_tokens") c_.usage.cached_tokens = v;
-        if (detail_ == "completion_tokens_details" && key_ == "reasoning_tokens") c_.usage.reasoning_tokens = v;
-        return true;
-      case Ctx::Delta: return false;  // a tool call's index would be one
-      default: return true;
+bool int_of(sj::dom::element v, int64_t& out) { return v.get_int64().get(out) == sj::SUCCESS; }
+
+bool read_delta(sj::dom::object d, Chunk& c) {
+  bool reasoning_seen = false;
+  for (auto [k, v] : d) {
+    const bool null = v.is_null();
+    std::string_view text;
+    if (!null && v.get_string().get(text) != sj::SUCCESS) return false;  // objects, arrays, numbers: not plain
+    if (k == "content") {
+      c.delta.content.append(text);
+    } else if (k == "reasoning_content" || k == "reasoning") {
+      if (!text.empty() && reasoning_seen) return false;  // both spellings: leave it to the full reader
+      if (!text.empty()) reasoning_seen = true;
+      c.delta.reasoning.append(text);
+    } else if (k != "role" && k != "refusal") {
+      return false;
     }
   }
-  static constexpr int kDepth = 16;
-  Chunk& c_;
-  Ctx stack_[kDepth] = {};
-  int n_ = 0;
-  bool reasoning_seen_ = false;
-  std::string key_, detail_;
-};
+  return true;
+}
+
+bool read_usage(sj::dom::object u, Chunk& c) {
+  c.has_usage = true;
+  for (auto [k, v] : u) {
+    if (k == "prompt_tokens") {
+      if (!int_of(v, c.usage.input_tokens)) return false;
+    } else if (k == "completion_tokens") {
+      if (!int_of(v, c.usage.output_tokens)) return false;
+    } else if (k == "prompt_tokens_details" || k == "completion_tokens_details") {
+      sj::dom::object det;
+      if (v.get_object().get(det) != sj::SUCCESS) return false;
+      const char* want = k == "prompt_tokens_details" ? "cached_tokens" : "reasoning_tokens";
+      int64_t& dst = k == "prompt_tokens_details" ? c.usage.cached_tokens : c.usage.reasoning_tokens;
+      for (auto [dk, dv] : det)
+        if (dk == want && !int_of(dv, dst)) return false;
+    }
+  }
+  return true;
+}
 
 bool scan_chunk(std::string_view data, Chunk& c) {
   if (data.empty() || data.front() != '{') return false;
-  ChunkSax sax(c);
-  return json::sax_parse(data.begin(), data.end(), &sax, nlohmann::detail::input_format_t::json, true);
+  thread_local sj::dom::parser parser;
+  thread_local std::string padded;
+  padded.assign(data);
+  padded.resize(data.size() + sj::SIMDJSON_PADDING, '\0');
+  sj::dom::object root;
+  if (parser.parse(padded.data(), data.size(), false).get(root) != sj::SUCCESS) return false;
+  for (auto [k, v] : root) {
+    if (k == "choices") {
+      sj::dom::array arr;
+      if (v.get_array().get(arr) != sj::SUCCESS) return false;
+      for (sj::dom::element ch : arr) {
+        sj::dom::object o;
+        if (c.choices++ > 0 || ch.get_object().get(o) != sj::SUCCESS) return false;  // several choices (n > 1)
+        for (auto [ck, cv] : o) {
+          if (ck == "delta") {
+            sj::dom::object d;
+            if (cv.get_object().get(d) != sj::SUCCESS || !read_delta(d, c)) return false;
+            c.saw_delta = true;
+          } else if (ck == "finish_reason") {
+            std::string_view f;
+            if (cv.is_null()) continue;
+            if (cv.get_string().get(f) != sj::SUCCESS) return false;
+            c.has_finish = true;
+            c.finish.assign(f);
+          } else if (ck == "logprobs") {
+            if (!cv.is_null()) return false;
+          }
+        }
+      }
+    } else if (k == "usage") {
+      if (v.is_null()) continue;
+      sj::dom::object u;
+      if (v.get_object().get(u) != sj::SUCCESS || !read_usage(u, c)) return false;
+    } else if (k == "error") {
+      if (!v.is_null()) return false;
+    }
+  }
+  return true;
 }
 
 bool has(std::string_view s, std::string_view what) { return s.find(what) != std::string_view::npos; }
