@@ -31,10 +31,18 @@ namespace {
 struct Errors {
   std::vector<double> ttft, ttfa, itl, tpot;          // vs the server's actual write times
   std::vector<double> n_ttft, n_ttfa, n_itl, n_tpot;  // vs the nominal schedule
+  // The same errors over pieces the client read on their own (see shared below).
+  std::vector<double> s_ttft, s_ttfa, s_itl, s_tpot;
+  // Pieces that share their read time with the next piece (or the end of the stream): the client
+  // read them late, together with what arrived after them. TCP gives one receive timestamp per
+  // read, and the kernel merges queued segments keeping the later one's timestamp, so no reading
+  // strategy recovers their own arrival time: only reading promptly (CPU) avoids them.
+  size_t pieces = 0, shared = 0;
   int max_in_flight = 0;
   size_t ok = 0;
   double tokens_per_s = 0;
-  double cpu_us_per_piece = 0;  // this process (client + scripted server), user + system
+  double steady_tokens_per_s = 0;  // pieces read per second while the open-loop load is steady
+  double cpu_us_per_piece = 0;  // this process (the client, and the scripted server when in-process), user + system
   double cpu_share = 0;         // CPU seconds per wall second during the run (2 = both cores)
 };
 
@@ -66,6 +74,11 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
   const double d = s.first_token_ms, iv = s.interval_ms, R = s.reasoning_chunks;
   const size_t N = s.reasoning_chunks + s.answer_chunks;
   double tokens = 0;
+  // Steady state of an open loop: from one stream length after the first start to the last start.
+  double first_start = 1e300, last_start = 0;
+  for (const auto& r : res.records) first_start = std::min(first_start, r.start_s), last_start = std::max(last_start, r.start_s);
+  const double stream_s = (d + (static_cast<double>(N) - 1) * iv) / 1000, w0 = first_start + stream_s, w1 = last_start;
+  size_t in_window = 0;
   for (const auto& r : res.records) {
     EXPECT_TRUE(r.ok()) << r.error_kind << ": " << r.error;
     if (!r.ok()) continue;
@@ -94,7 +107,23 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
     e.n_ttfa.push_back(std::fabs(r.ttfa() - (d + R * iv)));
     e.n_tpot.push_back(std::fabs(r.tpot() - iv));
     for (double g : r.itl()) e.n_itl.push_back(std::fabs(g - iv));
+    std::vector<bool> shared(N);
+    for (size_t i = 0; i < N; ++i) {
+      shared[i] = i + 1 < N ? r.piece_ms[i] == r.piece_ms[i + 1] : r.piece_ms[i] == r.end_ms;
+      e.shared += shared[i];
+      const double at_s = r.start_s + r.piece_ms[i] / 1000;
+      in_window += at_s >= w0 && at_s < w1;
+    }
+    e.pieces += N;
+    if (!shared[0]) {
+      e.s_ttft.push_back(e.ttft.back());
+      e.s_tpot.push_back(e.tpot.back());
+    }
+    if (!shared[static_cast<size_t>(R)]) e.s_ttfa.push_back(e.ttfa.back());
+    for (size_t i = 1; i < N; ++i)
+      if (!shared[i] && !shared[i - 1]) e.s_itl.push_back(e.itl[e.itl.size() - (N - 1) + (i - 1)]);
   }
+  if (w1 > w0) e.steady_tokens_per_s = static_cast<double>(in_window) / (w1 - w0);
   e.tokens_per_s = res.duration_s > 0 ? tokens / res.duration_s : 0;
   // If the errors are large, these say whether the process was starved: the client can only be as
   // accurate as the CPU it gets (a piece read late shares one receive time with the next ones).
@@ -103,29 +132,51 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
   return e;
 }
 
-void expect_within_1ms(const Errors& e) {
+void print_separate(const Errors& e) {
+  using v4::stats::percentile;
+  std::printf("pieces read on their own: %zu of %zu (%.2f%% shared a late read); p99 |client error| over them ms: ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f\n",
+              e.pieces - e.shared, e.pieces, e.pieces ? 100.0 * static_cast<double>(e.shared) / static_cast<double>(e.pieces) : 0.0,
+              percentile(e.s_ttft, 99), percentile(e.s_ttfa, 99), percentile(e.s_itl, 99), percentile(e.s_tpot, 99));
+}
+
+// What the client controls whatever the CPU it gets: every piece it read on its own carries its
+// kernel receive time, within 1 ms of the server's write at p99 (a late thread does not shift it).
+void expect_separate_within_1ms(const Errors& e) {
+  using v4::stats::percentile;
+  print_separate(e);
+  ASSERT_GT(e.s_itl.size(), e.itl.size() / 2) << "most pieces shared a late read: the check would say little";
+  EXPECT_LT(percentile(e.s_ttft, 99), 1.0);
+  EXPECT_LT(percentile(e.s_ttfa, 99), 1.0);
+  EXPECT_LT(percentile(e.s_itl, 99), 1.0);
+  EXPECT_LT(percentile(e.s_tpot, 99), 1.0);
+}
+
+void expect_within_1ms(const Errors& e, bool assert_it = true) {
   using v4::stats::percentile;
   double p_ttft = percentile(e.ttft, 99), p_ttfa = percentile(e.ttfa, 99), p_itl = percentile(e.itl, 99), p_tpot = percentile(e.tpot, 99);
-  std::printf("p99 |client error| ms: ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f  (requests %zu, peak in flight %d, %.0f tok/s)\n",
-              p_ttft, p_ttfa, p_itl, p_tpot, e.ok, e.max_in_flight, e.tokens_per_s);
+  std::printf("p99 |client error| ms: ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f  (requests %zu, peak in flight %d, %.0f tok/s, steady %.0f tok/s)\n",
+              p_ttft, p_ttfa, p_itl, p_tpot, e.ok, e.max_in_flight, e.tokens_per_s, e.steady_tokens_per_s);
+  print_separate(e);
   std::printf("p99 |deviation from the nominal schedule| ms (server + client): ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f\n",
               percentile(e.n_ttft, 99), percentile(e.n_ttfa, 99), percentile(e.n_itl, 99), percentile(e.n_tpot, 99));
   double load[3] = {0, 0, 0};
   if (getloadavg(load, 3) < 1) load[0] = -1;
-  std::printf("process CPU: %.1f us per piece (client + scripted server), %.2f CPU-s per wall-s; load average %.2f\n",
+  std::printf("process CPU: %.1f us per piece, %.2f CPU-s per wall-s; load average %.2f\n",
               e.cpu_us_per_piece, e.cpu_share, load[0]);
+  if (!assert_it) return;
   EXPECT_LT(p_ttft, 1.0);
   EXPECT_LT(p_ttfa, 1.0);
   EXPECT_LT(p_itl, 1.0);
   EXPECT_LT(p_tpot, 1.0);
 }
+void expect_within_1ms_report_only(const Errors& e) { expect_within_1ms(e, false); }
 
 }  // namespace
 
-// Open loop at `rate` near-regular arrivals (burstiness 20) of streams of R reasoning + A answer
-// pieces every 20 ms after a 50 ms first token; checks the stream count reached and the 1 ms bound.
+// Open loop at `rate` near-regular arrivals (burstiness 20); checks the requests and the stream
+// count reached and returns the errors.
 template <class Endpoint>
-void open_loop(Endpoint& ep, const Schedule& s, double rate, long requests, uint64_t seed, int min_in_flight) {
+Errors open_loop(Endpoint& ep, const Schedule& s, double rate, long requests, uint64_t seed, int min_in_flight) {
   LoadSpec l;
   l.mode = LoadSpec::by_rate;
   l.rate = rate;
@@ -135,7 +186,7 @@ void open_loop(Endpoint& ep, const Schedule& s, double rate, long requests, uint
   Errors e = measure(ep, s, l);
   EXPECT_EQ(e.ok, static_cast<size_t>(requests));
   EXPECT_GE(e.max_in_flight, min_in_flight);
-  expect_within_1ms(e);
+  return e;
 }
 
 Schedule streams(int reasoning, int answer) {
@@ -163,18 +214,35 @@ TEST(BenchAccuracy, OneStream) {
   expect_within_1ms(e);
 }
 
-// 500 streams within 1 ms at p99 (~600 open: 300 arrivals/s of 2.03 s streams).
-TEST(BenchAccuracy, DISABLED_FiveHundredStreams) {
+// 500 streams (~600 open: 300 arrivals/s of 2.03 s streams), the scripted server in its own
+// process. In the suite: the pieces the client read on their own are within 1 ms at p99 — what
+// holds however loaded the machine is (kernel receive timestamps). The full check, every piece
+// within 1 ms, also needs the client to get the CPU promptly enough that pieces do not queue
+// behind each other; that depends on the machine's other load, so it is printed here and asserted
+// by the on-demand DISABLED_FiveHundredStreamsAllPieces.
+TEST(BenchAccuracy, FiveHundredStreams) {
   const Schedule s = streams(10, 90);
   ScriptedEndpointProcess ep(s, 1);
-  open_loop(ep, s, 300, 1200, 3, 500);
+  Errors e = open_loop(ep, s, 300, 1200, 3, 500);
+  expect_separate_within_1ms(e);
+  expect_within_1ms_report_only(e);
 }
 
-// Capacity: 1,000+ concurrent streams at 50 tokens/s each (~1,200 open: 400 arrivals/s of 3 s
-// streams, 60,000 pieces/s scheduled) with the same accuracy check. The scripted server runs in
-// its own process with two threads so that it keeps its schedule.
+TEST(BenchAccuracy, DISABLED_FiveHundredStreamsAllPieces) {
+  const Schedule s = streams(10, 90);
+  ScriptedEndpointProcess ep(s, 1);
+  expect_within_1ms(open_loop(ep, s, 300, 1200, 3, 500));
+}
+
+// Capacity (on demand, a quiet machine): 1,000+ concurrent streams at 50 tokens/s each (~1,200
+// open: 400 arrivals/s of 3 s streams, 60,000 pieces/s scheduled), at least 50,000 tokens/s read
+// in the steady state, every piece within 1 ms at p99. The scripted server runs in its own process
+// with two threads so that it keeps its schedule.
 TEST(BenchAccuracy, DISABLED_CapacityThousandStreams) {
   const Schedule s = streams(10, 140);
   ScriptedEndpointProcess ep(s, 2);
-  open_loop(ep, s, 400, 4000, 5, 1000);
+  Errors e = open_loop(ep, s, 400, 4000, 5, 1000);
+  EXPECT_GE(e.steady_tokens_per_s, 50'000);
+  EXPECT_GE(ep.max_open_streams(), 1000u);
+  expect_within_1ms(e);
 }
