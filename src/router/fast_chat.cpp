@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <cstring>
+
 #include <nlohmann/json.hpp>
 #include <simdjson.h>
 
@@ -176,8 +178,103 @@ void LeanReader::end(std::vector<protocol::StreamEvent>& out) {
 }
 
 bool may_end(std::string_view d) {
-  return has(d, "\"finish_reason\":\"") || has(d, "\"finish_reason\": \"") || has(d, "\"usage\":{") || has(d, "\"usage\": {") ||
-         has(d, "\"error\"");
+  // One pass over the quotes (this runs on every frame of a passed-through stream).
+  const char* p = d.data();
+  const char* e = p + d.size();
+  while ((p = static_cast<const char*>(std::memchr(p, '"', static_cast<size_t>(e - p)))) != nullptr) {
+    ++p;
+    // The key, then the first byte of its value: a finish_reason string, a usage object, a
+    // non-null error. (A token that spells one of these is a string: no colon follows it.)
+    auto value_after = [&](std::string_view k) -> int {
+      if (static_cast<size_t>(e - p) < k.size() || std::memcmp(p, k.data(), k.size()) != 0) return -1;
+      const char* q = p + k.size();
+      while (q < e && (*q == ' ' || *q == '\t' || *q == '\n')) ++q;
+      if (q == e || *q != ':') return -1;
+      ++q;
+      while (q < e && (*q == ' ' || *q == '\t' || *q == '\n')) ++q;
+      return q < e ? static_cast<unsigned char>(*q) : -1;
+    };
+    int v = value_after("finish_reason\"");
+    if (v == '"') return true;
+    v = value_after("usage\"");
+    if (v == '{') return true;
+    v = value_after("error\"");
+    if (v != -1 && v != 'n') return true;
+  }
+  return false;
+}
+
+bool strip_usage(std::string_view d, std::string& out) {
+  // Walks the top-level object's members (strings and nesting tracked), finds "usage" and cuts
+  // the member with its separating comma; every other byte stays as it came.
+  size_t n = d.size(), i = 0;
+  auto ws = [&](size_t j) {
+    while (j < n && (d[j] == ' ' || d[j] == '\t' || d[j] == '\n' || d[j] == '\r')) ++j;
+    return j;
+  };
+  auto end_of_string = [&](size_t j) -> size_t {  // j at the opening quote; returns past the closing one
+    for (++j; j < n; ++j) {
+      if (d[j] == '\\') ++j;
+      else if (d[j] == '"') return j + 1;
+    }
+    return std::string_view::npos;
+  };
+  auto end_of_value = [&](size_t j) -> size_t {
+    int depth = 0;
+    for (; j < n; ++j) {
+      char c = d[j];
+      if (c == '"') {
+        j = end_of_string(j);
+        if (j == std::string_view::npos) return j;
+        --j;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (--depth < 0) return j;  // the end of the enclosing object
+        if (depth == 0) return j + 1;
+      } else if (c == ',' && depth == 0) {
+        return j;
+      }
+    }
+    return std::string_view::npos;
+  };
+  i = ws(0);
+  if (i >= n || d[i] != '{') return false;
+  size_t sep = i;  // the '{' or ',' before the member
+  for (i = ws(i + 1); i < n && d[i] == '"';) {
+    size_t ke = end_of_string(i);
+    if (ke == std::string_view::npos) return false;
+    std::string_view key = d.substr(i + 1, ke - i - 2);
+    size_t c = ws(ke);
+    if (c >= n || d[c] != ':') return false;
+    size_t vs = ws(c + 1), ve = end_of_value(vs);
+    if (ve == std::string_view::npos) return false;
+    if (key == "usage") {
+      size_t from = sep, to = ve;
+      if (d[sep] == '{') {  // the first member: keep the brace, drop the comma after it
+        from = sep + 1;
+        size_t k = ws(ve);
+        if (k < n && d[k] == ',') to = k + 1;
+      }
+      out.assign(d.substr(0, from));
+      out.append(d.substr(to));
+      return true;
+    }
+    size_t k = ws(ve);
+    if (k >= n || d[k] != ',') return false;
+    sep = k;
+    i = ws(k + 1);
+  }
+  return false;
+}
+
+bool scan_end(std::string_view data, End& out) {
+  Chunk c;
+  if (!scan_chunk(data, c)) return false;
+  out.finish = c.has_finish;
+  out.usage = c.has_usage;
+  out.counts = c.usage;
+  return true;
 }
 
 bool carries_token(std::string_view d) {

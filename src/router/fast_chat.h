@@ -50,6 +50,19 @@ class LeanReader {
 // true when in doubt): such frames are parsed in full.
 bool may_end(std::string_view data);
 
+// A chunk of the plain shape (as the lean reader takes: no error, tool calls, logprobs, several
+// choices): whether it carries the finish and the usage, and the usage counts. False for anything
+// else (the caller parses it in full).
+struct End {
+  bool finish = false, usage = false;
+  protocol::Usage counts;
+};
+bool scan_end(std::string_view data, End& out);
+
+// The chunk without its top-level "usage" member, every other byte as it came; false if there is
+// none or the text is not a JSON object.
+bool strip_usage(std::string_view data, std::string& out);
+
 // Whether a chunk carries a token (text, reasoning or a tool call), not only the role.
 bool carries_token(std::string_view data);
 

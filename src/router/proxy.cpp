@@ -811,6 +811,25 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       return;
     }
     if (fastchat::may_end(data)) {
+      fastchat::End end;
+      std::string stripped;
+      if (fastchat::scan_end(data, end) &&
+          !(end.usage && end.finish && !ex->req.include_usage && !fastchat::strip_usage(data, stripped))) {
+        if (end.usage) {
+          ex->pt_usage = end.counts;
+          if (!ex->req.include_usage) {  // the router asked for it; the client did not
+            if (!end.finish) return;
+            ex->tail.push_back("data: " + stripped + "\n\n");
+            return;
+          }
+        }
+        if (end.finish || end.usage) {  // the end: held until the ledger has the request
+          ex->tail.emplace_back(raw);
+          return;
+        }
+        return pt_token_frame(ex, raw, data);  // only looked like an end
+      }
+      // An error, an unusual shape, or usage to strip from the finish chunk: the full parse.
       auto j = ojson::parse(data, nullptr, false);
       if (j.is_discarded() || !j.is_object()) {
         ex->garbage = true;
@@ -842,6 +861,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       }
       // Only looked like an end (e.g. a token that spells "error"): an ordinary frame.
     }
+    pt_token_frame(ex, raw, data);
+  }
+
+  void pt_token_frame(const std::shared_ptr<Exchange>& ex, std::string_view raw, std::string_view data) {
     if (!ex->committed) {
       ex->held.emplace_back(raw);
       if (!fastchat::carries_token(data)) return;

@@ -176,3 +176,35 @@ TEST(RouterFastChat, RawEventSplitting) {
   rest = rest.substr(n);
   EXPECT_EQ(fastchat::next_event(rest, data, plain), 0u);  // incomplete
 }
+
+TEST(RouterFastChat, EndFramesFoundByTheirBytes) {
+  EXPECT_FALSE(fastchat::may_end(chunk(R"({"content":"tok "})")));  // finish_reason: null
+  EXPECT_TRUE(fastchat::may_end(chunk("{}", "\"stop\"")));
+  EXPECT_TRUE(fastchat::may_end(R"({"choices": [{"finish_reason" : "length"}]})"));
+  EXPECT_TRUE(fastchat::may_end(R"({"choices":[],)" + kUsage + "}"));
+  EXPECT_FALSE(fastchat::may_end(R"({"usage":null,"error":null,"choices":[]})"));
+  EXPECT_TRUE(fastchat::may_end(R"({"error":{"message":"x"}})"));
+  // A token that spells the keys is a string: its quotes are escaped.
+  EXPECT_FALSE(fastchat::may_end(chunk(R"({"content":"say \"finish_reason\": \"stop\" and \"usage\": {} or \"error\": 1"})")));
+  fastchat::End e;
+  ASSERT_TRUE(fastchat::scan_end(chunk("{}", "\"stop\"", "," + kUsage), e));
+  EXPECT_TRUE(e.finish);
+  EXPECT_TRUE(e.usage);
+  EXPECT_EQ(e.counts.input_tokens, 12);
+  EXPECT_EQ(e.counts.output_tokens, 5);
+  EXPECT_FALSE(fastchat::scan_end(R"({"error":{"message":"x"}})", e));
+}
+
+TEST(RouterFastChat, UsageCutFromTheBytes) {
+  std::string out;
+  ASSERT_TRUE(fastchat::strip_usage(R"({"id":"a","choices":[{"index":0,"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"x":[{"y":"}"}]},"z":1})", out));
+  EXPECT_EQ(out, R"({"id":"a","choices":[{"index":0,"finish_reason":"stop"}],"z":1})");
+  ASSERT_TRUE(fastchat::strip_usage(R"({ "usage" : {"a":"\"}"} , "choices": [] })", out));
+  EXPECT_EQ(out, R"({ "choices": [] })");
+  ASSERT_TRUE(fastchat::strip_usage(R"({"choices":[],"usage":{}})", out));
+  EXPECT_EQ(out, R"({"choices":[]})");
+  EXPECT_EQ(ojson::parse(out), ojson::parse(R"({"choices":[]})"));
+  EXPECT_FALSE(fastchat::strip_usage(R"({"choices":[{"usage":{}}]})", out));  // not top-level
+  EXPECT_FALSE(fastchat::strip_usage(R"({"a":1)", out));
+  EXPECT_FALSE(fastchat::strip_usage(R"([1])", out));
+}

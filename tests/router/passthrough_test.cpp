@@ -213,3 +213,17 @@ TEST(RouterPassthrough, VerifierStillGatesBufferedRoutes) {
   }
   EXPECT_EQ(wrong.calls, 2);
 }
+
+TEST(RouterPassthrough, UsageOnTheFinishChunkCutForAClientThatDidNotAsk) {
+  const std::string fin_usage = "data: {\"id\": \"up-1\", \"choices\": [{\"index\": 0, \"delta\": {}, \"finish_reason\": \"stop\"}], "
+                                "\"usage\": {\"prompt_tokens\": 9, \"completion_tokens\": 2}, \"x_engine\": 1}\n\n";
+  FakeUpstream up(kRole + kTok1 + fin_usage + kDone);
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a], stream: first_byte}\n");
+  auto res = rt.post(chat_body(true, false));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, kRole + kTok1 + "data: {\"id\": \"up-1\", \"choices\": [{\"index\": 0, \"delta\": {}, \"finish_reason\": \"stop\"}], \"x_engine\": 1}\n\n" + kDone);
+  std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
+  EXPECT_EQ(rt.q("SELECT prompt_tokens || '/' || completion_tokens FROM requests WHERE id = '" + id + "'"), "9/2");
+  res = rt.post(chat_body(true, true));
+  EXPECT_EQ(res.body, up.sse);
+}
