@@ -454,19 +454,14 @@ V4_AMX inline void amx_config(int W) {
 // Scatter of the 4 accumulator tiles (t = 2·(row half) + token block; [row][token], 16x16
 // floats apart) of rows nb.. (nr valid) and token blocks tb0, tb0+1 (nblk of them).
 inline void amx_scatter(const float* c, int nb, int nr, int tb0, int nblk, int M, float* y, int ldy) {
-  for (int t = 0; t < 4; ++t) {
-    const int rb = t / 2, tk = t % 2;
-    if (tk >= nblk) continue;
-    const float* ct = c + t * 256;
-    for (int i = 0; i < 16 && rb * 16 + i < nr; ++i) {
-      const int n = nb + rb * 16 + i;
-      for (int j = 0; j < 16; ++j) {
-        const int m = (tb0 + tk) * 16 + j;
-        if (m >= M) break;
-        y[static_cast<size_t>(m) * ldy + n] = ct[i * 16 + j];
-      }
+  // Token by token: each a run of consecutive rows of y.
+  for (int tk = 0; tk < nblk; ++tk)
+    for (int j = 0; j < 16; ++j) {
+      const int m = (tb0 + tk) * 16 + j;
+      if (m >= M) break;
+      float* ym = y + static_cast<size_t>(m) * ldy + nb;
+      for (int r = 0; r < nr; ++r) ym[r] = c[(2 * (r / 16) + tk) * 256 + (r % 16) * 16 + j];
     }
-  }
 }
 
 // Up to 32 tokens (decode steps, small experts): the weight decode is the cost, the tile
@@ -526,23 +521,24 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
   _tile_release();
 }
 
-// More tokens (prefill): the decode is amortised; each k block of 32 rows is multiplied with
-// every token-block pair, accumulators stored per pair between k blocks.
-constexpr int kManyKB = 256;
+// More tokens (prefill): the decode is amortised and the tile loads of the activations are the
+// cost. Blocks of 64 rows (four accumulator tiles, one per 16 rows, share each activation tile:
+// four products per activation load) are decoded per k block and multiplied with every token
+// block, the accumulators stored per token block between k blocks.
+constexpr int kManyKB = 256, kManyLD = kManyKB + 32;
 V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
   const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16;
   amx_config(16);
-  alignas(64) uint16_t wbuf[32 * kManyKB];
+  alignas(64) uint16_t wbuf[64 * kManyLD];
   thread_local std::vector<float> cmem;
-  const int pairs = (TB + 1) / 2;
-  cmem.resize(static_cast<size_t>(pairs) * 1024);
+  cmem.resize(static_cast<size_t>(TB) * 1024);
   const size_t blk = static_cast<size_t>(KC) * 256;
-  for (int nb = n0; nb < n1; nb += 32) {
+  for (int nb = n0; nb < n1; nb += 64) {
     for (int c0 = 0; c0 < Kp; c0 += kManyKB) {
       const int c1 = std::min(Kp, c0 + kManyKB), kc0 = c0 / 32, kc1 = (c1 + 31) / 32;
-      for (int r = 0; r < 32; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf + r * kManyKB);
-      for (int pr = 0; pr < pairs; ++pr) {
-        float* cm = cmem.data() + static_cast<size_t>(pr) * 1024;
+      for (int r = 0; r < 64; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf + r * kManyLD);
+      for (int tb = 0; tb < TB; ++tb) {
+        float* cm = cmem.data() + static_cast<size_t>(tb) * 1024;
         if (c0 == 0) {
           _tile_zero(0);
           _tile_zero(1);
@@ -554,17 +550,18 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
           _tile_loadd(2, cm + 512, 64);
           _tile_loadd(3, cm + 768, 64);
         }
-        const uint32_t* b0 = xv + static_cast<size_t>(2 * pr) * blk;
-        const uint32_t* b1 = 2 * pr + 1 < TB ? b0 + blk : b0;
+        const uint32_t* b0 = xv + static_cast<size_t>(tb) * blk;
         for (int kc = kc0; kc < kc1; ++kc) {
-          _tile_loadd(4, wbuf + (kc - kc0) * 32, kManyKB * 2);
-          _tile_loadd(5, wbuf + 16 * kManyKB + (kc - kc0) * 32, kManyKB * 2);
-          _tile_loadd(6, b0 + static_cast<size_t>(kc) * 256, 64);
-          _tile_loadd(7, b1 + static_cast<size_t>(kc) * 256, 64);
-          _tile_dpbf16ps(0, 4, 6);
-          _tile_dpbf16ps(1, 4, 7);
-          _tile_dpbf16ps(2, 5, 6);
-          _tile_dpbf16ps(3, 5, 7);
+          const uint16_t* a = wbuf + (kc - kc0) * 32;
+          _tile_loadd(7, b0 + static_cast<size_t>(kc) * 256, 64);
+          _tile_loadd(4, a, kManyLD * 2);
+          _tile_dpbf16ps(0, 4, 7);
+          _tile_loadd(5, a + 16 * kManyLD, kManyLD * 2);
+          _tile_dpbf16ps(1, 5, 7);
+          _tile_loadd(6, a + 32 * kManyLD, kManyLD * 2);
+          _tile_dpbf16ps(2, 6, 7);
+          _tile_loadd(4, a + 48 * kManyLD, kManyLD * 2);
+          _tile_dpbf16ps(3, 4, 7);
         }
         _tile_stored(0, cm, 64);
         _tile_stored(1, cm + 256, 64);
@@ -572,8 +569,14 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
         _tile_stored(3, cm + 768, 64);
       }
     }
-    for (int pr = 0; pr < pairs; ++pr)
-      amx_scatter(cmem.data() + static_cast<size_t>(pr) * 1024, nb, std::min(32, n1 - nb), 2 * pr, 2 * pr + 1 < TB ? 2 : 1, M, y, ldy);
+    // Tile q holds rows nb + 16q.. of token block tb: [row][token].
+    // Written token by token (each a run of consecutive rows of y).
+    const int nr = std::min(64, n1 - nb);
+    for (int m = 0; m < M; ++m) {
+      const float* ct = cmem.data() + static_cast<size_t>(m / 16) * 1024 + m % 16;
+      float* ym = y + static_cast<size_t>(m) * ldy + nb;
+      for (int r = 0; r < nr; ++r) ym[r] = ct[(r / 16) * 256 + (r % 16) * 16];
+    }
   }
   _tile_release();
 }
@@ -663,7 +666,7 @@ void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int
     thread_local std::vector<uint32_t> xv;
     pack_vnni(xp, M, bf16_padded_k(w), xv);
     const uint32_t* xvp = xv.data();
-    const size_t grain = (M <= 32 ? stream_grain + 31 : 32) / 32 * 32;
+    const size_t grain = M <= 32 ? (stream_grain + 31) / 32 * 32 : 64;
     parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
       rows_amx(w, xvp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
     });
