@@ -458,16 +458,36 @@ ojson usage_json(const Usage& u) {
 
 Usage parse_usage(const ojson& u) { return read_openai_usage(u, "input", "output"); }
 
+namespace {
+// The id of the k-th message item (k > 0: text after tool calls).
+std::string message_id(const Response& r, size_t k) {
+  const std::string base = r.message_item_id.empty() ? default_id("msg_", r.id) : r.message_item_id;
+  return k == 0 ? base : base + "_" + std::to_string(k);
+}
+}  // namespace
+
 ojson output_items(const Response& r, const Request& req) {
   ojson out = ojson::array();
   const bool summary = wants_summary(req);
   if (r.reasoning)
     out.push_back(reasoning_item(r.reasoning_item_id.empty() ? default_id("rs_", r.id) : r.reasoning_item_id, *r.reasoning, summary,
                                  r.reasoning_encrypted));
-  if (!r.content.empty() || (r.tool_calls.empty() && r.finish != FinishReason::Error))
-    out.push_back(message_item(r.message_item_id.empty() ? default_id("msg_", r.id) : r.message_item_id, r.content,
-                               r.finish == FinishReason::Length ? "incomplete" : "completed"));
-  for (auto& c : r.tool_calls) out.push_back(call_item(c, "completed"));
+  const char* status = r.finish == FinishReason::Length ? "incomplete" : "completed";
+  // Text, then the calls it preceded, then each stretch of text written after calls, in order.
+  std::vector<Response::TextBreak> breaks;
+  for (const auto& b : r.text_breaks)
+    if (b.offset <= r.content.size() && b.calls <= r.tool_calls.size() && (breaks.empty() || b.offset >= breaks.back().offset))
+      breaks.push_back(b);
+  const size_t first_end = breaks.empty() ? r.content.size() : breaks[0].offset;
+  if (first_end > 0 || (r.tool_calls.empty() && r.finish != FinishReason::Error))
+    out.push_back(message_item(message_id(r, 0), r.content.substr(0, first_end), status));
+  size_t c = 0;
+  for (size_t k = 0; k < breaks.size(); ++k) {
+    for (; c < breaks[k].calls; ++c) out.push_back(call_item(r.tool_calls[c], "completed"));
+    const size_t end = k + 1 < breaks.size() ? breaks[k + 1].offset : r.content.size();
+    if (end > breaks[k].offset) out.push_back(message_item(message_id(r, k + 1), r.content.substr(breaks[k].offset, end - breaks[k].offset), status));
+  }
+  for (; c < r.tool_calls.size(); ++c) out.push_back(call_item(r.tool_calls[c], "completed"));
   return out;
 }
 
@@ -617,13 +637,16 @@ void StreamWriter::open_reasoning(std::vector<SseFrame>& out) {
                                                      {"content_index", 0}, {"part", {{"type", "reasoning_text"}, {"text", ""}}}}));
 }
 
-void StreamWriter::open_message(std::vector<SseFrame>& out) {
+void StreamWriter::open_message(std::vector<SseFrame>& out, size_t k) {
   open_ = "message";
+  message_opened_ = true;
+  msg_id_ = message_id(r_, k);
+  msg_start_ = r_.content.size();
   ++output_index_;
-  ojson item = message_item(r_.message_item_id, "", "in_progress");
+  ojson item = message_item(msg_id_, "", "in_progress");
   item["content"] = ojson::array();
   out.push_back(ev("response.output_item.added", {{"output_index", output_index_}, {"item", item}}));
-  out.push_back(ev("response.content_part.added", {{"item_id", r_.message_item_id}, {"output_index", output_index_}, {"content_index", 0},
+  out.push_back(ev("response.content_part.added", {{"item_id", msg_id_}, {"output_index", output_index_}, {"content_index", 0},
                                                    {"part", {{"type", "output_text"}, {"text", ""}, {"annotations", ojson::array()}, {"logprobs", ojson::array()}}}}));
 }
 
@@ -646,11 +669,12 @@ void StreamWriter::close_open(std::vector<SseFrame>& out, const std::string& enc
     out.push_back(ev("response.output_item.done", {{"output_index", output_index_},
                                                    {"item", reasoning_item(r_.reasoning_item_id, text, summary_, r_.reasoning_encrypted)}}));
   } else if (open_ == "message") {
-    out.push_back(ev("response.output_text.done", {{"item_id", r_.message_item_id}, {"output_index", output_index_}, {"content_index", 0},
-                                                   {"text", r_.content}, {"logprobs", ojson::array()}}));
-    ojson part = {{"type", "output_text"}, {"text", r_.content}, {"annotations", ojson::array()}, {"logprobs", ojson::array()}};
-    out.push_back(ev("response.content_part.done", {{"item_id", r_.message_item_id}, {"output_index", output_index_}, {"content_index", 0}, {"part", part}}));
-    out.push_back(ev("response.output_item.done", {{"output_index", output_index_}, {"item", message_item(r_.message_item_id, r_.content, "completed")}}));
+    const std::string text = r_.content.substr(msg_start_);
+    out.push_back(ev("response.output_text.done", {{"item_id", msg_id_}, {"output_index", output_index_}, {"content_index", 0},
+                                                   {"text", text}, {"logprobs", ojson::array()}}));
+    ojson part = {{"type", "output_text"}, {"text", text}, {"annotations", ojson::array()}, {"logprobs", ojson::array()}};
+    out.push_back(ev("response.content_part.done", {{"item_id", msg_id_}, {"output_index", output_index_}, {"content_index", 0}, {"part", part}}));
+    out.push_back(ev("response.output_item.done", {{"output_index", output_index_}, {"item", message_item(msg_id_, text, "completed")}}));
   }
   open_.clear();
 }
@@ -685,17 +709,25 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
                                                            {"content_index", 0}, {"delta", e.text}}));
       break;
     case K::TextDelta:
+      if (e.text.empty()) break;
       if (open_ != "message") {
-        if (!r_.content.empty()) {  // text after a tool call: one message item per response
+        const size_t calls = r_.tool_calls.size();
+        const size_t before = r_.text_breaks.empty() ? 0 : r_.text_breaks.back().calls;
+        if (calls > before) {  // text after tool calls: its own message item, after them
+          close_open(out, "");
+          r_.text_breaks.push_back({r_.content.size(), calls});
+          open_message(out, r_.text_breaks.size());
+        } else if (!message_opened_) {
+          close_open(out, "");
+          open_message(out, 0);
+        } else {  // text resumed after more reasoning, no call between: the item is closed
           if (r_.notes.empty() || r_.notes.back().rfind("text after", 0) != 0)
-            r_.notes.push_back("text after the tool calls was left out of the stream");
+            r_.notes.push_back("text after further reasoning was left out of the stream");
           break;
         }
-        close_open(out, "");
-        open_message(out);
       }
       r_.content += e.text;
-      out.push_back(ev("response.output_text.delta", {{"item_id", r_.message_item_id}, {"output_index", output_index_}, {"content_index", 0},
+      out.push_back(ev("response.output_text.delta", {{"item_id", msg_id_}, {"output_index", output_index_}, {"content_index", 0},
                                                       {"delta", e.text}, {"logprobs", ojson::array()}}));
       break;
     case K::ToolCallStart: {
@@ -753,7 +785,7 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
       }
       // A reply with no output item at all still carries an (empty) message.
       if (output_index_ < 0 && r_.finish != FinishReason::Error) {
-        open_message(out);
+        open_message(out, 0);
         close_open(out, "");
       }
       const char* status = status_of(r_);

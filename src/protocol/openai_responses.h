@@ -51,7 +51,7 @@ class StreamWriter final : public protocol::StreamWriter {
   SseFrame ev(const char* type, ojson j);
   void close_open(std::vector<SseFrame>& out, const std::string& encrypted);
   void open_reasoning(std::vector<SseFrame>& out);
-  void open_message(std::vector<SseFrame>& out);
+  void open_message(std::vector<SseFrame>& out, size_t k);
   ojson snapshot(const char* status) const;
   StreamMeta m_;
   Response r_;
@@ -59,6 +59,9 @@ class StreamWriter final : public protocol::StreamWriter {
   int64_t seq_ = 0;
   int output_index_ = -1;
   std::string open_;  // "", "reasoning", "message"
+  std::string msg_id_;       // the open message item (one per stretch of text between calls)
+  size_t msg_start_ = 0;     // where its text starts in r_.content
+  bool message_opened_ = false;
   struct PendingCall { int index; ToolCall call; };
   std::vector<PendingCall> pending_;
 };

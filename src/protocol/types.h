@@ -171,6 +171,15 @@ struct Response {
   std::string reasoning_item_id;
   std::string content;
   std::string message_item_id;           // Responses message item id
+  // Text written after tool calls: content[offset ..] (up to the next break) came after the
+  // first `calls` entries of tool_calls. Responses gives each such stretch its own message
+  // item after those calls (ids message_item_id + "_1", "_2", …); other dialects keep `content`
+  // whole.
+  struct TextBreak {
+    size_t offset = 0;
+    size_t calls = 0;
+  };
+  std::vector<TextBreak> text_breaks;
   std::vector<ToolCall> tool_calls;
   std::vector<ToolCallFailure> failures;
   FinishReason finish = FinishReason::Stop;

@@ -113,6 +113,15 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
 
 void ChatRun::route(std::vector<text::Delta>& in, std::vector<text::Delta>& out, bool final) {
   for (auto& d : in) {
+    // Where text follows valid calls (Responses: a message item after them).
+    if (d.kind == text::Delta::Kind::ToolCallEnd && !d.error && d.index >= 0 &&
+        static_cast<size_t>(d.index) < parser_.message().tool_calls.size() && !call_error(static_cast<size_t>(d.index)))
+      ++valid_calls_;
+    if (d.kind == text::Delta::Kind::Content && !d.text.empty()) {
+      const size_t before = text_breaks_.empty() ? 0 : text_breaks_.back().calls;
+      if (valid_calls_ > before) text_breaks_.push_back({content_len_, valid_calls_});
+      content_len_ += d.text.size();
+    }
     if (d.kind == text::Delta::Kind::Content) {
       if (stop_.stopped()) continue;
       d.text = stop_.feed(d.text);
@@ -254,6 +263,8 @@ protocol::Response ChatRun::result() const {
   const text::ParsedMessage& m = parser_.message();
   if (p_.reasoning.thinking) r.reasoning = m.reasoning;
   r.content = m.content;
+  for (const auto& b : text_breaks_)
+    if (b.offset < r.content.size()) r.text_breaks.push_back(b);
   for (size_t i = 0; i < m.tool_calls.size(); ++i) {
     const auto& c = m.tool_calls[i];
     if (const text::ToolCallError* err = call_error(i)) {

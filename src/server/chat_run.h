@@ -73,6 +73,8 @@ class ChatRun {
   // The parser's error for call i, or a grammar violation of an enforced custom tool.
   const text::ToolCallError* call_error(size_t i) const;
   mutable std::map<size_t, std::optional<text::ToolCallError>> grammar_errors_;
+  size_t valid_calls_ = 0, content_len_ = 0;            // so far, in delta order
+  std::vector<protocol::Response::TextBreak> text_breaks_;  // text written after valid calls
   std::vector<int> custom_calls_;        // tool-call indexes of custom tools
   std::string custom_args_;              // arguments of the custom call being generated
   int prompt_tokens_ = 0, reasoning_tokens_ = 0;
