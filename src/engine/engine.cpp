@@ -242,9 +242,9 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
                     s.hidden + static_cast<size_t>(base) * hc * D);
       if (!s.logits) continue;
       if (s.all_logits) {
-        for (int t = 0; t < ctx[k].n; ++t) {
+        for (int t = std::max(0, s.logits_from - base); t < ctx[k].n; ++t) {
           rows.push_back(ctx[k].off + t);
-          outs.push_back(s.logits + static_cast<size_t>(base + t) * V);
+          outs.push_back(s.logits + static_cast<size_t>(base + t - s.logits_from) * V);
         }
       } else if (base + ctx[k].n == s.n) {
         rows.push_back(ctx[k].off + ctx[k].n - 1);

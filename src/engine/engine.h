@@ -44,6 +44,7 @@ struct Segment {
   // optional: DSpark context rows [n, T·D] — for each of the T dspark target layers, the mean
   // over the hc streams after that block, concatenated (the drafter's main_proj input).
   float* aux = nullptr;
+  int logits_from = 0;         // with all_logits: only tokens from this index on (logits row 0 = that token)
 };
 
 // One sequence's DSpark draft block: the anchor (the last sampled token, not yet consumed by

@@ -15,7 +15,8 @@ void sampling_distribution(const SamplingParams& sp, const float* logits, int vo
   }
   float mx = -INFINITY;
   for (int i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
-  std::vector<std::pair<float, int32_t>> cand;
+  thread_local std::vector<std::pair<float, int32_t>> cand;
+  cand.clear();
   const float inv_t = 1.0f / sp.temperature;
   for (int i = 0; i < vocab; ++i) {
     const float w = std::exp((logits[i] - mx) * inv_t);
@@ -25,23 +26,34 @@ void sampling_distribution(const SamplingParams& sp, const float* logits, int vo
     p[static_cast<size_t>(argmax(logits, vocab))] = 1.0;
     return;
   }
-  // The same candidate set as Sampler::sample: heaviest first, ties by lower id.
-  std::sort(cand.begin(), cand.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  if (sp.top_k > 0 && static_cast<size_t>(sp.top_k) < cand.size()) cand.resize(static_cast<size_t>(sp.top_k));
+  // The same candidate set as Sampler::sample (heaviest first, ties by lower id), selected the
+  // same way in expected O(n): top-k by nth_element, the top-p nucleus by quickselect on mass.
+  auto heavier = [](const std::pair<float, int32_t>& x, const std::pair<float, int32_t>& y) {
+    return x.first > y.first || (x.first == y.first && x.second < y.second);
+  };
+  if (sp.top_k > 0 && static_cast<size_t>(sp.top_k) < cand.size()) {
+    std::nth_element(cand.begin(), cand.begin() + sp.top_k, cand.end(), heavier);
+    cand.resize(static_cast<size_t>(sp.top_k));
+  }
   if (sp.top_p < 1.0f) {
     double total = 0;
     for (auto& c : cand) total += c.first;
-    const double target = sp.top_p * total;
-    double cum = 0;
-    size_t keep = cand.size();
-    for (size_t i = 0; i < cand.size(); ++i) {
-      cum += cand[i].first;
-      if (cum >= target) {
-        keep = i + 1;
-        break;
+    double target = sp.top_p * total;
+    size_t lo = 0, hi = cand.size();
+    while (hi - lo > 1) {
+      const size_t mid = lo + (hi - lo) / 2;
+      std::nth_element(cand.begin() + static_cast<long>(lo), cand.begin() + static_cast<long>(mid), cand.begin() + static_cast<long>(hi),
+                       heavier);
+      double mass = 0;
+      for (size_t i = lo; i < mid; ++i) mass += cand[i].first;
+      if (mass >= target) {
+        hi = mid;
+      } else {
+        target -= mass;
+        lo = mid;
       }
     }
-    cand.resize(keep);
+    cand.resize(lo + 1);
   }
   double total = 0;
   for (auto& c : cand) total += c.first;
@@ -166,40 +178,37 @@ int32_t SpecSequence::first_token(const float* logits) {
   return t;
 }
 
-void SpecSequence::draft_mtp() {
+bool SpecSequence::plan_mtp() {
   const int64_t T = static_cast<int64_t>(tokens_.size());
   const int64_t from = std::max(mtp_.mtp_pos, rows_first_);
-  if (rows_first_ + static_cast<int64_t>(rows_.size()) < T - 1 || from >= T - 1) return;
+  if (rows_first_ + static_cast<int64_t>(rows_.size()) < T - 1 || from >= T - 1) return false;
   mtp_.mtp_pos = from;  // pairs before the kept rows are skipped (only the window matters)
   // Pairs (H_i, t_{i+1}) for i in [from, T-1): the last one drafts position T.
   const int np = static_cast<int>(T - 1 - from);
-  std::vector<float> mh(static_cast<size_t>(np) * row_), qlog(static_cast<size_t>(V_));
+  mtp_in_.resize(static_cast<size_t>(np) * row_);
+  draft_logits_.resize(static_cast<size_t>(V_));
   for (int i = 0; i < np; ++i) {
     const auto& r = rows_[static_cast<size_t>(from + i - rows_first_)];
-    std::copy(r.begin(), r.end(), mh.begin() + static_cast<long>(i) * row_);
+    std::copy(r.begin(), r.end(), mtp_in_.begin() + static_cast<long>(i) * row_);
   }
-  MtpSegment ms;
-  ms.state = &mtp_;
-  ms.hidden = mh.data();
-  ms.next_tokens = tokens_.data() + from + 1;
-  ms.n = np;
-  ms.all_logits = false;
-  ms.logits = qlog.data();
-  eng_.forward_mtp(std::span<MtpSegment>(&ms, 1));
   while (rows_first_ < T - 1 && !rows_.empty()) {
     rows_.pop_front();
     ++rows_first_;
   }
-  if (draft_override) draft_override(T, qlog.data());
-  q_.emplace_back();
-  sampling_distribution(sp_, qlog.data(), V_, q_.back());
-  drafts_.push_back(draw(q_.back()));
+  mtp_req_ = MtpSegment{};
+  mtp_req_.state = &mtp_;
+  mtp_req_.hidden = mtp_in_.data();
+  mtp_req_.next_tokens = tokens_.data() + from + 1;
+  mtp_req_.n = np;
+  mtp_req_.all_logits = false;
+  mtp_req_.logits = draft_logits_.data();
+  return true;
 }
 
-void SpecSequence::draft_dspark() {
+bool SpecSequence::plan_dspark() {
   const int64_t T = static_cast<int64_t>(tokens_.size());
   const int64_t rows_end = rows_first_ + static_cast<int64_t>(rows_.size());
-  if (rows_end < T - 1) return;
+  if (rows_end < T - 1) return false;
   // Context rows of the positions before the anchor that the drafter has not seen yet.
   const int64_t from = std::max(ds_.end, rows_first_);
   if (from < T - 1) {
@@ -215,53 +224,77 @@ void SpecSequence::draft_dspark() {
     rows_.pop_front();
     ++rows_first_;
   }
-  const int B = eng_.config().dspark.block_size;
-  std::vector<float> base(static_cast<size_t>(B) * V_), bias(static_cast<size_t>(V_));
-  DSparkDraft d;
-  d.state = &ds_;
-  d.anchor = tokens_.back();
-  d.pos = T - 1;
-  d.logits = base.data();
-  eng_.dspark_draft(std::span<DSparkDraft>(&d, 1));
-  // Semi-autoregressive: each position's logits get the Markov bias of the token drawn before it.
-  int32_t prev = d.anchor;
-  for (int i = 0; i < k_; ++i) {
-    float* row = base.data() + static_cast<size_t>(i) * V_;
-    eng_.dspark_markov_bias(prev, bias.data());
-    for (int v = 0; v < V_; ++v) row[v] += bias[static_cast<size_t>(v)];
-    if (draft_override) draft_override(T + i, row);
-    q_.emplace_back();
-    sampling_distribution(sp_, row, V_, q_.back());
-    prev = draw(q_.back());
-    drafts_.push_back(prev);
-  }
+  draft_logits_.resize(static_cast<size_t>(eng_.config().dspark.block_size) * V_);
+  ds_req_ = DSparkDraft{};
+  ds_req_.state = &ds_;
+  ds_req_.anchor = tokens_.back();
+  ds_req_.pos = T - 1;
+  ds_req_.logits = draft_logits_.data();
+  return true;
 }
 
-void SpecSequence::begin_step(Segment& s, bool draft) {
+bool SpecSequence::plan_step(bool draft) {
   const int64_t T = static_cast<int64_t>(tokens_.size());
   npend_ = static_cast<int>(T - n_main_);
   if (npend_ < 1) throw InputError("speculative step: nothing pending (no first token yet)");
   drafts_.clear();
   q_.clear();
+  planned_ = false;
   // After rejections the accepted tokens stay pending; beyond k+1 of them they are consumed
   // without a draft (bounds a step's work).
-  if (draft && npend_ <= k_ + 1) {
-    if (kind_ == DrafterKind::Mtp) draft_mtp();
-    else draft_dspark();
+  if (draft && npend_ <= k_ + 1) planned_ = kind_ == DrafterKind::Mtp ? plan_mtp() : plan_dspark();
+  return planned_;
+}
+
+MtpSegment* SpecSequence::mtp_request() { return planned_ && kind_ == DrafterKind::Mtp ? &mtp_req_ : nullptr; }
+DSparkDraft* SpecSequence::dspark_request() { return planned_ && kind_ == DrafterKind::DSpark ? &ds_req_ : nullptr; }
+
+void SpecSequence::finish_step(Segment& s) {
+  const int64_t T = static_cast<int64_t>(tokens_.size());
+  if (planned_ && kind_ == DrafterKind::Mtp) {
+    if (draft_override) draft_override(T, draft_logits_.data());
+    q_.emplace_back();
+    sampling_distribution(sp_, draft_logits_.data(), V_, q_.back());
+    drafts_.push_back(draw(q_.back()));
+  } else if (planned_) {
+    // Semi-autoregressive: each position's logits get the Markov bias of the token drawn before it.
+    std::vector<float> bias(static_cast<size_t>(V_));
+    int32_t prev = ds_req_.anchor;
+    for (int i = 0; i < k_; ++i) {
+      float* row = draft_logits_.data() + static_cast<size_t>(i) * V_;
+      eng_.dspark_markov_bias(prev, bias.data());
+      for (int v = 0; v < V_; ++v) row[v] += bias[static_cast<size_t>(v)];
+      if (draft_override) draft_override(T + i, row);
+      q_.emplace_back();
+      sampling_distribution(sp_, row, V_, q_.back());
+      prev = draw(q_.back());
+      drafts_.push_back(prev);
+    }
   }
+  planned_ = false;
   in_.assign(tokens_.begin() + n_main_, tokens_.end());
   in_.insert(in_.end(), drafts_.begin(), drafts_.end());
   const int m = static_cast<int>(in_.size());
-  logits_.resize(static_cast<size_t>(drafts_.empty() ? 1 : m) * V_);
+  // Verifying needs the logits from the last pending token on (k + 1 rows).
+  logits_.resize(static_cast<size_t>(drafts_.empty() ? 1 : m - npend_ + 1) * V_);
   rowbuf_.resize(static_cast<size_t>(m) * row_);
   s = Segment{};
   s.state = &st_;
   s.tokens = in_.data();
   s.n = m;
   s.all_logits = !drafts_.empty();
+  s.logits_from = drafts_.empty() ? 0 : npend_ - 1;
   s.logits = logits_.data();
   (kind_ == DrafterKind::DSpark ? s.aux : s.hidden) = rowbuf_.data();
   if (!drafts_.empty()) mark_ = st_.mark(m, eng_.config().window, eng_.config().head_dim);
+}
+
+void SpecSequence::begin_step(Segment& s, bool draft) {
+  if (plan_step(draft)) {
+    if (MtpSegment* m = mtp_request()) eng_.forward_mtp(std::span<MtpSegment>(m, 1));
+    if (DSparkDraft* d = dspark_request()) eng_.dspark_draft(std::span<DSparkDraft>(d, 1));
+  }
+  finish_step(s);
 }
 
 bool SpecSequence::end_step(const EmitFn& on_token) {
@@ -286,7 +319,7 @@ bool SpecSequence::end_step(const EmitFn& on_token) {
   int i = 0;
   int32_t replacement = -1;
   for (; i < k; ++i) {
-    sampling_distribution(sp_, logits_.data() + static_cast<size_t>(npend_ - 1 + i) * V_, V_, p);
+    sampling_distribution(sp_, logits_.data() + static_cast<size_t>(i) * V_, V_, p);
     const double u = U(rng_), r = U(rng_);
     bool ok = false;
     const int32_t t = speculative_accept(p, q_[static_cast<size_t>(i)], drafts_[static_cast<size_t>(i)], u, r, &ok);
@@ -302,16 +335,16 @@ bool SpecSequence::end_step(const EmitFn& on_token) {
     keep_rows(rowbuf_.data(), n_main_, m);
     n_main_ += m;
     for (int j = 0; j < k; ++j)
-      if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(npend_ - 1 + j) * V_)) return false;
-    const float* row = logits_.data() + static_cast<size_t>(m - 1) * V_;
+      if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(j) * V_)) return false;
+    const float* row = logits_.data() + static_cast<size_t>(k) * V_;
     return emit(sampler_.sample(row, V_), row);  // the bonus token
   }
   // Drop the rejected part: the pending tokens and the accepted drafts stay pending.
   st_.rollback(mark_, eng_.config().window, eng_.config().head_dim);
   keep_rows(rowbuf_.data(), n_main_, npend_ + i);
   for (int j = 0; j < i; ++j)
-    if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(npend_ - 1 + j) * V_)) return false;
-  return emit(replacement, logits_.data() + static_cast<size_t>(npend_ - 1 + i) * V_);
+    if (!emit(drafts[static_cast<size_t>(j)], logits_.data() + static_cast<size_t>(j) * V_)) return false;
+  return emit(replacement, logits_.data() + static_cast<size_t>(i) * V_);
 }
 
 SpeculativeDecoder::SpeculativeDecoder(Engine& eng, SequenceState& state, const SamplingParams& sp, int max_drafts)

@@ -76,6 +76,14 @@ class SpecSequence {
   // emits 1..k+1 tokens; it returns false once on_token returned false.
   void begin_step(Segment& s, bool draft);
   bool end_step(const EmitFn& on_token);
+  // begin_step in three parts, so a scheduler runs every sequence's drafter in one batched call:
+  // plan_step() (true when this step drafts), then the engine call for all the requests
+  // (forward_mtp on the mtp_request()s, dspark_draft on the dspark_request()s), then
+  // finish_step() (draws the drafts, fills the segment).
+  bool plan_step(bool draft);
+  MtpSegment* mtp_request();
+  DSparkDraft* dspark_request();
+  void finish_step(Segment& s);
   bool drafted() const { return !drafts_.empty(); }
   int last_drafts() const { return last_drafts_; }      // drafts of the last step
   int last_accepted() const { return last_accepted_; }  // of which accepted
@@ -87,8 +95,8 @@ class SpecSequence {
  private:
   int32_t draw(const std::vector<double>& p);
   void keep_rows(const float* rows, int64_t first, int n);
-  void draft_mtp();
-  void draft_dspark();
+  bool plan_mtp();
+  bool plan_dspark();
   Engine& eng_;
   SequenceState& st_;
   SamplingParams sp_;
@@ -106,6 +114,10 @@ class SpecSequence {
   std::vector<int32_t> drafts_, in_;
   std::vector<std::vector<double>> q_;
   std::vector<float> logits_, rowbuf_, prefill_rows_;
+  bool planned_ = false;
+  MtpSegment mtp_req_;
+  DSparkDraft ds_req_;
+  std::vector<float> mtp_in_, draft_logits_;
   int64_t prefill_first_ = -1;
   StateMark mark_;
   int npend_ = 0;

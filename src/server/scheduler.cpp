@@ -363,13 +363,26 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
   std::vector<char> decoding;
   int budget = std::max(1, opt_.prefill_chunk);
   int drafting = 0;
+  // Every drafting sequence's drafter runs in one batched call (MTP head or DSpark blocks).
+  {
+    std::vector<MtpSegment> mreq;
+    std::vector<DSparkDraft> dreq;
+    for (auto& ap : active) {
+      Active& a = *ap;
+      if (a.prefilling() || !a.spec || !a.spec->plan_step(want_draft(a))) continue;
+      if (MtpSegment* m = a.spec->mtp_request()) mreq.push_back(*m);
+      if (DSparkDraft* d = a.spec->dspark_request()) dreq.push_back(*d);
+    }
+    if (!mreq.empty()) eng_.forward_mtp(mreq);
+    if (!dreq.empty()) eng_.dspark_draft(dreq);
+  }
   for (auto& ap : active) {
     Active& a = *ap;
     Segment s;
     s.state = a.st.get();
     if (!a.prefilling() && a.spec) {
       // Pending tokens plus this step's drafts (if any); verified by the shared forward below.
-      a.spec->begin_step(s, want_draft(a));
+      a.spec->finish_step(s);
       drafting += a.spec->drafted();
       segs.push_back(s);
       owners.push_back(&a);
