@@ -21,6 +21,7 @@
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 
 #include "../common/scripted_endpoint.h"
@@ -64,13 +65,18 @@ double pct(std::vector<double> v, double p) {
 }
 
 // Closed loop: `conc` clients, each sending its next request when the previous one ends.
-Sample run_load(const std::string& url, bool stream, int conc, double seconds, const v4::net::ClientHeaders& extra = {}) {
+// stagger_ms: client i sends its first request i * stagger_ms / conc after the start, so that
+// closed-loop clients of a fixed-length stream do not arrive in lock-step waves (64 requests in the
+// same millisecond every 90 ms, which measures a burst, not 64 concurrent streams); latencies of
+// requests sent before the last client started are not counted.
+Sample run_load(const std::string& url, bool stream, int conc, double seconds, const v4::net::ClientHeaders& extra = {}, double stagger_ms = 0) {
   boost::asio::io_context io;
   v4::net::HttpClient client(io);
   Sample s;
   const std::string body = fmt::format(R"({{"model":"m","stream":{},"max_tokens":8,"messages":[{{"role":"user","content":"hello"}}]}})",
                                        stream ? "true" : "false");
   auto t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  const auto t_warm = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(stagger_ms));
   std::function<void()> one;
   int active = 0;
   one = [&] {
@@ -93,6 +99,7 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds, c
       auto now = Clock::now();
       if (resp.ok() && resp.status == 200) {
         ++s.done;
+        if (*t0 < t_warm) return one();
         s.total_ms.push_back(std::chrono::duration<double, std::milli>(now - *t0).count());
         if (*first != Clock::time_point{}) s.ttft_ms.push_back(std::chrono::duration<double, std::milli>(*first - *t0).count());
       } else {
@@ -104,7 +111,18 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds, c
   };
   auto t0 = Clock::now();
   double c0 = cpu_s();
-  for (int i = 0; i < conc; ++i) one();
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> starts;
+  for (int i = 0; i < conc; ++i) {
+    if (stagger_ms <= 0) {
+      one();
+      continue;
+    }
+    starts.push_back(std::make_unique<boost::asio::steady_timer>(io));
+    starts.back()->expires_after(std::chrono::microseconds(static_cast<int64_t>(stagger_ms * 1000 * i / conc)));
+    starts.back()->async_wait([&](const boost::system::error_code& ec) {
+      if (!ec) one();
+    });
+  }
   std::thread sampler([&] {
     while (Clock::now() < t_end) {
       s.peak_rss_mb = std::max(s.peak_rss_mb, rss_mb());
@@ -174,12 +192,15 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     Sample d, r;
   };
   std::vector<Row> rows;
+  // ROUTE_BENCH_STAGGER_MS: spread of the clients' first requests (default one stream's length;
+  // 0 = all at once, in lock-step).
+  const double stagger = std::getenv("ROUTE_BENCH_STAGGER_MS") ? std::atof(std::getenv("ROUTE_BENCH_STAGGER_MS")) : 100.0;
   for (int conc : concs) {
     if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
     double rss0 = rss_mb();
-    Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs);
+    Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs, {}, stagger);
     double rss1 = rss_mb();
-    Sample r = run_load(via, true, conc, secs);
+    Sample r = run_load(via, true, conc, secs, {}, stagger);
     for (auto* p : {&d, &r})
       std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f %10.0f %9llu %8.0f %10.1f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
                   pct(p->ttft_ms, 0.99), pct(p->total_ms, 0.5), pct(p->total_ms, 0.99), static_cast<double>(p->done) / p->seconds,
