@@ -28,7 +28,6 @@ class StreamWriter final : public protocol::StreamWriter {
  public:
   explicit StreamWriter(StreamMeta meta) : m_(std::move(meta)) {}
   std::vector<SseFrame> write(const StreamEvent& e) override;
-  std::vector<SseFrame> abort(const std::string& message) override;
   bool complete() const override { return done_; }
 
  private:

@@ -496,11 +496,6 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
   return out;
 }
 
-std::vector<SseFrame> StreamWriter::abort(const std::string& message) {
-  if (done_) return {};
-  return write(StreamEvent::failed(message));
-}
-
 std::vector<StreamEvent> StreamReader::close_calls() {
   std::vector<StreamEvent> out;
   for (int i : open_) out.push_back(StreamEvent::tool_end(i));

@@ -130,11 +130,6 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
   return out;
 }
 
-std::vector<SseFrame> StreamWriter::abort(const std::string& message) {
-  if (done_) return {};
-  return write(StreamEvent::failed(message));
-}
-
 std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   std::vector<StreamEvent> out;
   if (done_) return out;

@@ -808,11 +808,6 @@ std::vector<SseFrame> StreamWriter::write(const StreamEvent& e) {
   return out;
 }
 
-std::vector<SseFrame> StreamWriter::abort(const std::string& message) {
-  if (done_) return {};
-  return write(StreamEvent::failed(message));
-}
-
 // ---- streaming: reader ----
 
 std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {

@@ -43,7 +43,6 @@ class StreamWriter final : public protocol::StreamWriter {
  public:
   explicit StreamWriter(StreamMeta meta);
   std::vector<SseFrame> write(const StreamEvent& e) override;
-  std::vector<SseFrame> abort(const std::string& message) override;
   bool complete() const override { return done_; }
   const Response& response() const { return r_; }  // the object as sent in the terminal event
 

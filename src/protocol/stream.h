@@ -30,7 +30,11 @@ class StreamWriter {
   virtual std::vector<SseFrame> write(const StreamEvent& e) = 0;
   // A stream that ends without Finish/Error (e.g. the upstream broke off): frames that close it
   // in the dialect's error form. Empty if already complete.
-  virtual std::vector<SseFrame> abort(const std::string& message) = 0;
+  // (Every dialect's error form is what write() gives for a failure event.)
+  virtual std::vector<SseFrame> abort(const std::string& message) {
+    if (complete()) return {};
+    return write(StreamEvent::failed(message));
+  }
   virtual bool complete() const = 0;
 };
 

@@ -103,6 +103,17 @@ std::optional<ChatParams::Freeform> freeform_grammar(const Tool& t, std::vector<
   return ff;
 }
 
+// Sampling as any dialect asks for it (no seed: a random one).
+SamplingParams sampling_from(const protocol::Request& r) {
+  SamplingParams sp;
+  sp.temperature = r.temperature ? static_cast<float>(*r.temperature) : 1.0f;
+  if (r.top_p) sp.top_p = static_cast<float>(*r.top_p);
+  if (r.min_p) sp.min_p = static_cast<float>(*r.min_p);
+  if (r.top_k) sp.top_k = *r.top_k < 0 ? 0 : static_cast<int>(*r.top_k);
+  sp.seed = r.seed ? static_cast<uint64_t>(*r.seed) : std::random_device{}();
+  return sp;
+}
+
 const char* encoder_role(Role r) {
   switch (r) {
     case Role::System:
@@ -175,11 +186,7 @@ ChatParams chat_params_from(const protocol::Request& r, bool default_thinking) {
   if (p.response_format == "json_schema") p.response_schema = r.response_format.schema;
 
   if (r.max_tokens) p.max_tokens = static_cast<int>(std::min<int64_t>(*r.max_tokens, 1 << 24));
-  p.sampling.temperature = r.temperature ? static_cast<float>(*r.temperature) : 1.0f;
-  if (r.top_p) p.sampling.top_p = static_cast<float>(*r.top_p);
-  if (r.min_p) p.sampling.min_p = static_cast<float>(*r.min_p);
-  if (r.top_k) p.sampling.top_k = *r.top_k < 0 ? 0 : static_cast<int>(*r.top_k);
-  p.sampling.seed = r.seed ? static_cast<uint64_t>(*r.seed) : std::random_device{}();
+  p.sampling = sampling_from(r);
   p.stop = r.stop;
   p.logprobs = r.logprobs;
   p.top_logprobs = r.top_logprobs;
@@ -261,11 +268,7 @@ CompletionParams parse_completion_params(const json& body) {
   p.prompt_ids = r.prompt_ids;
   p.has_ids = r.prompt_is_ids;
   p.max_tokens = static_cast<int>(r.max_tokens.value_or(16));
-  p.sampling.temperature = r.temperature ? static_cast<float>(*r.temperature) : 1.0f;
-  if (r.top_p) p.sampling.top_p = static_cast<float>(*r.top_p);
-  if (r.min_p) p.sampling.min_p = static_cast<float>(*r.min_p);
-  if (r.top_k) p.sampling.top_k = *r.top_k < 0 ? 0 : static_cast<int>(*r.top_k);
-  p.sampling.seed = r.seed ? static_cast<uint64_t>(*r.seed) : std::random_device{}();
+  p.sampling = sampling_from(r);
   p.stop = r.stop;
   p.logprobs = r.completion_logprobs;
   p.echo = r.echo;

@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "server/grammar_ir.h"
+#include "text/utf8.h"
 
 namespace v4 {
 
@@ -166,15 +167,9 @@ class Lexer {
     throw InputError(module_ + " line " + std::to_string(line_) + ": " + what);
   }
 
-  static void put_cp(std::string& o, uint32_t c) {
-    if (c < 0x80) o += static_cast<char>(c);
-    else if (c < 0x800) o += static_cast<char>(0xC0 | (c >> 6)), o += static_cast<char>(0x80 | (c & 0x3F));
-    else if (c < 0x10000)
-      o += static_cast<char>(0xE0 | (c >> 12)), o += static_cast<char>(0x80 | ((c >> 6) & 0x3F)),
-          o += static_cast<char>(0x80 | (c & 0x3F));
-    else
-      o += static_cast<char>(0xF0 | (c >> 18)), o += static_cast<char>(0x80 | ((c >> 12) & 0x3F)),
-          o += static_cast<char>(0x80 | ((c >> 6) & 0x3F)), o += static_cast<char>(0x80 | (c & 0x3F));
+  void put_cp(std::string& o, uint32_t c) const {
+    if (c >= 0xD800 && c <= 0xDFFF) fail("a surrogate escape in a string literal");
+    text::utf8_append(o, c);
   }
 
   // A Python string literal's escapes, as Lark evaluates them.
@@ -587,6 +582,22 @@ const Module& common_module() {
   return m;
 }
 
+// Sequence, alternation and repetition as IR nodes; symbols by `leaf`.
+template <class Leaf>
+NodeP lower_tree(const Ex& e, const Leaf& leaf) {
+  std::vector<NodeP> k;
+  switch (e.k) {
+    case Ex::Seq:
+      for (auto& x : e.kids) k.push_back(lower_tree(x, leaf));
+      return k.empty() ? empty() : seq(std::move(k));
+    case Ex::Alt:
+      for (auto& x : e.kids) k.push_back(lower_tree(x, leaf));
+      return alt(std::move(k));
+    case Ex::Rep: return rep(lower_tree(e.kids[0], leaf), e.min, e.max);
+    default: return leaf(e);
+  }
+}
+
 // Lowers terminals (regular, inlined) of one module.
 class Terminals {
  public:
@@ -612,18 +623,12 @@ class Terminals {
   }
 
   NodeP lower(const Ex& e) {
+    return lower_tree(e, [this](const Ex& x) { return leaf(x); });
+  }
+
+ private:
+  NodeP leaf(const Ex& e) {
     switch (e.k) {
-      case Ex::Seq: {
-        std::vector<NodeP> k;
-        for (auto& x : e.kids) k.push_back(lower(x));
-        return k.empty() ? empty() : seq(std::move(k));
-      }
-      case Ex::Alt: {
-        std::vector<NodeP> k;
-        for (auto& x : e.kids) k.push_back(lower(x));
-        return alt(std::move(k));
-      }
-      case Ex::Rep: return rep(lower(e.kids[0]), e.min, e.max);
       case Ex::Str: return text_literal(e.s, e.icase, excl_, "lark grammar line " + std::to_string(e.line) + ": string \"" + e.s.substr(0, 40) + "\"");
       case Ex::Range: return codepoint_range(e.lo, e.hi, excl_);
       case Ex::Re: return regex(e.s, e.flags, excl_);
@@ -631,11 +636,10 @@ class Terminals {
         if (!is_terminal_name(e.s))
           throw InputError("lark grammar line " + std::to_string(e.line) + ": a terminal cannot use the rule '" + e.s + "'");
         return named(e.s, e.line);
+      default: return empty();  // structure: lower_tree
     }
-    return empty();
   }
 
- private:
   const Module& m_;
   const CpSet* excl_;
   Terminals* common_;
@@ -801,18 +805,14 @@ class RuleLowering {
   NodeP term(NodeP t) { return ign_ ? seq({star(ign_), std::move(t)}) : t; }
 
   NodeP lower(const Ex& e) {
+    return lower_tree(e, [this](const Ex& x) { return leaf(x); });
+  }
+
+  const std::map<std::string, uint32_t>& ids() const { return ids_; }
+
+ private:
+  NodeP leaf(const Ex& e) {
     switch (e.k) {
-      case Ex::Seq: {
-        std::vector<NodeP> k;
-        for (auto& x : e.kids) k.push_back(lower(x));
-        return k.empty() ? empty() : seq(std::move(k));
-      }
-      case Ex::Alt: {
-        std::vector<NodeP> k;
-        for (auto& x : e.kids) k.push_back(lower(x));
-        return alt(std::move(k));
-      }
-      case Ex::Rep: return rep(lower(e.kids[0]), e.min, e.max);
       case Ex::Str:
       case Ex::Range:
       case Ex::Re: return term(terms_.lower(e));
@@ -823,13 +823,10 @@ class RuleLowering {
           throw InputError("lark grammar line " + std::to_string(e.line) + ": rule '" + e.s + "' is not defined");
         return ref(it->second);
       }
+      default: return empty();  // structure: lower_tree
     }
-    return empty();
   }
 
-  const std::map<std::string, uint32_t>& ids() const { return ids_; }
-
- private:
   const Module& m_;
   RuleSet& rs_;
   Terminals& terms_;

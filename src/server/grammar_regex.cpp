@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "server/grammar_ir.h"
+#include "text/utf8.h"
 
 namespace v4::gir {
 
@@ -79,36 +80,17 @@ bool in_set(const CpSet& s, uint32_t c) {
 
 // Decodes one UTF-8 character at s[i] (advancing i); invalid bytes are an InputError.
 uint32_t next_cp(std::string_view s, size_t& i, const char* what) {
-  const auto u = [&](size_t k) { return static_cast<unsigned char>(s[k]); };
-  const unsigned char c = u(i);
-  int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-  if (len == 0 || i + len > s.size()) throw InputError(std::string(what) + " is not valid UTF-8");
-  uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-  for (int k = 1; k < len; ++k) {
-    if ((u(i + k) & 0xC0) != 0x80) throw InputError(std::string(what) + " is not valid UTF-8");
-    cp = (cp << 6) | (u(i + k) & 0x3F);
-  }
-  i += len;
+  const size_t n = text::utf8_seq_len(s, i);
+  if (n == 0) throw InputError(std::string(what) + " is not valid UTF-8");
+  const uint32_t cp = text::utf8_decode_at(s, i, n);
+  i += n;
   return cp;
 }
 
 std::string encode_cp(uint32_t c) {
+  if (c >= 0xD800 && c <= 0xDFFF) throw InputError("a surrogate code point U+" + std::to_string(c) + " cannot be produced");
   std::string o;
-  if (c < 0x80) {
-    o += static_cast<char>(c);
-  } else if (c < 0x800) {
-    o += static_cast<char>(0xC0 | (c >> 6));
-    o += static_cast<char>(0x80 | (c & 0x3F));
-  } else if (c < 0x10000) {
-    o += static_cast<char>(0xE0 | (c >> 12));
-    o += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    o += static_cast<char>(0x80 | (c & 0x3F));
-  } else {
-    o += static_cast<char>(0xF0 | (c >> 18));
-    o += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-    o += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-    o += static_cast<char>(0x80 | (c & 0x3F));
-  }
+  text::utf8_append(o, c);
   return o;
 }
 

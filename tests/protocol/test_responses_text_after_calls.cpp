@@ -74,11 +74,15 @@ TEST(ResponsesTextAfterCalls, StreamEmitsEachStretchAsItsOwnItem) {
   EXPECT_EQ(shape(fin["response"]["output"]), kWant);
   EXPECT_EQ(fin["response"]["output"], done);
   for (auto& it : done)
-    if (it["type"] == "message") EXPECT_EQ(deltas[it["id"]], it["content"][0]["text"]);
+    if (it["type"] == "message") {
+      EXPECT_EQ(deltas[it["id"]], it["content"][0]["text"]);
+    }
   // output_index counts every item in order.
   int expect = 0;
   for (auto& f : frames)
-    if (f["type"] == "response.output_item.added") EXPECT_EQ(f["output_index"], expect++);
+    if (f["type"] == "response.output_item.added") {
+      EXPECT_EQ(f["output_index"], expect++);
+    }
   // Only the failed call is noted; no text was left out.
   for (auto& n : fin["response"].value("warnings", ojson::array())) EXPECT_EQ(n.get<std::string>().find("text after"), std::string::npos);
 }
