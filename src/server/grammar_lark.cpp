@@ -442,7 +442,8 @@ class Parser {
   }
   Ex expr() {
     Ex a = atom();
-    for (;;) {
+    for (int reps = 0;; ++reps) {
+      if (reps > 4 && (cur().k == Tok::Tilde || cur().k == Tok::Op)) fail("more than four repetition operators on one item");
       if (cur().k == Tok::Op && (cur().text == "*" || cur().text == "+" || cur().text == "?")) {
         Ex r;
         r.k = Ex::Rep;
@@ -486,7 +487,7 @@ class Parser {
       case Tok::LSqb: {
         const bool opt = t.k == Tok::LSqb;
         ++p_;
-        ++depth_;
+        if (++depth_ > 100) fail("groups nested more than 100 deep");
         skip_nl();
         Ex inner = expansions();
         skip_nl();

@@ -197,6 +197,7 @@ class RegexParser {
   }
 
   NodeP parse_quantifiers(NodeP a) {
+    int reps = 0;
     while (!eof()) {
       const char c = peek();
       int m = 0, n = -1;
@@ -213,6 +214,7 @@ class RegexParser {
       }
       if (peek() == '?') ++pos_;  // lazy: same language
       else if (peek() == '+') fail("possessive quantifier");
+      if (++reps > 4) fail("more than four quantifiers on one item");
       a = rep(a, m, n);
     }
     return a;
@@ -302,6 +304,11 @@ class RegexParser {
   }
 
   NodeP group(bool prefix, bool& ended) {
+    if (++depth_ > kMaxDepth) fail("groups nested more than " + std::to_string(kMaxDepth) + " deep");
+    struct Leave {
+      int& d;
+      ~Leave() { --d; }
+    } leave{depth_};
     ++pos_;  // '('
     RegexFlags saved = f_;
     bool scoped = false;
@@ -494,8 +501,10 @@ class RegexParser {
     return neg ? negated(s) : s;
   }
 
+  static constexpr int kMaxDepth = 100;
   std::string_view p_;
   size_t pos_ = 0;
+  int depth_ = 0;
   RegexFlags f_;
   const CpSet* excl_;
 };

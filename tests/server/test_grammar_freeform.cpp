@@ -431,3 +431,45 @@ TEST(GrammarFreeform, DsmlRawTextNeverFormsTheMarker) {
   const std::vector<v4::FreeformGrammar> bar = {{"apply_patch", "lark", "start: \"a" + kBar + "\"\n"}};
   EXPECT_NE(error_of([&] { v4::compile_dsml_tool_calls(kCustomTools, "", false, bar); }).find("U+FF5C"), std::string::npos);
 }
+
+// Client grammars: malformed or hostile text is an InputError (never a crash, hang or deep
+// recursion), within a bounded time.
+TEST(GrammarFreeform, RandomAndHostileTextIsRefusedCleanly) {
+  std::mt19937 rng(5);
+  const std::string re_alpha = "ab()[]{}|*+?^$.\\-,0129:<>=!PdswDx";
+  const std::string lark_alpha = "ab_AB: |()[]*+?~..\"/\n%importcommon.LF->#1";
+  int compiled = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const bool lark = i % 2 == 1;
+    const std::string& al = lark ? lark_alpha : re_alpha;
+    std::string t = lark ? "start: " : "";
+    const size_t len = 1 + rng() % 24;
+    for (size_t k = 0; k < len; ++k) t += al[rng() % al.size()];
+    try {
+      lark ? v4::compile_lark(t) : v4::compile_regex(t);
+      ++compiled;
+    } catch (const v4::InputError&) {
+    }
+  }
+  EXPECT_GT(compiled, 50);
+  std::string nested(50000, '(');
+  nested.append("a").append(50000, ')');
+  std::string stars("a");
+  stars.append(5000, '*');
+  for (const std::string* t : {&nested, &stars}) {
+    EXPECT_FALSE(error_of([&] { v4::compile_regex(*t); }).empty());
+    std::string g("start: ");
+    g.append(*t);
+    EXPECT_FALSE(error_of([&] { v4::compile_lark(g); }).empty());
+  }
+  std::string brackets(60000, '[');  // a class of '[' characters (Python reading): fine
+  brackets.append("]");
+  EXPECT_TRUE(full(v4::compile_regex(brackets), "["));
+  std::string chain = "start: r0\n";
+  for (int k = 0; k < 1500; ++k) {
+    const std::string a = std::to_string(k), b = std::to_string(k + 1);
+    chain.append("r").append(a).append(": r").append(b).append(" r").append(b).append("\n");
+  }
+  chain += "r1500: \"x\"\n";
+  EXPECT_NE(error_of([&] { v4::compile_lark(chain); }).find("too large"), std::string::npos);  // 2^1500 if expanded
+}
