@@ -8,19 +8,13 @@
 
 #include "core/cpu.h"
 #include "kernels/attn.h"
+#include "kernel_test_util.h"
 
 using namespace v4;
 
 namespace {
 
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using test::rel_err;
 
 class AttnKernels : public ::testing::TestWithParam<bool> {
  protected:

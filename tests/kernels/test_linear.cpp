@@ -10,75 +10,16 @@
 #include "core/float_formats.h"
 #include "kernels/linear.h"
 #include "kernels/linear_avx512.h"
+#include "kernel_test_util.h"
 
 using namespace v4;
 
 namespace {
 
-struct Owned {
-  std::vector<uint8_t> data, scale;
-  LinearWeight w;
-};
+using test::rel_err;
 
-// Random weight of the given format with realistic block scales.
-Owned make_weight(WFormat f, int N, int K, std::mt19937& rng, ScaleFormat sf = ScaleFormat::E8M0) {
-  std::normal_distribution<float> nd(0.f, 1.f);
-  std::uniform_int_distribution<int> se(118, 126);
-  Owned o;
-  o.w.format = f;
-  o.w.rows = N;
-  o.w.cols = K;
-  const size_t n = static_cast<size_t>(N), k = static_cast<size_t>(K);
-  switch (f) {
-    case WFormat::F32: {
-      o.data.resize(n * k * 4);
-      float* p = reinterpret_cast<float*>(o.data.data());
-      for (size_t i = 0; i < n * k; ++i) p[i] = nd(rng);
-      break;
-    }
-    case WFormat::BF16: {
-      o.data.resize(n * k * 2);
-      uint16_t* p = reinterpret_cast<uint16_t*>(o.data.data());
-      for (size_t i = 0; i < n * k; ++i) p[i] = f32_to_bf16(nd(rng));
-      break;
-    }
-    case WFormat::FP8: {
-      o.data.resize(n * k);
-      for (auto& b : o.data) b = f32_to_e4m3(nd(rng) * 50);
-      const size_t ns = ((n + 127) / 128) * ((k + 127) / 128);
-      o.w.scale_format = sf;
-      if (sf == ScaleFormat::F32) {
-        o.scale.resize(ns * 4);
-        float* s = reinterpret_cast<float*>(o.scale.data());
-        for (size_t i = 0; i < ns; ++i) s[i] = std::ldexp(1.0f, se(rng) - 127);
-      } else {
-        o.scale.resize(ns);
-        for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
-      }
-      break;
-    }
-    case WFormat::FP4: {
-      o.data.resize(n * k / 2);
-      std::uniform_int_distribution<int> nib(0, 255);
-      for (auto& b : o.data) b = static_cast<uint8_t>(nib(rng));
-      o.w.scale_format = ScaleFormat::E8M0;
-      o.scale.resize(n * (k / 32));
-      for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
-      break;
-    }
-  }
-  o.w.data = o.data.data();
-  o.w.scale = o.scale.empty() ? nullptr : o.scale.data();
-  return o;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
+test::OwnedWeight make_weight(WFormat f, int N, int K, std::mt19937& rng, ScaleFormat sf = ScaleFormat::E8M0) {
+  return test::random_weight(f, N, K, rng, sf);
 }
 
 struct Case {
@@ -92,7 +33,7 @@ class LinearKernels : public ::testing::TestWithParam<Case> {};
 TEST_P(LinearKernels, FastPathsMatchFloat32Reference) {
   const Case c = GetParam();
   std::mt19937 rng(1234 + c.N * 7 + c.K + c.M);
-  Owned w = make_weight(c.f, c.N, c.K, rng, c.sf);
+  auto w = make_weight(c.f, c.N, c.K, rng, c.sf);
   std::normal_distribution<float> nd(0.f, 1.f);
   std::vector<float> x(static_cast<size_t>(c.M) * c.K);
   for (auto& v : x) v = nd(rng);
@@ -133,7 +74,7 @@ TEST(LinearKernels, RowsAreIndependentOfBatchSize) {
   for (WFormat f : {WFormat::F32, WFormat::BF16, WFormat::FP8, WFormat::FP4}) {
     std::mt19937 rng(99);
     const int N = 37, K = f == WFormat::FP4 ? 160 : 150, M = 5;
-    Owned w = make_weight(f, N, K, rng);
+    auto w = make_weight(f, N, K, rng);
     std::normal_distribution<float> nd(0.f, 1.f);
     std::vector<float> x(static_cast<size_t>(M) * K);
     for (auto& v : x) v = nd(rng);
@@ -150,7 +91,7 @@ TEST(LinearKernels, RowsAreIndependentOfBatchSize) {
 
 TEST(LinearKernels, StridedInputAndOutput) {
   std::mt19937 rng(7);
-  Owned w = make_weight(WFormat::FP8, 70, 150, rng);
+  auto w = make_weight(WFormat::FP8, 70, 150, rng);
   std::normal_distribution<float> nd(0.f, 1.f);
   const int M = 3, ldx = 160, ldy = 90;
   std::vector<float> x(static_cast<size_t>(M) * ldx), dense(static_cast<size_t>(M) * 150);

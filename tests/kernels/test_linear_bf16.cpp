@@ -12,41 +12,17 @@
 #include "kernels/linear.h"
 #include "kernels/linear_bf16.h"
 #include "kernels/ops.h"
+#include "kernel_test_util.h"
 
 using namespace v4;
 
 namespace {
 
-struct Owned {
-  std::vector<uint8_t> data, scale;
-  LinearWeight w;
-};
+using test::rel_err;
 
-// Every finite code (FP8 bytes uniformly, NaN codes excluded, so zeros and subnormals occur).
-Owned make_weight(WFormat f, int N, int K, std::mt19937& rng) {
-  std::uniform_int_distribution<int> byte(0, 255), se(100, 130);
-  Owned o;
-  o.w.format = f;
-  o.w.rows = N;
-  o.w.cols = K;
-  o.w.scale_format = ScaleFormat::E8M0;
-  const size_t n = static_cast<size_t>(N), k = static_cast<size_t>(K);
-  if (f == WFormat::FP8) {
-    o.data.resize(n * k);
-    for (auto& b : o.data) {
-      do b = static_cast<uint8_t>(byte(rng));
-      while ((b & 0x7f) == 0x7f);
-    }
-    o.scale.resize(((n + 127) / 128) * ((k + 127) / 128));
-  } else {
-    o.data.resize(n * k / 2);
-    for (auto& b : o.data) b = static_cast<uint8_t>(byte(rng));
-    o.scale.resize(n * (k / 32));
-  }
-  for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
-  o.w.data = o.data.data();
-  o.w.scale = o.scale.data();
-  return o;
+// Every finite code, scales over a wide range (2^-27 .. 2^3).
+test::OwnedWeight make_weight(WFormat f, int N, int K, std::mt19937& rng) {
+  return test::random_weight(f, N, K, rng, ScaleFormat::E8M0, 100, 130);
 }
 
 // Activations as the official numerics feed them: FP8 per 1x128 block with power-of-two scales.
@@ -62,15 +38,6 @@ std::vector<float> make_act(int M, int K, std::mt19937& rng) {
   return x;
 }
 
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
-    den += static_cast<double>(b[i]) * b[i];
-  }
-  return std::sqrt(num / den);
-}
-
 struct Case {
   WFormat f;
   int N, K, M;
@@ -82,7 +49,7 @@ TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const Case c = GetParam();
   std::mt19937 rng(77 + c.N * 3 + c.K + c.M);
-  Owned w = make_weight(c.f, c.N, c.K, rng);
+  auto w = make_weight(c.f, c.N, c.K, rng);
   ASSERT_TRUE(bf16_weight_ok(w.w));
   auto x = make_act(c.M, c.K, rng);
   std::vector<float> ref(static_cast<size_t>(c.M) * c.N), got(ref.size(), 0.f);
@@ -123,7 +90,7 @@ TEST_P(Bf16Kernels, RowDecoderIsExact) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const Case c = GetParam();
   std::mt19937 rng(5 + c.K);
-  Owned w = make_weight(c.f, c.N, c.K, rng);
+  auto w = make_weight(c.f, c.N, c.K, rng);
   const int Kp = bf16_padded_k(w.w);
   std::vector<float> ref(static_cast<size_t>(c.K));
   std::vector<uint16_t> got(static_cast<size_t>(Kp));
@@ -147,10 +114,10 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
-  Owned w = make_weight(WFormat::FP8, 40, 256, rng);
+  auto w = make_weight(WFormat::FP8, 40, 256, rng);
   w.scale[1] = 250;  // a block whose scaled weights would leave the normal BF16 range
   EXPECT_FALSE(bf16_weight_ok(w.w));
-  Owned v = make_weight(WFormat::FP4, 40, 256, rng);
+  auto v = make_weight(WFormat::FP4, 40, 256, rng);
   v.w.scale_format = ScaleFormat::F32;
   EXPECT_FALSE(bf16_weight_ok(v.w));
   LinearWeight b;  // BF16 weights qualify (with split activations, see below)
@@ -211,7 +178,7 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
   const int prev = amx_min_tokens();
   set_amx_min_tokens(1);
   for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}}) {
-    Owned w = make_weight(f, N, K, rng);
+    auto w = make_weight(f, N, K, rng);
     const int M = 41, Kp = bf16_padded_k(w.w);
     auto x = make_act(M, K, rng);
     std::vector<uint16_t> xp(static_cast<size_t>(M) * Kp);
