@@ -110,7 +110,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                                            Case{WFormat::FP8, 257, 130, 1}, Case{WFormat::FP8, 70, 4100, 3},
                                            Case{WFormat::FP4, 67, 96, 3}, Case{WFormat::FP4, 130, 320, 1},
                                            Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9},
-                                           Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16}));
+                                           Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16},
+                                           Case{WFormat::FP8, 45, 390, 2}, Case{WFormat::FP4, 40, 128, 2}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
