@@ -238,28 +238,24 @@ V4_BF16 void fp4_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, in
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// Rows n..n+R-1 lie in one 128-row scale block (the caller checks), so they share each block's
+// decode constants; the rows are addressed from one pointer (a pointer and a scale
+// table per row made the compiler spill the accumulators in the inner loop).
 template <int R>
 V4_BF16 void fp8_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
   const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128;
-  const uint8_t* base_p = static_cast<const uint8_t*>(w.data);
-  const uint8_t* base_s = static_cast<const uint8_t*>(w.scale);
-  const uint8_t* p[R];
-  const uint8_t* s[R];
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
   __m512 acc[R];
-  for (int r = 0; r < R; ++r) {
-    p[r] = base_p + static_cast<size_t>(n + r) * K;
-    s[r] = base_s + static_cast<size_t>((n + r) / 128) * kb;
-    acc[r] = _mm512_setzero_ps();
-  }
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (size_t k0 = 0; k0 < K; k0 += 128) {
-    Fp8Block blk[R];
-    for (int r = 0; r < R; ++r) blk[r] = fp8_block(s[r][k0 / 128]);
+    const Fp8Block blk = fp8_block(s[k0 / 128]);
     const size_t k1 = std::min(K, k0 + 128);
     for (size_t k = k0; k < k1; k += 32) {
       if (ahead && k % 64 == 0)
-        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + k) + ahead, _MM_HINT_T0);
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T0);
       const __m512i xa = ldx(xp + k);
-      for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p[r], k, K), blk[r]), xa);
+      for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p + r * K, k, K), blk), xa);
     }
   }
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
@@ -271,7 +267,9 @@ V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0
   for (; n + 4 <= n1; n += 4) {
     const ptrdiff_t ahead = n + 8 <= n1 ? 4 * row_bytes : 0;
     if (w.format == WFormat::FP4) fp4_rows_m1<4>(w, xp, y, n, ahead);
-    else fp8_rows_m1<4>(w, xp, y, n, ahead);
+    else if ((n & 127) <= 124) fp8_rows_m1<4>(w, xp, y, n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) fp8_rows_m1<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
   }
   for (; n < n1; ++n) {
     if (w.format == WFormat::FP4) fp4_rows_m1<1>(w, xp, y, n, 0);

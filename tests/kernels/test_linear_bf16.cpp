@@ -201,3 +201,28 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
 }
 
 }  // namespace
+
+namespace {
+
+// A caller-threaded row range may start anywhere: FP8 decode rows that straddle a 128-row scale
+// block boundary still get their own block's scale (same bits as the whole-matrix call).
+TEST(Bf16Kernels, DecodeRowRangesStartingAnywhere) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  std::mt19937 rng(17);
+  auto w = make_weight(WFormat::FP8, 300, 200, rng);
+  auto x = make_act(1, 200, rng);
+  std::vector<uint16_t> xp(static_cast<size_t>(bf16_padded_k(w.w)));
+  bf16_pack_act(w.w, x.data(), 1, 200, xp.data());
+  std::vector<float> ref(300), all(300), part(300);
+  linear_ref(w.w, x.data(), 1, ref.data());
+  linear_bf16(w.w, xp.data(), 1, all.data());
+  EXPECT_LT(rel_err(all, ref), 2e-6);
+  for (int n0 : {0, 2, 125, 126, 127, 253}) {
+    linear_bf16_rows(w.w, xp.data(), 1, part.data(), 300, n0, 300);
+    for (int n = n0; n < 300; ++n)
+      ASSERT_EQ(std::bit_cast<uint32_t>(all[static_cast<size_t>(n)]), std::bit_cast<uint32_t>(part[static_cast<size_t>(n)]))
+          << "from " << n0 << ", row " << n;
+  }
+}
+
+}  // namespace
