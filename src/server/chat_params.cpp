@@ -192,6 +192,7 @@ ChatParams chat_params_from(const protocol::Request& r, bool default_thinking) {
   p.top_logprobs = r.top_logprobs;
   p.stream = r.stream;
   p.include_usage = r.include_usage;
+  p.cache_key = r.prompt_cache_key;
 
   // Messages for the encoder. A system turn anywhere stays where it is: the official encoder
   // renders a system message at any position as its plain content.

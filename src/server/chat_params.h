@@ -39,6 +39,7 @@ struct ChatParams {
   bool stream = false;
   bool include_usage = false;
   int n = 1;
+  std::string cache_key;             // prompt_cache_key: a prefix-cache hint (fair eviction per key)
   // Custom (freeform) tools: presented to the model as a function with one string parameter
   // "input"; calls of these names come back as custom tool calls with that raw input.
   std::vector<std::string> custom_tools;

@@ -55,6 +55,7 @@ ChatRun::ChatRun(ChatParams p, Scheduler& sched, const text::Tokenizer& tok, con
   g.max_tokens = p_.max_tokens < 0 ? room : std::min(p_.max_tokens, room);
   g.sampling = p_.sampling;
   g.top_logprobs = p_.logprobs ? p_.top_logprobs : -1;
+  g.cache_key = p_.cache_key;
   think_end_ = tok_.token_to_id("</think>").value_or(-1);
 
   // Constrained decoding.

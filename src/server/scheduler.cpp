@@ -431,7 +431,7 @@ void Scheduler::step(std::vector<std::unique_ptr<Active>>& active) {
       if (metrics_) metrics_->inc("v4host_prefill_tokens_total", {}, segs[i].n);
       const size_t len = a.req.prompt.size();
       const bool at_snap = opt_.snapshot_every > 0 && a.consumed % static_cast<size_t>(opt_.snapshot_every) == 0;
-      if (a.consumed < len && (a.consumed == len - 1 || at_snap)) cache_.insert(a.req.prompt, a.consumed, *a.st);
+      if (a.consumed < len && (a.consumed == len - 1 || at_snap)) cache_.insert(a.req.prompt, a.consumed, *a.st, a.req.cache_key);
       if (a.spec) a.spec->prefill_done(segs[i]);
     }
     if (!segs[i].logits) continue;

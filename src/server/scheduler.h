@@ -40,6 +40,9 @@ struct GenRequest {
   std::vector<int32_t> stop_ids;   // finish (reason stop) when sampled; EOS is always one
   int top_logprobs = -1;           // -1: no logprobs; 0..20: chosen token (+ top N)
   std::shared_ptr<TokenConstraint> constraint;
+  // The client's prompt_cache_key ("" = none): the prefix cache shares its budget fairly
+  // between keys (server/prefix_cache.h). Never changes what is computed.
+  std::string cache_key;
 };
 
 struct TokenEvent {
