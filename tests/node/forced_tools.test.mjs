@@ -38,27 +38,9 @@ const SEEDS = [1, 2, 3, 4, 5];
 
 // Custom (freeform) tools with grammars. APPLY_PATCH is the Lark grammar @openai/codex 0.171.0
 // sends as its apply_patch tool's format (captured from the /v1/responses request `codex exec`
-// makes with model "gpt-5.5"; upstream openai/codex, tool_apply_patch.lark).
-const APPLY_PATCH = `start: begin_patch hunk+ end_patch
-begin_patch: "*** Begin Patch" LF
-end_patch: "*** End Patch" LF?
-
-hunk: add_hunk | delete_hunk | update_hunk
-add_hunk: "*** Add File: " filename LF add_line+
-delete_hunk: "*** Delete File: " filename LF
-update_hunk: "*** Update File: " filename LF change_move? change?
-
-filename: /(.+)/
-add_line: "+" /(.*)/ LF -> line
-
-change_move: "*** Move to: " filename LF
-change: (change_context | change_line)+ eof_line?
-change_context: ("@@" | "@@ " /(.+)/) LF
-change_line: ("+" | "-" | " ") /(.*)/ LF
-eof_line: "*** End of File" LF
-
-%import common.LF
-`;
+// makes with model "gpt-5.5"; upstream openai/codex, tool_apply_patch.lark). The C++ grammar
+// tests read the same file.
+const APPLY_PATCH = fs.readFileSync(new URL('../common/apply_patch.lark', import.meta.url), 'utf8');
 const TICKET = '[A-Z]{2,4}-[1-9][0-9]{0,3}( \\((low|high)\\))?';
 
 // The apply_patch format checked line by line, independently of the server's grammar code.

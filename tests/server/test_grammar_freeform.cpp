@@ -3,7 +3,10 @@
 // grammar, unsupported constructs, and the DSML block with a grammar-constrained `input`
 // generated at random over a synthetic vocabulary (every input matches, checked by an
 // independent apply_patch checker).
+#include <fstream>
 #include <regex>
+#include <sstream>
+#include <stdexcept>
 
 #include "core/error.h"
 #include "test_grammar_util.h"
@@ -15,27 +18,14 @@ namespace {
 
 // The grammar @openai/codex 0.171.0 sends as the `format` of its `apply_patch` custom tool
 // (captured from the /v1/responses request `codex exec` makes with model "gpt-5.5"; upstream:
-// openai/codex, tool_apply_patch.lark).
-const char* kApplyPatch = R"LARK(start: begin_patch hunk+ end_patch
-begin_patch: "*** Begin Patch" LF
-end_patch: "*** End Patch" LF?
-
-hunk: add_hunk | delete_hunk | update_hunk
-add_hunk: "*** Add File: " filename LF add_line+
-delete_hunk: "*** Delete File: " filename LF
-update_hunk: "*** Update File: " filename LF change_move? change?
-
-filename: /(.+)/
-add_line: "+" /(.*)/ LF -> line
-
-change_move: "*** Move to: " filename LF
-change: (change_context | change_line)+ eof_line?
-change_context: ("@@" | "@@ " /(.+)/) LF
-change_line: ("+" | "-" | " ") /(.*)/ LF
-eof_line: "*** End of File" LF
-
-%import common.LF
-)LARK";
+// openai/codex, tool_apply_patch.lark), kept once for these tests and the node ones.
+const std::string kApplyPatch = [] {
+  std::ifstream f(V4_SOURCE_DIR "/tests/common/apply_patch.lark");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (ss.str().empty()) throw std::runtime_error("tests/common/apply_patch.lark is missing");
+  return ss.str();
+}();
 
 bool full(const v4::GrammarPtr& g, const std::string& s) {
   GrammarMatcher m(g);
