@@ -6,11 +6,16 @@
 #include <random>
 
 #include "core/error.h"
+#include "../common/scheduler_run.h"
 #include "../common/synth_model.h"
 #include "server/scheduler.h"
 
 using namespace v4;
 using namespace std::chrono_literals;
+using test::collect;
+using test::greedy;
+using test::prompt;
+using test::Result;
 
 namespace {
 
@@ -19,42 +24,6 @@ test::SynthModel& model() {
   return m;
 }
 
-std::vector<int32_t> prompt(int n, int seed) {
-  std::mt19937 rng(static_cast<unsigned>(seed));
-  std::vector<int32_t> p(static_cast<size_t>(n));
-  for (auto& t : p) t = static_cast<int32_t>(2 + rng() % 500);  // avoid EOS (1)
-  return p;
-}
-
-struct Result {
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-  FinishReason reason;
-  int cached = 0;
-};
-
-Result collect(const std::shared_ptr<RequestHandle>& h) {
-  Result r;
-  std::vector<TokenEvent> ev;
-  while (!h->poll(ev, 50ms)) {
-  }
-  for (auto& e : ev) {
-    r.tokens.push_back(e.id);
-    r.logprobs.push_back(e.logprob);
-  }
-  r.reason = h->finish_reason();
-  r.cached = h->cached_tokens;
-  return r;
-}
-
-GenRequest greedy(std::vector<int32_t> p, int n) {
-  GenRequest g;
-  g.prompt = std::move(p);
-  g.max_tokens = n;
-  g.top_logprobs = 0;
-  g.stop_ids = {};
-  return g;
-}
 
 TEST(Scheduler, EightConcurrentRequestsGiveTheSameTokensAsOneAtATime) {
   Engine eng(*model().w);

@@ -13,73 +13,25 @@
 #include <map>
 #include <random>
 
-#include "model/synth.h"
-#include "model/weights.h"
+#include "../common/scheduler_run.h"
+#include "../common/synth_model.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 
 using namespace v4;
 using namespace std::chrono_literals;
+using test::collect;
+using test::greedy;
+using test::prompt;
+using test::Result;
 
 namespace {
 
-struct Model {
-  std::string dir;
-  std::unique_ptr<ModelWeights> w;
-  explicit Model(const std::string& revision) {
-    dir = (std::filesystem::temp_directory_path() / ("v4host-sched-spec-" + revision + "-" + std::to_string(::getpid()))).string();
-    SynthOptions o;
-    o.preset = "tiny";
-    o.revision = revision;
-    o.out_dir = dir;
-    o.vocab = 512;
-    o.layers = 4;
-    o.seed = 21;
-    o.quiet = true;
-    write_synthetic_checkpoint(o);
-    w = ModelWeights::load(dir, true, true);
-  }
-  ~Model() { std::filesystem::remove_all(dir); }
-};
-
-Model& model(int which) {
-  static Model mtp("preview"), dspark("0731");
+test::SynthModel& model(int which) {
+  static test::SynthModel mtp("sched-spec-preview", 21, true, "preview", 4), dspark("sched-spec-0731", 21, true, "0731", 4);
   return which == 0 ? mtp : dspark;
 }
 
-std::vector<int32_t> prompt(int n, int seed) {
-  std::mt19937 rng(static_cast<unsigned>(seed));
-  std::vector<int32_t> p(static_cast<size_t>(n));
-  for (auto& t : p) t = static_cast<int32_t>(2 + rng() % 500);  // avoid EOS (1)
-  return p;
-}
-
-struct Result {
-  std::vector<int32_t> tokens;
-  std::vector<float> logprobs;
-  FinishReason reason = FinishReason::None;
-};
-
-Result collect(const std::shared_ptr<RequestHandle>& h) {
-  Result r;
-  std::vector<TokenEvent> ev;
-  while (!h->poll(ev, 50ms)) {
-  }
-  for (auto& e : ev) {
-    r.tokens.push_back(e.id);
-    r.logprobs.push_back(e.logprob);
-  }
-  r.reason = h->finish_reason();
-  return r;
-}
-
-GenRequest greedy(std::vector<int32_t> p, int n) {
-  GenRequest g;
-  g.prompt = std::move(p);
-  g.max_tokens = n;
-  g.top_logprobs = 0;
-  return g;
-}
 
 // Prompts of several lengths (beyond the window too, so the drafter's rows come from chunked
 // prefills) generated concurrently.
