@@ -20,33 +20,8 @@ const v4::TokenMasker& masker() {
   return m;
 }
 
-// Sample random allowed tokens until EOS (or `limit` tokens, then the shortest completion).
-// Checks on the way: a mask is never empty, EOS allowed iff complete, the chosen token is accepted.
 std::string generate(const v4::GrammarPtr& g, uint32_t seed, int limit = 60) {
-  std::mt19937 rng(seed);
-  GrammarMatcher m(g);
-  std::string out;
-  std::vector<uint8_t> mask;
-  for (int step = 0; step < limit; ++step) {
-    masker().fill(m, mask);
-    std::vector<int32_t> ids;
-    for (size_t i = 0; i < mask.size(); ++i)
-      if (mask[i]) ids.push_back(static_cast<int32_t>(i));
-    EXPECT_FALSE(ids.empty()) << "dead end after: " << out;
-    if (ids.empty()) return out;
-    EXPECT_EQ(mask[vocab().eos] != 0, m.is_complete());
-    for (int32_t sp : vocab().special) EXPECT_TRUE(!mask[sp] || vocab().tokens[sp] == kDsml);
-    EXPECT_EQ(mask[vocab().tokens.size() - 1], 0);  // the empty token
-    int32_t pick = ids[rng() % ids.size()];
-    if (mask[vocab().eos] && rng() % 3 == 0) pick = vocab().eos;
-    if (pick == vocab().eos) return out;
-    EXPECT_TRUE(m.accept(vocab().tokens[pick])) << "masked token rejected: " << vocab().tokens[pick];
-    out += vocab().tokens[pick];
-  }
-  const std::string tail = m.shortest_completion();
-  EXPECT_TRUE(m.accept(tail)) << "completion rejected";
-  EXPECT_TRUE(m.is_complete());
-  return out + tail;
+  return generate_checked(vocab(), masker(), g, seed, limit);
 }
 
 const char* kSchemas[] = {

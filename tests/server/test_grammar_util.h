@@ -65,6 +65,41 @@ inline Vocab synthetic_vocab(uint32_t seed = 7, size_t n_random = 2500) {
 }
 
 // ---- a small JSON-schema checker for the supported subset ----
+// Samples random allowed tokens until EOS (taken a third of the time it is allowed) or `limit`
+// tokens, then appends the shortest completion. Checks on the way: a mask is never empty, EOS is
+// allowed exactly when the text is complete, no special token but the DSML marker and no empty
+// token is ever allowed, and every allowed token is accepted.
+inline std::string generate_checked(const Vocab& vocab, const v4::TokenMasker& masker, const v4::GrammarPtr& g,
+                                    uint32_t seed, int limit) {
+  std::mt19937 rng(seed);
+  v4::GrammarMatcher m(g);
+  std::string out;
+  std::vector<uint8_t> mask;
+  for (int step = 0; step < limit; ++step) {
+    masker.fill(m, mask);
+    std::vector<int32_t> ids;
+    for (size_t i = 0; i < mask.size(); ++i)
+      if (mask[i]) ids.push_back(static_cast<int32_t>(i));
+    EXPECT_FALSE(ids.empty()) << "dead end after: " << out;
+    if (ids.empty()) return out;
+    EXPECT_EQ(mask[vocab.eos] != 0, m.is_complete());
+    for (int32_t sp : vocab.special) EXPECT_TRUE(!mask[sp] || vocab.tokens[sp] == kDsml);
+    for (size_t i = 0; i < vocab.tokens.size(); ++i)
+      if (vocab.tokens[i].empty()) {
+        EXPECT_EQ(mask[i], 0) << "empty token " << i << " allowed";
+      }
+    int32_t pick = ids[rng() % ids.size()];
+    if (mask[vocab.eos] && rng() % 3 == 0) pick = vocab.eos;
+    if (pick == vocab.eos) return out;
+    EXPECT_TRUE(m.accept(vocab.tokens[pick])) << "masked token rejected: " << vocab.tokens[pick];
+    out += vocab.tokens[pick];
+  }
+  const std::string tail = m.shortest_completion();
+  EXPECT_TRUE(m.accept(tail)) << "completion rejected";
+  EXPECT_TRUE(m.is_complete());
+  return out + tail;
+}
+
 inline const ojson& resolve(const ojson& root, const std::string& ref) {
   if (ref == "#") return root;
   return root.at(ojson::json_pointer(ref.substr(1)));
