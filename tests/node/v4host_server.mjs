@@ -25,10 +25,10 @@ export function skipReason() {
 
 // A synthetic tiny checkpoint with the V4 tokenizer in a fresh temp dir. Returns { dir, why }:
 // `why` is a skip message when the checkpoint has no tokenizer (V3 npm tokenizer not installed).
-export function makeModel({ layers = 4, seed = 7 } = {}) {
+export function makeModel({ layers = 4, seed = 7, revision = 'preview' } = {}) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'v4host-node-'));
   const r = spawnSync(v4hostBin(), ['synth', '--preset', 'tiny', '--layers', String(layers), '--seed', String(seed),
-    '--quiet', '--out', dir], { encoding: 'utf8' });
+    '--revision', revision, '--quiet', '--out', dir], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`v4host synth failed (${r.status}): ${r.stderr}`);
   if (!fs.existsSync(path.join(dir, 'tokenizer.json'))) {
     fs.rmSync(dir, { recursive: true, force: true });
