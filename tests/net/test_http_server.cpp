@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../common/loopback.h"
 #include "net/http_server.h"
 #include "test_client.h"
 
@@ -27,17 +28,7 @@ namespace {
 // A raw client socket, for what a well-behaved client library would not do (trickle, stall).
 struct Raw {
   int fd = -1;
-  explicit Raw(int port) {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      ::close(fd);
-      fd = -1;
-    }
-  }
+  explicit Raw(int port) : fd(v4::test::connect_loopback(port)) {}
   ~Raw() {
     if (fd >= 0) ::close(fd);
   }

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "../common/loopback.h"
 #include "server_fixture.h"
 
 using namespace v4;
@@ -19,19 +20,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-int connect_to(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 json health(test::ServerFixture& f) {
   auto r = f.client().Get("/health");
@@ -52,7 +40,7 @@ double disconnect_and_time_the_release(test::ServerFixture& f, bool stream) {
   const std::string b = body.dump();
   const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
                           std::to_string(b.size()) + "\r\n\r\n" + b;
-  int fd = connect_to(f.port);
+  int fd = v4::test::connect_loopback(f.port);
   EXPECT_GE(fd, 0);
   EXPECT_EQ(::send(fd, req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
   const auto t_wait = Clock::now() + std::chrono::seconds(20);
