@@ -13,16 +13,10 @@ import { after, before, describe, test } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 
-import { makeModel, skipReason, startServer, validateSchema } from './v4host_server.mjs';
+import { makeModel, modelForTest, startServer, validateSchema } from './v4host_server.mjs';
 
 const MODEL = 'tiny-test';
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 2, seed: 3 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP forced_tools: ${skip}`);
+const { skip, model } = modelForTest('forced_tools', () => makeModel({ layers: 2, seed: 3 }));
 
 const schema = {
   type: 'object',

@@ -13,7 +13,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 
-import { mibArg, parseSse, skipReason, makeModel, startServer } from './v4host_server.mjs';
+import { mibArg, parseSse, modelForTest, makeModel, startServer } from './v4host_server.mjs';
 
 const IDLE = Number(process.env.V4HOST_FRONTEND_IDLE || 1000);
 const STREAMS = Number(process.env.V4HOST_FRONTEND_STREAMS || 256);
@@ -25,13 +25,7 @@ const MODEL = 'frontend-model';
 const MiB = 1024 * 1024;
 const RSS_SLACK = 32 * MiB;  // allocator caching; a per-connection leak of 1,300 connections shows far above
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 2, seed: 29 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP frontend_load: ${skip}`);
+const { skip, model } = modelForTest('frontend_load', () => makeModel({ layers: 2, seed: 29 }));
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { getMetrics, makeModel, mibArg, parseSse, rssBytes, skipReason, startServer, sumFamily } from './v4host_server.mjs';
+import { getMetrics, makeModel, mibArg, parseSse, rssBytes, modelForTest, startServer, sumFamily } from './v4host_server.mjs';
 
 const SECONDS = Number(process.env.V4HOST_LOAD_SECONDS || 75);
 const CLIENTS = Number(process.env.V4HOST_LOAD_CLIENTS || 32);
@@ -19,13 +19,7 @@ const RSS_SLACK = 48 * MiB;
 // ... and at most this much above where it stood after the first half of the run.
 const PHASE2_SLACK = 16 * MiB;
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 4, seed: 17 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP load: ${skip}`);
+const { skip, model } = modelForTest('load', () => makeModel({ layers: 4, seed: 17 }));
 
 // A deterministic PRNG so a failure can be replayed (seed printed).
 function rng(seed) {

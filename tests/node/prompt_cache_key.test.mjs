@@ -8,15 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
-import { getMetrics, makeModel, skipReason, startServer } from './v4host_server.mjs';
+import { getMetrics, makeModel, modelForTest, startServer } from './v4host_server.mjs';
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 2, seed: 11 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP prompt_cache_key: ${skip}`);
+const { skip, model } = modelForTest('prompt_cache_key', () => makeModel({ layers: 2, seed: 11 }));
 
 // Prompts of the same shape (and so about the same snapshot size), distinct from the first token.
 const content = (tag, i) => `${tag}${String(i).padStart(3, '0')} ` + 'alpha beta gamma delta '.repeat(12);

@@ -8,19 +8,13 @@ import { after, before, describe, test } from 'node:test';
 
 import Anthropic from '@anthropic-ai/sdk';
 
-import { hasServeFlag, makeModel, skipReason, startServer, validateSchema } from './v4host_server.mjs';
+import { hasServeFlag, makeModel, modelForTest, startServer, validateSchema } from './v4host_server.mjs';
 
 const MODEL = 'tiny-claude-compatible';
 const KEY = 'sk-ant-v4host-test';
 const CTX = 2048;
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 4, seed: 13 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP sdk_anthropic: ${skip}`);
+const { skip, model } = modelForTest('sdk_anthropic', () => makeModel({ layers: 4, seed: 13 }));
 
 const smallBody = !skip && hasServeFlag('--max-body');
 const BODY_LIMIT = smallBody ? 64 * 1024 : 8 * 1024 * 1024;

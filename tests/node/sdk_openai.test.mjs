@@ -8,19 +8,13 @@ import { after, before, describe, test } from 'node:test';
 
 import OpenAI from 'openai';
 
-import { hasServeFlag, makeModel, skipReason, startServer, validateSchema } from './v4host_server.mjs';
+import { hasServeFlag, makeModel, modelForTest, startServer, validateSchema } from './v4host_server.mjs';
 
 const MODEL = 'tiny-test';
 const KEY = 'sk-v4host-test';
 const CTX = 2048;
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeModel({ layers: 4, seed: 11 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP sdk_openai: ${skip}`);
+const { skip, model } = modelForTest('sdk_openai', () => makeModel({ layers: 4, seed: 11 }));
 
 // A small --max-body when this build has the flag; otherwise the default 8 MiB is what we exceed.
 const smallBody = !skip && hasServeFlag('--max-body');

@@ -11,18 +11,12 @@ import { after, before, describe, test } from 'node:test';
 
 import OpenAI from 'openai';
 
-import { makeEndingModel, skipReason, startServer, validateSchema } from './v4host_server.mjs';
+import { makeEndingModel, modelForTest, startServer, validateSchema } from './v4host_server.mjs';
 
 const MODEL = 'v4host-test';
 const KEY = 'sk-v4host-test';
 
-let skip = skipReason();
-let model = { dir: '' };
-if (!skip) {
-  model = makeEndingModel({ layers: 2, seed: 5 });
-  skip = model.why;
-}
-if (skip) console.log(`# SKIP sdk_responses: ${skip}`);
+const { skip, model } = modelForTest('sdk_responses', () => makeEndingModel({ layers: 2, seed: 5 }));
 
 const weather = {
   type: 'function',

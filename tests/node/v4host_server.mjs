@@ -37,6 +37,15 @@ export function makeModel({ layers = 4, seed = 7, revision = 'preview' } = {}) {
   return { dir, why: '' };
 }
 
+// The model a test file runs on, or why the file skips (printed as `# SKIP NAME: why`): the
+// binary missing (skipReason) or the model not made (`make` returns { dir, why }).
+export function modelForTest(name, make) {
+  const why = skipReason();
+  const model = why ? { dir: '', why } : make();
+  if (model.why) console.log(`# SKIP ${name}: ${model.why}`);
+  return { skip: model.why, model };
+}
+
 // A free TCP port on 127.0.0.1: bind port 0, read it, close.
 export function freePort() {
   return new Promise((resolve, reject) => {
