@@ -321,7 +321,7 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
       }
       error_code ig;
       self->conn_->lowest().set_option(tcp::no_delay(true), ig);
-      if (!self->conn_->tls) {
+      if (!self->conn_->tls && self->client_->opt.kernel_timestamps) {
         int flags = SOF_TIMESTAMPING_RX_SOFTWARE | SOF_TIMESTAMPING_SOFTWARE;
         self->conn_->kernel_ts = ::setsockopt(self->conn_->plain->native_handle(), SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
       }

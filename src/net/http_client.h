@@ -92,8 +92,9 @@ const char* error_kind_name(ErrorKind k);
 
 // Everything known about one finished (or failed) request. Times are steady-clock instants;
 // an instant never reached is Clock::time_point{} (epoch). t_first_byte, t_head, t_end and the
-// on_body instants are kernel receive times on plain TCP (SO_TIMESTAMPING), else the read
-// completion; they can precede t_sent (when the write's completion handler ran).
+// on_body instants are kernel receive times on plain TCP (SO_TIMESTAMPING, unless
+// ClientOptions::kernel_timestamps is off), else the read completion; they can precede t_sent
+// (when the write's completion handler ran).
 struct Response {
   ErrorKind error = ErrorKind::none;
   std::string error_message;  // human-readable, empty when error == none
@@ -128,6 +129,10 @@ struct ClientOptions {
   size_t max_idle_per_origin = 1024;  // pooled idle connections kept per origin
   bool verify_tls = true;             // verify server certificates against the system store
   std::string user_agent = "v4host";
+  // Kernel receive timestamps (SO_TIMESTAMPING) on plain TCP: each read then waits for
+  // readability and calls recvmsg itself to get them. A client that ignores on_body's instants
+  // (a proxy) turns this off and reads with one async read per piece.
+  bool kernel_timestamps = true;
 };
 
 class HttpClient {

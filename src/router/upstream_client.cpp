@@ -46,7 +46,8 @@ std::string header_of(const HeaderList& h, std::string_view name) { return net::
 
 struct UpClient::Impl {
   net::HttpClient client;
-  explicit Impl(boost::asio::io_context& io) : client(io) {}
+  // The proxy forwards bytes and never reads on_body's instants: no kernel timestamps.
+  explicit Impl(boost::asio::io_context& io) : client(io, net::ClientOptions{.kernel_timestamps = false}) {}
 };
 
 UpClient::UpClient(boost::asio::io_context& io) : impl_(std::make_unique<Impl>(io)) {}
