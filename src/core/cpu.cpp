@@ -19,6 +19,7 @@ const CpuFeatures& cpu_features() {
     c.avx512f = __builtin_cpu_supports("avx512f");
     c.avx512bw = __builtin_cpu_supports("avx512bw");
     c.avx512vl = __builtin_cpu_supports("avx512vl");
+    c.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
 #if __GNUC__ >= 12
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
     c.amx_tile = __builtin_cpu_supports("amx-tile");
@@ -47,6 +48,7 @@ std::string cpu_summary() {
   s += f.avx512f ? "avx512f " : "";
   s += f.avx512bw ? "avx512bw " : "";
   s += f.avx512bf16 ? "avx512bf16 " : "";
+  s += f.avx512vbmi ? "avx512vbmi " : "";
   s += f.amx_tile ? "amx " : "";
   s += f.avx2 ? "avx2 " : "";
   s += use_avx512() ? "(kernels: avx512)" : "(kernels: portable)";

@@ -7,6 +7,7 @@ namespace v4 {
 struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512bf16 = false;
+  bool avx512vbmi = false;  // byte permutes (vpermb/vpermi2b): the BF16 kernels' table decoders
   bool amx_tile = false;
 };
 

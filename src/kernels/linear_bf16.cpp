@@ -20,6 +20,7 @@
 #include <cstdlib>
 
 #define V4_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define V4_LUT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
 #define V4_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 
 namespace v4 {
@@ -33,6 +34,21 @@ bool amx_disabled_for_tests() { return g_no_amx.load(); }
 }  // namespace
 
 void set_amx_disabled(bool off) { g_no_amx = off; }
+
+namespace {
+// Asked per row by the decoders: one relaxed load.
+bool lut_hardware() {
+  static const bool hw = [] {
+    const char* off = std::getenv("V4HOST_NO_LUT");
+    return cpu_features().avx512vbmi && bf16_dot_available() && !(off && *off && *off != '0');
+  }();
+  return hw;
+}
+std::atomic<bool> g_lut{lut_hardware()};
+}  // namespace
+
+bool bf16_lut_available() { return g_lut.load(std::memory_order_relaxed); }
+void set_bf16_lut_disabled(bool off) { g_lut = !off && lut_hardware(); }
 
 namespace {
 
@@ -59,6 +75,22 @@ bool bf16_weight_ok(const LinearWeight& w) {
 int bf16_padded_k(const LinearWeight& w) { return w.format == WFormat::FP4 ? w.cols : (w.cols + 31) / 32 * 32; }
 
 int bf16_kernel_k(const LinearWeight& w, int p) {
+  if ((w.format == WFormat::FP8 || w.format == WFormat::FP4) && bf16_lut_available()) {
+    // Table decoders: a 64-byte load gives 64 (FP8) or 128 (FP4) weights whose BF16 halves are
+    // interleaved by unpacklo/unpackhi within 128-bit lanes: chunk c, word i holds byte
+    // 16*(i/8) + 8*(c%2) + i%8 of the block (FP4: its low nibble for c < 2, high for c >= 2).
+    if (w.format == WFormat::FP8) {
+      const int K64 = w.cols / 64 * 64;
+      if (p >= K64) return p;
+      const int b = p / 64 * 64, j = p - b, c = j / 32, i = j % 32;
+      return b + 16 * (i / 8) + 8 * c + i % 8;
+    }
+    const int K128 = w.cols / 128 * 128;
+    if (p < K128) {
+      const int b = p / 128 * 128, j = p - b, c = j / 32, i = j % 32;
+      return b + 2 * (16 * (i / 8) + 8 * (c % 2) + i % 8) + c / 2;
+    }
+  }
   if (w.format != WFormat::FP4) return p;
   // FP4: 64-column blocks decode as [low nibbles of the 32 bytes, high nibbles]; a trailing
   // 32-column group as [low nibbles of its 16 bytes, high nibbles].
@@ -76,7 +108,10 @@ void bf16_pack_act(const LinearWeight& w, const float* x, int M, int ldx, uint16
   thread_local std::vector<int> perm;
   thread_local int perm_k = -1;
   thread_local WFormat perm_f = WFormat::F32;
-  if (perm_k != K || perm_f != w.format) {
+  thread_local bool perm_lut = false;
+  const bool lut = bf16_lut_available();
+  if (perm_k != K || perm_f != w.format || perm_lut != lut) {
+    perm_lut = lut;
     perm.resize(static_cast<size_t>(Kp));
     for (int p = 0; p < Kp; ++p) perm[static_cast<size_t>(p)] = bf16_kernel_k(w, p);
     perm_k = K;
@@ -164,10 +199,174 @@ V4_BF16 inline __m512 dp(__m512 acc, __m512i w, __m512i x) {
 }
 V4_BF16 inline __m512i ldx(const uint16_t* p) { return _mm512_loadu_si512(p); }
 
+// ---- table decoders (AVX-512 VBMI): a byte permute looks up each code's BF16 high and low
+// bytes, one unpack pair interleaves them into words. Every code (zeros and FP8 subnormals
+// included) has its exact scaled BF16 value in the table, so there is no fix-up pass.
+
+// FP8: the 128 magnitudes (bit 7, the sign, is ignored by vpermi2b and OR-ed in after). With the
+// block scale 2^(es-127) a non-zero code's BF16 exponent field is E = base(c) + es; with
+// es = 2q + p the high byte is floor((base + p) / 2) + q and the low byte
+// ((base + p) & 1) << 7 | mantissa: two tables per parity, q added per block.
+struct Fp8LutTables {
+  alignas(64) uint8_t hi[2][128];
+  alignas(64) uint8_t lo[2][128];
+};
+const Fp8LutTables& fp8_lut_tables() {
+  static const Fp8LutTables t = [] {
+    Fp8LutTables r{};
+    for (int c = 1; c < 128; ++c) {
+      const int e = c >> 3, m = c & 7;
+      int base, mant;
+      if (e > 0) {
+        base = e - 7;
+        mant = m << 4;
+      } else {  // subnormal m * 2^-9: normalised
+        const int top = m >= 4 ? 2 : m >= 2 ? 1 : 0;
+        base = top - 9;
+        mant = (m << (7 - top)) & 0x7F;
+      }
+      for (int par = 0; par < 2; ++par) {
+        const int E = base + par;
+        const int half = E >= 0 ? E / 2 : -((1 - E) / 2);  // floor(E / 2)
+        r.hi[par][c] = static_cast<uint8_t>(half & 0xFF);
+        r.lo[par][c] = static_cast<uint8_t>(((E - 2 * half) << 7) | mant);
+      }
+    }
+    return r;
+  }();
+  return t;
+}
+
+struct Fp8Tab {
+  __m512i h0, h1, l0, l1;
+};
+V4_LUT inline Fp8Tab fp8_tab(uint8_t es) {
+  const Fp8LutTables& t = fp8_lut_tables();
+  const int par = es & 1;
+  const __m512i q = _mm512_set1_epi8(static_cast<char>(es >> 1));
+  Fp8Tab r;
+  const __m512i h0 = _mm512_load_si512(t.hi[par]);
+  r.h0 = _mm512_mask_add_epi8(h0, ~static_cast<__mmask64>(1), h0, q);  // code 0 stays 0
+  r.h1 = _mm512_add_epi8(_mm512_load_si512(t.hi[par] + 64), q);
+  r.l0 = _mm512_load_si512(t.lo[par]);
+  r.l1 = _mm512_load_si512(t.lo[par] + 64);
+  return r;
+}
+// 64 FP8 codes -> two chunks of 32 BF16 weights (kernel order, see bf16_kernel_k).
+V4_LUT inline void fp8_lut64(__m512i b, const Fp8Tab& t, __m512i& wa, __m512i& wb) {
+  __m512i hi = _mm512_permutex2var_epi8(t.h0, b, t.h1);
+  const __m512i lo = _mm512_permutex2var_epi8(t.l0, b, t.l1);
+  hi = _mm512_ternarylogic_epi32(hi, b, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);  // hi | (b & 0x80)
+  wa = _mm512_unpacklo_epi8(lo, hi);
+  wb = _mm512_unpackhi_epi8(lo, hi);
+}
+
+// FP4: 128 weights (64 bytes) share one table pair per row: 16 entries per 128-bit lane, lane g
+// scaled by the g-th 32-column group's 2^(e-127). The index is the nibble plus 16·lane.
+struct Fp4LutConst {
+  alignas(64) uint8_t ev[64];    // BF16 exponent field of the value minus 127 (0 for zeros)
+  alignas(64) uint8_t sign[64];  // 0x80 for the negative codes
+  alignas(64) uint8_t mant[64];  // the value's 7 mantissa bits
+  alignas(64) uint8_t lane[64];  // 16 * (byte / 16)
+  alignas(64) uint8_t spread[64];  // vpshufb: lane g takes byte g of each dword
+  uint64_t nonzero = 0;            // entries whose magnitude is not zero
+};
+const Fp4LutConst& fp4_lut_const() {
+  static const Fp4LutConst t = [] {
+    Fp4LutConst r{};
+    static const int ev[8] = {0, 126, 127, 127, 128, 128, 129, 129};
+    static const int mant[8] = {0, 0, 0, 0x40, 0, 0x40, 0, 0x40};
+    for (int i = 0; i < 64; ++i) {
+      const int v = i & 15, mag = v & 7;
+      r.ev[i] = mag ? static_cast<uint8_t>((ev[mag] - 127) & 0xFF) : 0;
+      r.sign[i] = (v & 8) ? 0x80 : 0;
+      r.mant[i] = static_cast<uint8_t>(mant[mag]);
+      r.lane[i] = static_cast<uint8_t>(16 * (i / 16));
+      r.spread[i] = static_cast<uint8_t>(i / 16);
+      if (mag) r.nonzero |= uint64_t{1} << i;
+    }
+    return r;
+  }();
+  return t;
+}
+struct Fp4Tab {
+  __m512i hi, lo;
+};
+// Scales s[0..3] (the four groups of a 128-column block).
+V4_LUT inline Fp4Tab fp4_tab(const uint8_t* s, const Fp4LutConst& k) {
+  uint32_t s4;
+  std::memcpy(&s4, s, 4);
+  const __m512i e = _mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(s4)), _mm512_load_si512(k.spread));
+  const __m512i sum = _mm512_maskz_add_epi8(k.nonzero, _mm512_load_si512(k.ev), e);  // E (1..254), 0 for zeros
+  Fp4Tab t;
+  t.hi = _mm512_ternarylogic_epi32(_mm512_srli_epi16(sum, 1), _mm512_set1_epi8(0x7F), _mm512_load_si512(k.sign), 0xEA);
+  t.lo = _mm512_ternarylogic_epi32(_mm512_slli_epi16(sum, 7), _mm512_set1_epi8(static_cast<char>(0x80)), _mm512_load_si512(k.mant), 0xEA);
+  return t;
+}
+// 64 bytes -> four chunks of 32 BF16 weights (kernel order).
+V4_LUT inline void fp4_lut128(__m512i x, const Fp4Tab& t, __m512i lane, __m512i w[4]) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const __m512i il = _mm512_ternarylogic_epi32(x, nib, lane, 0xEA);                         // (x & 0xF) | lane
+  const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 4), nib, lane, 0xEA);  // (x >> 4 & 0xF) | lane
+  const __m512i hl = _mm512_permutexvar_epi8(il, t.hi), ll = _mm512_permutexvar_epi8(il, t.lo);
+  const __m512i hh = _mm512_permutexvar_epi8(ih, t.hi), lh = _mm512_permutexvar_epi8(ih, t.lo);
+  w[0] = _mm512_unpacklo_epi8(ll, hl);
+  w[1] = _mm512_unpackhi_epi8(ll, hl);
+  w[2] = _mm512_unpacklo_epi8(lh, hh);
+  w[3] = _mm512_unpackhi_epi8(lh, hh);
+}
+
+// Table-decoder version of decode_range (same contract; c0 a multiple of 128).
+V4_LUT void decode_range_lut(const LinearWeight& w, int n, int c0, int c1, uint16_t* out) {
+  const size_t K = static_cast<size_t>(w.cols);
+  const uint8_t* sp = static_cast<const uint8_t*>(w.scale);
+  if (w.format == WFormat::FP4) {
+    const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
+    const uint8_t* s = sp + static_cast<size_t>(n) * (K / 32);
+    const Fp4LutConst& kc = fp4_lut_const();
+    const __m512i lane = _mm512_load_si512(kc.lane);
+    const int K128 = static_cast<int>(K / 128 * 128), e = std::min(c1, K128);
+    for (int k = c0; k < e; k += 128) {
+      __m512i wv[4];
+      fp4_lut128(_mm512_loadu_si512(p + k / 2), fp4_tab(s + k / 32, kc), lane, wv);
+      for (int j = 0; j < 4; ++j) _mm512_storeu_si512(out + (k - c0) + 32 * j, wv[j]);
+    }
+    const __m512i base = fp4_base();
+    const int K64 = static_cast<int>(K / 64 * 64);
+    for (int k = std::max(c0, K128); k < std::min(c1, K64); k += 64) {
+      __m512i a, b;
+      fp4_decode64(p + k / 2, fp4_table(base, s[k / 32], s[k / 32 + 1]), a, b);
+      _mm512_storeu_si512(out + (k - c0), a);
+      _mm512_storeu_si512(out + (k - c0) + 32, b);
+    }
+    if (K64 < static_cast<int>(K) && c0 <= K64 && K64 < c1)
+      _mm512_storeu_si512(out + (K64 - c0), fp4_decode32(p + K64 / 2, fp4_table(base, s[K64 / 32], s[K64 / 32])));
+    return;
+  }
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const size_t kb = (K + 127) / 128;
+  const uint8_t* s = sp + static_cast<size_t>(n / 128) * kb;
+  const int K64 = static_cast<int>(K / 64 * 64), e = std::min(c1, K64);
+  Fp8Tab t{};
+  for (int k = c0; k < e; k += 64) {
+    if (k == c0 || k % 128 == 0) t = fp8_tab(s[k / 128]);
+    __m512i a, b;
+    fp8_lut64(_mm512_loadu_si512(p + k), t, a, b);
+    _mm512_storeu_si512(out + (k - c0), a);
+    _mm512_storeu_si512(out + (k - c0) + 32, b);
+  }
+  for (int k = std::max(c0, K64); k < c1; k += 32)
+    _mm512_storeu_si512(out + (k - c0), fp8_decode32(fp8_load32(p, static_cast<size_t>(k), K), fp8_block(s[k / 128])));
+}
+
 // Decodes kernel positions [c0, c1) of row n into out[0 .. c1-c0). c0 is a multiple of 128 (of
 // 64 for FP4, 32 for BF16) and c1 is either such a multiple or the padded row length.
 V4_BF16 void decode_range(const LinearWeight& w, int n, int c0, int c1, uint16_t* out) {
   const size_t K = static_cast<size_t>(w.cols);
+  if (w.format != WFormat::BF16 && bf16_lut_available()) {
+    decode_range_lut(w, n, c0, c1, out);
+    return;
+  }
   if (w.format == WFormat::BF16) {
     const uint16_t* p = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * K;
     const int e = std::min<int>(c1, static_cast<int>(K));
@@ -259,6 +458,96 @@ V4_BF16 void fp8_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, in
     }
   }
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Table-decoder versions (same accumulation: one chain per row over the chunks in kernel order).
+template <int R>
+V4_LUT void fp4_rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), K128 = K / 128 * 128, K64 = K / 64 * 64;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * (K / 32);
+  const size_t rp = K / 2, rs = K / 32;
+  const Fp4LutConst& kc = fp4_lut_const();
+  const __m512i lane = _mm512_load_si512(kc.lane);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k = 0; k < K128; k += 128) {
+    const __m512i x0 = ldx(xp + k), x1 = ldx(xp + k + 32), x2 = ldx(xp + k + 64), x3 = ldx(xp + k + 96);
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + k / 2) + ahead, _MM_HINT_T0);
+      __m512i wv[4];
+      fp4_lut128(_mm512_loadu_si512(p + r * rp + k / 2), fp4_tab(s + r * rs + k / 32, kc), lane, wv);
+      acc[r] = dp(acc[r], wv[0], x0);
+      acc[r] = dp(acc[r], wv[1], x1);
+      acc[r] = dp(acc[r], wv[2], x2);
+      acc[r] = dp(acc[r], wv[3], x3);
+    }
+  }
+  if (K128 < K) {
+    const __m512i base = fp4_base();
+    for (size_t k = K128; k < K64; k += 64) {
+      const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+      for (int r = 0; r < R; ++r) {
+        __m512i a, b;
+        fp4_decode64(p + r * rp + k / 2, fp4_table(base, s[r * rs + k / 32], s[r * rs + k / 32 + 1]), a, b);
+        acc[r] = dp(acc[r], a, xa);
+        acc[r] = dp(acc[r], b, xb);
+      }
+    }
+    if (K64 < K) {
+      const __m512i xa = ldx(xp + K64);
+      for (int r = 0; r < R; ++r)
+        acc[r] = dp(acc[r], fp4_decode32(p + r * rp + K64 / 2, fp4_table(base, s[r * rs + K64 / 32], s[r * rs + K64 / 32])), xa);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Rows n..n+R-1 in one 128-row scale block (the caller checks): one table set per k block.
+template <int R>
+V4_LUT void fp8_rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128, K64 = K / 64 * 64;
+  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K64; k0 += 128) {
+    const Fp8Tab t = fp8_tab(s[k0 / 128]);
+    const size_t k1 = std::min(K64, k0 + 128);
+    for (size_t k = k0; k < k1; k += 64) {
+      const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+      for (int r = 0; r < R; ++r) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T0);
+        __m512i a, b;
+        fp8_lut64(_mm512_loadu_si512(p + r * K + k), t, a, b);
+        acc[r] = dp(acc[r], a, xa);
+        acc[r] = dp(acc[r], b, xb);
+      }
+    }
+  }
+  for (size_t k = K64; k < Kp; k += 32) {
+    const Fp8Block blk = fp8_block(s[k / 128]);
+    const __m512i xa = ldx(xp + k);
+    for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p + r * K, k, K), blk), xa);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+V4_LUT void rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const ptrdiff_t ahead = n + 8 <= n1 ? 4 * row_bytes : 0;
+    if (w.format == WFormat::FP4) fp4_rows_m1_lut<4>(w, xp, y, n, ahead);
+    else if ((n & 127) <= 124) fp8_rows_m1_lut<4>(w, xp, y, n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) fp8_rows_m1_lut<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
+  }
+  for (; n < n1; ++n) {
+    if (w.format == WFormat::FP4) fp4_rows_m1_lut<1>(w, xp, y, n, 0);
+    else fp8_rows_m1_lut<1>(w, xp, y, n, 0);
+  }
 }
 
 V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
@@ -377,15 +666,39 @@ V4_BF16 inline __m512i cvt2(__m512 lo, __m512 hi) {
 }
 
 // Packs one row of float values (padded to Kp, exact in BF16) into kernel order.
-V4_BF16 void pack_row(WFormat f, const float* q, int Kp, uint16_t* out) {
+V4_BF16 void pack_row(WFormat f, const float* q, int K, int Kp, uint16_t* out) {
+  // Table-decoder order: of 64 values, words 16L+t (t < 8) form the first chunk, 16L+8+t the second.
+  const bool lut = (f == WFormat::FP8 || f == WFormat::FP4) && bf16_lut_available();
   if (f != WFormat::FP4) {
-    for (int k = 0; k < Kp; k += 32) _mm512_storeu_si512(out + k, cvt2(_mm512_loadu_ps(q + k), _mm512_loadu_ps(q + k + 16)));
+    int k = 0;
+    if (lut)
+      for (; k < K / 64 * 64; k += 64) {
+        const __m512 v0 = _mm512_loadu_ps(q + k), v1 = _mm512_loadu_ps(q + k + 16), v2 = _mm512_loadu_ps(q + k + 32),
+                     v3 = _mm512_loadu_ps(q + k + 48);
+        _mm512_storeu_si512(out + k, cvt2(_mm512_shuffle_f32x4(v0, v1, 0x44), _mm512_shuffle_f32x4(v2, v3, 0x44)));
+        _mm512_storeu_si512(out + k + 32, cvt2(_mm512_shuffle_f32x4(v0, v1, 0xEE), _mm512_shuffle_f32x4(v2, v3, 0xEE)));
+      }
+    for (; k < Kp; k += 32) _mm512_storeu_si512(out + k, cvt2(_mm512_loadu_ps(q + k), _mm512_loadu_ps(q + k + 16)));
     return;
   }
   const __m512i ev = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));
+  int k = 0;
+  if (lut)
+    for (; k < K / 128 * 128; k += 128) {
+      __m512 e[4], o[4];
+      for (int j = 0; j < 4; ++j) {
+        const __m512 a = _mm512_loadu_ps(q + k + 32 * j), b = _mm512_loadu_ps(q + k + 32 * j + 16);
+        e[j] = _mm512_permutex2var_ps(a, ev, b);  // the low nibbles' columns (even)
+        o[j] = _mm512_permutex2var_ps(a, od, b);
+      }
+      _mm512_storeu_si512(out + k, cvt2(_mm512_shuffle_f32x4(e[0], e[1], 0x44), _mm512_shuffle_f32x4(e[2], e[3], 0x44)));
+      _mm512_storeu_si512(out + k + 32, cvt2(_mm512_shuffle_f32x4(e[0], e[1], 0xEE), _mm512_shuffle_f32x4(e[2], e[3], 0xEE)));
+      _mm512_storeu_si512(out + k + 64, cvt2(_mm512_shuffle_f32x4(o[0], o[1], 0x44), _mm512_shuffle_f32x4(o[2], o[3], 0x44)));
+      _mm512_storeu_si512(out + k + 96, cvt2(_mm512_shuffle_f32x4(o[0], o[1], 0xEE), _mm512_shuffle_f32x4(o[2], o[3], 0xEE)));
+    }
   const int K64 = Kp / 64 * 64;
-  for (int k = 0; k < K64; k += 64) {
+  for (; k < K64; k += 64) {
     const __m512 v0 = _mm512_loadu_ps(q + k), v1 = _mm512_loadu_ps(q + k + 16), v2 = _mm512_loadu_ps(q + k + 32),
                  v3 = _mm512_loadu_ps(q + k + 48);
     _mm512_storeu_si512(out + k, cvt2(_mm512_permutex2var_ps(v0, ev, v1), _mm512_permutex2var_ps(v2, ev, v3)));
@@ -403,7 +716,7 @@ V4_BF16 void quant_pack_rows(const LinearWeight& w, const float* x, int ldx, int
   q.resize(static_cast<size_t>(Kp));
   for (int m = m0; m < m1; ++m) {
     quant_row(x + static_cast<size_t>(m) * ldx, K, Kp, q.data());
-    pack_row(w.format, q.data(), Kp, out + static_cast<size_t>(m) * Kp);
+    pack_row(w.format, q.data(), K, Kp, out + static_cast<size_t>(m) * Kp);
   }
 }
 
@@ -597,19 +910,24 @@ void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out) { decode_row_i
 namespace {
 // x = h1 + h2 + h3 exactly (BF16 keeps 8 of FP32's 24 significant bits; each remainder is exact
 // in FP32 and has at most 16, then 8, significant bits).
-V4_BF16 void split3_rows(const float* x, int M, int ldx, int K, int Kp, uint16_t* out) {
+V4_BF16 void split3_rows(WFormat f, const float* x, int M, int ldx, int K, int Kp, uint16_t* out) {
+  thread_local std::vector<float> part;
+  part.resize(static_cast<size_t>(3) * Kp);
   for (int m = 0; m < M; ++m) {
     const float* xm = x + static_cast<size_t>(m) * ldx;
-    uint16_t* o[3] = {out + static_cast<size_t>(3 * m) * Kp, out + static_cast<size_t>(3 * m + 1) * Kp, out + static_cast<size_t>(3 * m + 2) * Kp};
     for (int k = 0; k < Kp; k += 16) {
       const __mmask16 mk = k + 16 <= K ? 0xFFFF : k < K ? static_cast<__mmask16>((1u << (K - k)) - 1) : 0;
       __m512 r = _mm512_maskz_loadu_ps(mk, xm + k);
       for (int i = 0; i < 3; ++i) {
         const __m256bh h = _mm512_cvtneps_pbh(r);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(o[i] + k), reinterpret_cast<const __m256i&>(h));
-        r = _mm512_sub_ps(r, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16)));
+        const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16));
+        _mm512_storeu_ps(part.data() + static_cast<size_t>(i) * Kp + k, hv);
+        r = _mm512_sub_ps(r, hv);
       }
     }
+    // Each part is exact in BF16; packed in the weight format's kernel order.
+    for (int i = 0; i < 3; ++i)
+      pack_row(f, part.data() + static_cast<size_t>(i) * Kp, K, Kp, out + static_cast<size_t>(3 * m + i) * Kp);
   }
 }
 }  // namespace
@@ -622,7 +940,7 @@ void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, i
   thread_local std::vector<float> ys;
   xs.resize(static_cast<size_t>(3 * M) * Kp);
   ys.resize(static_cast<size_t>(3 * M) * N);
-  split3_rows(x, M, ldx, K, Kp, xs.data());
+  split3_rows(w.format, x, M, ldx, K, Kp, xs.data());
   linear_bf16(w, xs.data(), 3 * M, ys.data());
   for (int m = 0; m < M; ++m) {
     const float* a = ys.data() + static_cast<size_t>(3 * m) * N;
@@ -632,7 +950,10 @@ void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, i
 }
 
 void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y, int ldy, int n0, int n1) {
-  if (M == 1 && w.format != WFormat::BF16) rows_m1(w, xp, y, n0, n1);
+  if (M == 1 && w.format != WFormat::BF16) {
+    if (bf16_lut_available()) rows_m1_lut(w, xp, y, n0, n1);
+    else rows_m1(w, xp, y, n0, n1);
+  }
   else rows_batched(w, xp, M, y, ldy, n0, n1);
 }
 

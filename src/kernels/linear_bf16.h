@@ -35,6 +35,12 @@ void set_amx_disabled(bool off);
 // The smallest call (tokens) that runs on the tiles; benchmarks and tests move it.
 int amx_min_tokens();
 void set_amx_min_tokens(int m);
+// Table decoders (AVX-512 VBMI byte permutes; V4HOST_NO_LUT=1 turns them off): FP8/FP4 weights
+// decoded to BF16 by table lookup instead of bit arithmetic. They change the kernel k order
+// (bf16_kernel_k), so activations must be packed with the same setting they are used with.
+bool bf16_lut_available();
+// Tests: force the arithmetic decoders.
+void set_bf16_lut_disabled(bool off);
 // Whether `w` has a format the BF16 kernels compute exactly: BF16, or FP8 / FP4 with UE8M0 scales in the
 // range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
 bool bf16_weight_ok(const LinearWeight& w);
@@ -55,7 +61,7 @@ void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y
 // BF16 (or FP8 with qualifying UE8M0 scales: exact in BF16) weights times FP32 activations with
 // exactly the FP32 products: each activation is split into three BF16 parts that sum to it
 // exactly, the three GEMMs run on the dot-product units and their results are added (another
-// summation order than the float32 kernels, same products). Not for FP4 (kernel k order).
+// summation order than the float32 kernels, same products).
 void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx = 0, int ldy = 0);
 // Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);

@@ -43,11 +43,26 @@ struct Case {
   int N, K, M;
 };
 
+// The table decoders (where the CPU has AVX-512 VBMI) and the arithmetic ones: each is checked.
+std::vector<bool> decoder_settings() {
+  std::vector<bool> v{false};
+  set_bf16_lut_disabled(false);
+  if (bf16_lut_available()) v.push_back(true);
+  return v;
+}
+struct LutSetting {
+  explicit LutSetting(bool lut) { set_bf16_lut_disabled(!lut); }
+  ~LutSetting() { set_bf16_lut_disabled(false); }
+};
+
 class Bf16Kernels : public ::testing::TestWithParam<Case> {};
 
 TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const Case c = GetParam();
+  for (bool lut : decoder_settings()) {
+  SCOPED_TRACE(lut ? "table decoders" : "arithmetic decoders");
+  LutSetting setting(lut);
   std::mt19937 rng(77 + c.N * 3 + c.K + c.M);
   auto w = make_weight(c.f, c.N, c.K, rng);
   ASSERT_TRUE(bf16_weight_ok(w.w));
@@ -84,11 +99,15 @@ TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
   bf16_pack_act(w.w, q.data(), c.M, c.K, a.data());
   bf16_quant_pack_act(w.w, raw.data(), c.M, c.K, b.data());
   for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], b[i]) << "packed element " << i;
+  }
 }
 
 TEST_P(Bf16Kernels, RowDecoderIsExact) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   const Case c = GetParam();
+  for (bool lut : decoder_settings()) {
+  SCOPED_TRACE(lut ? "table decoders" : "arithmetic decoders");
+  LutSetting setting(lut);
   std::mt19937 rng(5 + c.K);
   auto w = make_weight(c.f, c.N, c.K, rng);
   const int Kp = bf16_padded_k(w.w);
@@ -103,6 +122,7 @@ TEST_P(Bf16Kernels, RowDecoderIsExact) {
       ASSERT_EQ(bf16_to_f32(got[static_cast<size_t>(p)]), ref[static_cast<size_t>(k)]) << "row " << n << " col " << k;
     }
   }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
@@ -111,7 +131,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                                            Case{WFormat::FP4, 67, 96, 3}, Case{WFormat::FP4, 130, 320, 1},
                                            Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9},
                                            Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16},
-                                           Case{WFormat::FP8, 45, 390, 2}, Case{WFormat::FP4, 40, 128, 2}));
+                                           Case{WFormat::FP8, 45, 390, 2}, Case{WFormat::FP4, 40, 128, 2},
+                                           Case{WFormat::FP8, 133, 256, 1}, Case{WFormat::FP4, 9, 4096, 1}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
