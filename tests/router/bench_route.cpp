@@ -2,12 +2,22 @@
 // Not a test (nothing is asserted about speed): run it with
 //   ./build/tests/test_router --gtest_also_run_disabled_tests --gtest_filter='*RouteBench*'
 // Upstream: the scripted streaming endpoint (tests/common), known timing. Load: closed-loop
-// clients on the async HTTP client. Figures: time to first token and total latency p50/p99,
-// direct vs through `v4host route` and the difference (added), at 1, 64 and 512 concurrent
-// streams; non-streaming requests per second at 64 in flight, direct and routed; the CPU time the
-// router adds per request (whole-process CPU routed minus direct: load-independent, unlike
-// latency on a shared machine); RSS growth per open stream, direct and routed. The last lines
-// put each figure next to the issue's goal.
+// clients on the async HTTP client. Two kinds of streams, each at 1, 64 and 512 concurrent
+// streams, direct and through `v4host route`:
+// - paced: an upstream that paces tokens as an LLM server does (first token after 100 ms, then
+//   40 tokens/s, 32 tokens per answer by default; ROUTE_BENCH_PACED=first_ms:interval_ms:chunks).
+//   The machine is not saturated, so what is added is the router's own latency: added time to
+//   first token and added latency of every streamed chunk (the client's kernel receive time of
+//   the chunk minus the instant the upstream wrote it, matched through the X-Request-Id the
+//   router sends upstream), direct vs routed.
+// - saturated: short streams (first token 20 ms, 8 chunks 10 ms apart) that the closed-loop
+//   clients restart at once, so 512 streams ask for ~5,000 requests/s and ~50,000 frames/s from
+//   the two cores that client, upstream and router share: the added latency there is mostly
+//   queueing for the CPU, reported as such.
+// Figures: time to first token and total latency p50/p99 direct vs routed and their difference
+// (added); non-streaming requests per second at 64 in flight; the CPU time the router adds per
+// request (whole-process CPU routed minus direct: load-independent, unlike latency on a shared
+// machine); RSS growth per open stream. The last lines put each figure next to the issue's goal.
 #include <gtest/gtest.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -52,6 +62,10 @@ double rss_mb() {
 
 struct Sample {
   std::vector<double> ttft_ms, total_ms;
+  // Paced runs only (an endpoint to match against): per streamed chunk, the client's kernel receive
+  // time minus the instant the upstream wrote it; per request, the upstream's first token write
+  // minus the client's send minus the scheduled first-token delay (the request's way in).
+  std::vector<double> chunk_ms, request_ms;
   uint64_t done = 0, failed = 0;
   double seconds = 0, peak_rss_mb = 0, cpu = 0;
   double cpu_us_per_req() const { return done ? cpu * 1e6 / static_cast<double>(done) : 0; }
@@ -64,44 +78,80 @@ double pct(std::vector<double> v, double p) {
   return v[i];
 }
 
+struct LoadOptions {
+  bool stream = true;
+  int conc = 1;
+  double seconds = 4;      // from the start; requests sent before stagger_ms are not counted
+  double stagger_ms = 0;
+  v4::net::ClientHeaders extra;
+  // Paced runs: the endpoint whose write times are matched to the client's reads, and its
+  // first-token delay. Direct requests carry their own X-Request-Id; routed ones are matched by
+  // the router's x-v4host-request-id, which the router sends upstream as X-Request-Id.
+  const v4::testing::ScriptedEndpoint* probe = nullptr;
+  double first_token_ms = 0;
+};
+
 // Closed loop: `conc` clients, each sending its next request when the previous one ends.
 // stagger_ms: client i sends its first request i * stagger_ms / conc after the start, so that
 // closed-loop clients of a fixed-length stream do not arrive in lock-step waves (64 requests in the
 // same millisecond every 90 ms, which measures a burst, not 64 concurrent streams); latencies of
 // requests sent before the last client started are not counted.
-Sample run_load(const std::string& url, bool stream, int conc, double seconds, const v4::net::ClientHeaders& extra = {}, double stagger_ms = 0) {
+Sample run_load(const std::string& url, const LoadOptions& o) {
   boost::asio::io_context io;
   v4::net::HttpClient client(io);
   Sample s;
   const std::string body = fmt::format(R"({{"model":"m","stream":{},"max_tokens":8,"messages":[{{"role":"user","content":"hello"}}]}})",
-                                       stream ? "true" : "false");
-  auto t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  const auto t_warm = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(stagger_ms));
+                                       o.stream ? "true" : "false");
+  auto t_end = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  const auto t_warm = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(o.stagger_ms));
+  struct Matched {
+    std::string id;
+    Clock::time_point t0;
+    std::vector<Clock::time_point> arrivals;
+  };
+  std::vector<Matched> matched;
+  uint64_t seq = 0;
   std::function<void()> one;
-  int active = 0;
   one = [&] {
     if (Clock::now() >= t_end) return;
-    ++active;
     v4::net::ClientRequest r;
     r.method = "POST";
     r.url = url;
     r.headers = {{"Content-Type", "application/json"}};
-    r.headers.insert(r.headers.end(), extra.begin(), extra.end());
+    r.headers.insert(r.headers.end(), o.extra.begin(), o.extra.end());
+    auto m = std::make_shared<Matched>();
+    if (o.probe) {
+      m->id = fmt::format("bench-{}", seq++);
+      r.headers.emplace_back("X-Request-Id", m->id);
+    }
     r.body = body;
-    auto t0 = std::make_shared<Clock::time_point>(Clock::now());
+    m->t0 = Clock::now();
     auto first = std::make_shared<Clock::time_point>();
+    auto carry = std::make_shared<std::string>();  // the last bytes of the previous piece ("tok " may straddle two)
     v4::net::Handlers h;
-    h.on_body = [first](std::string_view piece, v4::net::Clock::time_point at) {
+    if (o.probe)
+      h.on_head = [m](const v4::net::Response& head) {
+        std::string via = v4::net::header_value(head.headers, "x-v4host-request-id");
+        if (!via.empty()) m->id = via;
+      };
+    const bool probe = o.probe != nullptr;
+    h.on_body = [first, m, carry, probe](std::string_view piece, v4::net::Clock::time_point at) {
       if (*first == Clock::time_point{} && piece.find("tok ") != std::string_view::npos) *first = at;
+      if (!probe) return;
+      // One "tok " per scheduled chunk: each one found is a chunk that arrived at `at`.
+      std::string text = *carry + std::string(piece);
+      for (size_t p = text.find("tok "); p != std::string::npos; p = text.find("tok ", p + 4))
+        if (p + 4 > carry->size()) m->arrivals.push_back(at);
+      *carry = text.size() > 3 ? text.substr(text.size() - 3) : text;
     };
-    h.on_done = [&, t0, first](v4::net::Response&& resp) {
-      --active;
+    h.on_done = [&, m, first](v4::net::Response&& resp) {
       auto now = Clock::now();
       if (resp.ok() && resp.status == 200) {
         ++s.done;
-        if (*t0 < t_warm) return one();
-        s.total_ms.push_back(std::chrono::duration<double, std::milli>(now - *t0).count());
-        if (*first != Clock::time_point{}) s.ttft_ms.push_back(std::chrono::duration<double, std::milli>(*first - *t0).count());
+        if (m->t0 < t_warm) return one();
+        s.total_ms.push_back(std::chrono::duration<double, std::milli>(now - m->t0).count());
+        if (*first != Clock::time_point{}) s.ttft_ms.push_back(std::chrono::duration<double, std::milli>(*first - m->t0).count());
+        if (o.probe) matched.push_back(std::move(*m));
       } else {
         if (s.failed++ == 0) std::fprintf(stderr, "first failure: status %d %s %s\n", resp.status, resp.error_message.c_str(), resp.body.substr(0, 200).c_str());
       }
@@ -112,13 +162,13 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds, c
   auto t0 = Clock::now();
   double c0 = cpu_s();
   std::vector<std::unique_ptr<boost::asio::steady_timer>> starts;
-  for (int i = 0; i < conc; ++i) {
-    if (stagger_ms <= 0) {
+  for (int i = 0; i < o.conc; ++i) {
+    if (o.stagger_ms <= 0) {
       one();
       continue;
     }
     starts.push_back(std::make_unique<boost::asio::steady_timer>(io));
-    starts.back()->expires_after(std::chrono::microseconds(static_cast<int64_t>(stagger_ms * 1000 * i / conc)));
+    starts.back()->expires_after(std::chrono::microseconds(static_cast<int64_t>(o.stagger_ms * 1000 * i / o.conc)));
     starts.back()->async_wait([&](const boost::system::error_code& ec) {
       if (!ec) one();
     });
@@ -133,13 +183,53 @@ Sample run_load(const std::string& url, bool stream, int conc, double seconds, c
   sampler.join();
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   s.cpu = cpu_s() - c0;
+  auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  FILE* dump = std::getenv("ROUTE_BENCH_DUMP") && o.probe ? std::fopen(std::getenv("ROUTE_BENCH_DUMP"), "a") : nullptr;
+  if (dump) std::fprintf(dump, "# %s conc %d\n", url.c_str(), o.conc);
+  for (auto& m : matched) {
+    auto sent = o.probe->sent_times(m.id);  // one instant per scheduled chunk, then the finish
+    if (sent.empty()) continue;
+    s.request_ms.push_back(ms(sent[0] - m.t0) - o.first_token_ms);
+    for (size_t i = 0; i < m.arrivals.size() && i + 1 < sent.size(); ++i) {
+      s.chunk_ms.push_back(ms(m.arrivals[i] - sent[i]));
+      if (dump) std::fprintf(dump, "%.3f %.3f\n", ms(sent[i] - t0), ms(m.arrivals[i] - sent[i]));
+    }
+  }
+  if (dump) std::fclose(dump);
   return s;
+}
+
+}  // namespace
+
+namespace {
+
+std::vector<int> conc_list(const char* env) {
+  std::vector<int> out = {1, 64, 512};
+  if (const char* e = std::getenv(env)) {  // e.g. "1,64,512,2000"
+    out.clear();
+    for (const char* p = e; *p;) {
+      out.push_back(std::atoi(p));
+      while (*p && *p != ',') ++p;
+      if (*p) ++p;
+    }
+  }
+  return out;
 }
 
 }  // namespace
 
 TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   const double secs = std::getenv("ROUTE_BENCH_SECONDS") ? std::atof(std::getenv("ROUTE_BENCH_SECONDS")) : 4.0;
+  // Paced upstream: first token after `first` ms, then one token every `interval` ms, `chunks` in all.
+  double p_first = 100, p_interval = 25;
+  int p_chunks = 32;
+  if (const char* e = std::getenv("ROUTE_BENCH_PACED")) std::sscanf(e, "%lf:%lf:%d", &p_first, &p_interval, &p_chunks);
+  v4::testing::Schedule paced;
+  paced.first_token_ms = p_first;
+  paced.interval_ms = p_interval;
+  paced.answer_chunks = std::max(1, p_chunks);
+  paced.model = "m";
+  v4::testing::ScriptedEndpoint paced_up(paced);
   v4::testing::Schedule sch;
   sch.first_token_ms = 20;
   sch.interval_ms = 10;
@@ -161,53 +251,83 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
       "upstreams:\n"
       "  s: {{kind: v4host, base_url: \"{}/v1\", concurrency: 100000, residency: on-prem, cost: {{amortised_per_hour: 1}}, health: {{interval: 0s}}}}\n"
       "  f: {{kind: v4host, base_url: \"{}/v1\", concurrency: 100000, residency: on-prem, cost: {{amortised_per_hour: 1}}, health: {{interval: 0s}}}}\n"
-      "routes:\n  streams: {{chain: [s], stream: first_byte}}\n  fast: {{chain: [f]}}\n"
-      "rules:\n  - {{match: {{header: {{x-bench: fast}}}}, route: fast}}\n",
-      dir.string(), stream_up.base_url(), fast_up.base_url());
+      "  p: {{kind: v4host, base_url: \"{}/v1\", concurrency: 100000, residency: on-prem, cost: {{amortised_per_hour: 1}}, health: {{interval: 0s}}}}\n"
+      "routes:\n  streams: {{chain: [s], stream: first_byte}}\n  fast: {{chain: [f]}}\n  paced: {{chain: [p], stream: first_byte}}\n"
+      "rules:\n  - {{match: {{header: {{x-bench: fast}}}}, route: fast}}\n  - {{match: {{header: {{x-bench: paced}}}}, route: paced}}\n",
+      dir.string(), stream_up.base_url(), fast_up.base_url(), paced_up.base_url());
   v4::router::Config cfg = v4::router::load_config_text(yaml, "bench.yaml");
   // ROUTE_BENCH_IO_THREADS / ROUTE_BENCH_UPSTREAM_THREADS: the router's server and upstream threads.
   v4::router::ProxyOptions po;
   if (const char* e = std::getenv("ROUTE_BENCH_IO_THREADS")) po.io_threads = std::max(1, std::atoi(e));
   if (const char* e = std::getenv("ROUTE_BENCH_UPSTREAM_THREADS")) po.upstream_threads = std::max(0, std::atoi(e));
+  if (const char* e = std::getenv("ROUTE_BENCH_IO_SLICE_US")) po.io_slice_us = std::max(0, std::atoi(e));
   v4::router::Proxy proxy(cfg, nullptr, po);
   int port = proxy.bind();
   std::thread srv([&] { proxy.serve(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
-  std::printf("\nrouter overhead, scripted upstream (first token 20 ms, 8 chunks 10 ms apart); %.0f s per cell; router io_threads %d, "
-              "upstream_threads %d (0: on the event loops)\n", secs, po.io_threads, po.upstream_threads);
-  std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
-              "rss MB", "cpu us/req");
-  std::vector<int> concs = {1, 64, 512};
-  if (const char* e = std::getenv("ROUTE_BENCH_CONC")) {  // e.g. "1,64,512,2000"
-    concs.clear();
-    for (const char* p = e; *p;) {
-      concs.push_back(std::atoi(p));
-      while (*p && *p != ',') ++p;
-      if (*p) ++p;
-    }
-  }
+  auto added = [](const std::vector<double>& r, const std::vector<double>& d, double p) { return pct(r, p) - pct(d, p); };
   struct Row {
     int conc;
     Sample d, r;
   };
+
+  // ---- paced: the router's own latency on an unsaturated machine
+  const double p_len = p_first + p_interval * (paced.answer_chunks - 1);  // one stream, ms
+  std::printf("\nPACED upstream (first token %.0f ms, then one token every %.0f ms = %.0f tokens/s per stream, %d tokens): "
+              "%.0f s per cell after a %.0f ms spread of the first requests; router io_threads %d, upstream_threads %d (0: on the event loops), "
+              "io_slice_us %d (0: kernel default)\n",
+              p_first, p_interval, 1000 / p_interval, paced.answer_chunks, secs, p_len, po.io_threads, po.upstream_threads, po.io_slice_us);
+  std::printf("%-6s %-8s %10s %10s %7s %10s %10s %9s %10s %10s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "n", "chunk p50", "chunk p99",
+              "chunks", "req p50", "req p99", "str/s", "cpu us/str");
+  std::vector<Row> paced_rows;
+  for (int conc : conc_list("ROUTE_BENCH_PACED_CONC")) {
+    if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    LoadOptions o;
+    o.conc = conc;
+    o.stagger_ms = p_len;
+    o.seconds = secs + p_len / 1000;
+    o.probe = &paced_up;
+    o.first_token_ms = p_first;
+    Sample d = run_load(paced_up.base_url() + "/v1/chat/completions", o);
+    o.extra = {{"x-bench", "paced"}};
+    Sample r = run_load(via, o);
+    for (auto* p : {&d, &r})
+      std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f %10.1f\n", conc, p == &d ? "direct" : "router",
+                  pct(p->ttft_ms, 0.5), pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(),
+                  pct(p->request_ms, 0.5), pct(p->request_ms, 0.99), static_cast<double>(p->done) / p->seconds, p->cpu_us_per_req());
+    std::printf("%-6d %-8s %10.3f %10.3f %7s %10.3f %10.3f %9s %10.3f %10.3f   (router - direct; router CPU %.1f us per stream)\n", conc, "added",
+                added(r.ttft_ms, d.ttft_ms, 0.5), added(r.ttft_ms, d.ttft_ms, 0.99), "", added(r.chunk_ms, d.chunk_ms, 0.5),
+                added(r.chunk_ms, d.chunk_ms, 0.99), "", added(r.request_ms, d.request_ms, 0.5), added(r.request_ms, d.request_ms, 0.99),
+                r.cpu_us_per_req() - d.cpu_us_per_req());
+    paced_rows.push_back({conc, std::move(d), std::move(r)});
+  }
+
+  // ---- saturated: short streams restarted at once (the CPU is the bottleneck at 512)
+  std::printf("\nSATURATED upstream (first token 20 ms, 8 chunks 10 ms apart, clients restart at once): %.0f s per cell\n", secs);
+  std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
+              "rss MB", "cpu us/req");
   std::vector<Row> rows;
   // ROUTE_BENCH_STAGGER_MS: spread of the clients' first requests (default one stream's length;
   // 0 = all at once, in lock-step).
   const double stagger = std::getenv("ROUTE_BENCH_STAGGER_MS") ? std::atof(std::getenv("ROUTE_BENCH_STAGGER_MS")) : 100.0;
-  for (int conc : concs) {
+  for (int conc : conc_list("ROUTE_BENCH_CONC")) {
     if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    LoadOptions o;
+    o.conc = conc;
+    o.seconds = secs;
+    o.stagger_ms = stagger;
     double rss0 = rss_mb();
-    Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", true, conc, secs, {}, stagger);
+    Sample d = run_load(stream_up.base_url() + "/v1/chat/completions", o);
     double rss1 = rss_mb();
-    Sample r = run_load(via, true, conc, secs, {}, stagger);
+    Sample r = run_load(via, o);
     for (auto* p : {&d, &r})
       std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f %10.0f %9llu %8.0f %10.1f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
                   pct(p->ttft_ms, 0.99), pct(p->total_ms, 0.5), pct(p->total_ms, 0.99), static_cast<double>(p->done) / p->seconds,
                   static_cast<unsigned long long>(p->failed), p->peak_rss_mb, p->cpu_us_per_req());
     std::printf("%-6d %-8s %10.3f %10.3f %10.3f %10.3f   (router - direct; router CPU %.1f us per stream)\n", conc, "added",
-                pct(r.ttft_ms, 0.5) - pct(d.ttft_ms, 0.5), pct(r.ttft_ms, 0.99) - pct(d.ttft_ms, 0.99), pct(r.total_ms, 0.5) - pct(d.total_ms, 0.5),
-                pct(r.total_ms, 0.99) - pct(d.total_ms, 0.99), r.cpu_us_per_req() - d.cpu_us_per_req());
+                added(r.ttft_ms, d.ttft_ms, 0.5), added(r.ttft_ms, d.ttft_ms, 0.99), added(r.total_ms, d.total_ms, 0.5),
+                added(r.total_ms, d.total_ms, 0.99), r.cpu_us_per_req() - d.cpu_us_per_req());
     if (conc >= 512)
       std::printf("RSS growth with %d open streams: direct (client + upstream) %.1f KB per stream, through the router %.1f KB per stream; "
                   "the router's share %.1f KB per open stream\n",
@@ -217,8 +337,13 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   }
   // Non-streaming throughput, header-selected route to the zero-delay upstream.
   const int ns_conc = std::getenv("ROUTE_BENCH_NS_CONC") ? std::atoi(std::getenv("ROUTE_BENCH_NS_CONC")) : 64;
-  Sample nd = run_load(fast_up.base_url() + "/v1/chat/completions", false, ns_conc, secs);
-  Sample nr = run_load(via, false, ns_conc, secs, {{"x-bench", "fast"}});
+  LoadOptions no;
+  no.stream = false;
+  no.conc = ns_conc;
+  no.seconds = secs;
+  Sample nd = run_load(fast_up.base_url() + "/v1/chat/completions", no);
+  no.extra = {{"x-bench", "fast"}};
+  Sample nr = run_load(via, no);
   const double nd_rps = static_cast<double>(nd.done) / nd.seconds, nr_rps = static_cast<double>(nr.done) / nr.seconds;
   std::printf("non-streaming, %d in flight: direct %.0f req/s (p50 %.3f ms, p99 %.3f ms), router %.0f req/s (p50 %.3f ms, p99 %.3f ms), "
               "failed %llu; ratio %.2f; CPU per request: direct %.1f us, router %.1f us (router's own %.1f us)\n",
@@ -227,11 +352,17 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
               nr.cpu_us_per_req() - nd.cpu_us_per_req());
   // The goals of the issue, side by side with what this run measured.
   std::printf("\nsummary (goal: p99 added < 1 ms, >= 5000 non-streaming req/s, bounded memory per open stream):\n");
-  for (auto& row : rows)
-    std::printf("  %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms, total p50 %+.3f ms p99 %+.3f ms; streams/s router/direct %.2f; "
+  for (auto& row : paced_rows)
+    std::printf("  paced %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu); "
                 "router CPU %.1f us per stream\n",
-                row.conc, pct(row.r.ttft_ms, 0.5) - pct(row.d.ttft_ms, 0.5), pct(row.r.ttft_ms, 0.99) - pct(row.d.ttft_ms, 0.99),
-                pct(row.r.total_ms, 0.5) - pct(row.d.total_ms, 0.5), pct(row.r.total_ms, 0.99) - pct(row.d.total_ms, 0.99),
+                row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
+                added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size(),
+                row.r.cpu_us_per_req() - row.d.cpu_us_per_req());
+  for (auto& row : rows)
+    std::printf("  saturated %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms, total p50 %+.3f ms p99 %+.3f ms; streams/s router/direct %.2f; "
+                "router CPU %.1f us per stream\n",
+                row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), added(row.r.total_ms, row.d.total_ms, 0.5),
+                added(row.r.total_ms, row.d.total_ms, 0.99),
                 (static_cast<double>(row.r.done) / row.r.seconds) / std::max(1e-9, static_cast<double>(row.d.done) / row.d.seconds),
                 row.r.cpu_us_per_req() - row.d.cpu_us_per_req());
   std::printf("  non-streaming: %.0f req/s through the router, %.0f direct (ratio %.2f); router CPU %.1f us per request "

@@ -35,13 +35,14 @@ struct FakeUpstream {
   int status = 200;
   std::string error_body = R"({"error":{"message":"boom","type":"server_error"}})";
   std::atomic<int> calls{0};
-  std::string last_body;
+  std::string last_body, last_request_id;  // the X-Request-Id the router sent
   int port = 0;
 
   explicit FakeUpstream(std::string frames, int st = 200) : srv(opts()), sse(std::move(frames)), status(st) {
     srv.route("POST", "/v1/chat/completions", [this](const v4::net::Request& q, v4::net::Reply& r) {
       ++calls;
       last_body = q.body;
+      last_request_id = q.header("x-request-id");
       if (status != 200) {
         r.status = status;
         r.set_content(error_body, "application/json");
@@ -134,6 +135,9 @@ TEST(RouterPassthrough, StreamForwardedByteExactWithUsageInLedger) {
   std::string id = v4::net::header_value(res.headers, "x-v4host-request-id");
   EXPECT_EQ(rt.q("SELECT prompt_tokens || '/' || cached_tokens || '/' || completion_tokens || '/' || outcome FROM requests WHERE id = '" + id + "'"),
             "21/8/4/ok");
+  // The engine was told the ledger's id (its log lines match the router's record).
+  EXPECT_FALSE(id.empty());
+  EXPECT_EQ(up.last_request_id, id);
   // The router asked the engine for usage; a client that did not gets the stream without it.
   auto sent = ojson::parse(up.last_body);
   EXPECT_EQ(sent["stream_options"]["include_usage"], true);
