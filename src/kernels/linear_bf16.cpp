@@ -932,10 +932,70 @@ V4_BF16 void split3_rows(WFormat f, const float* x, int M, int ldx, int K, int K
 }
 }  // namespace
 
+bool amx_available();
+
+namespace {
+// One token of FP32 activations (wo_a, BF16 projections) where the tiles run the batches: each
+// row is decoded to BF16 in kernel order into an L1 buffer, widened to FP32 by a shift (even
+// words) and a mask (odd words), and multiplied with FMAs: the FP32 products exactly, as the
+// split path, in one pass instead of three (another summation order).
+V4_BF16 void split_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
+  const int Kp = bf16_padded_k(w);
+  thread_local std::vector<uint16_t> buf;
+  buf.resize(static_cast<size_t>(Kp));
+  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int n = n0; n < n1; ++n) {
+    const uint16_t* wr;
+    if (w.format == WFormat::BF16 && w.cols % 32 == 0) {
+      wr = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * w.cols;
+    } else {
+      decode_row_impl(w, n, buf.data());
+      wr = buf.data();
+    }
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int p = 0; p < Kp; p += 32) {
+      const __m512i v = _mm512_loadu_si512(wr + p);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), _mm512_loadu_ps(xf + p), a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, hi_mask)), _mm512_loadu_ps(xf + p + 16), a1);
+    }
+    y[n] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  }
+}
+}  // namespace
+
 void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy) {
   const int K = w.cols, Kp = bf16_padded_k(w), N = w.rows;
   if (ldx <= 0) ldx = K;
   if (ldy <= 0) ldy = N;
+  if (M == 1 && amx_available()) {
+    // Activations in kernel order, each 32-word chunk as its 16 even then its 16 odd positions.
+    thread_local std::vector<float> xf;
+    thread_local std::vector<int> src;
+    thread_local int src_k = -1;
+    thread_local WFormat src_f = WFormat::F32;
+    thread_local bool src_lut = false;
+    const bool lut = bf16_lut_available();
+    if (src_k != K || src_f != w.format || src_lut != lut) {
+      src.resize(static_cast<size_t>(Kp));
+      for (int p = 0; p < Kp; ++p)
+        src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
+      src_k = K;
+      src_f = w.format;
+      src_lut = lut;
+    }
+    xf.resize(static_cast<size_t>(Kp));
+    for (int p = 0; p < Kp; ++p) {
+      const int k = src[static_cast<size_t>(p)];
+      xf[static_cast<size_t>(p)] = k < K ? x[k] : 0.f;
+    }
+    const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(N));
+    const size_t grain = std::max<size_t>(16, (256u << 10) / row_bytes);
+    const float* xfp = xf.data();
+    parallel_for(static_cast<size_t>(N), grain, [&](size_t b, size_t e) {
+      split_rows_m1_fma(w, xfp, y, static_cast<int>(b), static_cast<int>(e));
+    });
+    return;
+  }
   thread_local std::vector<uint16_t> xs;
   thread_local std::vector<float> ys;
   xs.resize(static_cast<size_t>(3 * M) * Kp);

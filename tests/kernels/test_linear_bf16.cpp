@@ -6,6 +6,7 @@
 #include <bit>
 #include <cmath>
 #include <random>
+#include <string>
 #include <tuple>
 
 #include "core/float_formats.h"
@@ -161,7 +162,11 @@ TEST(Bf16Kernels, SplitActivationsGiveTheFloat32Products) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   std::mt19937 rng(21);
   std::normal_distribution<float> nd(0.f, 1.f);
-  for (auto [N, K, M] : {std::tuple{70, 259, 1}, std::tuple{33, 4100, 7}, std::tuple{129, 96, 20}}) {
+  for (bool lut : decoder_settings())
+  for (WFormat f : {WFormat::BF16, WFormat::FP8})
+  for (auto [N, K, M] : {std::tuple{70, 259, 1}, std::tuple{33, 4100, 7}, std::tuple{129, 96, 20}, std::tuple{40, 512, 2}}) {
+    SCOPED_TRACE(std::string(lut ? "table" : "arithmetic") + (f == WFormat::FP8 ? " FP8" : " BF16"));
+    LutSetting setting(lut);
     std::vector<uint16_t> wd(static_cast<size_t>(N) * K);
     for (auto& v : wd) v = f32_to_bf16(nd(rng));
     LinearWeight w;
@@ -169,12 +174,20 @@ TEST(Bf16Kernels, SplitActivationsGiveTheFloat32Products) {
     w.rows = N;
     w.cols = K;
     w.data = wd.data();
+    test::OwnedWeight w8 = make_weight(WFormat::FP8, N, K, rng);
+    if (f == WFormat::FP8) w = w8.w;
     ASSERT_TRUE(bf16_weight_ok(w));
     std::vector<float> x(static_cast<size_t>(M) * K), ref(static_cast<size_t>(M) * N), got(ref.size()), one(static_cast<size_t>(N));
     for (auto& v : x) v = nd(rng) * 10.f;
     linear_ref(w, x.data(), M, ref.data());
     linear_bf16_split(w, x.data(), M, got.data());
     EXPECT_LT(rel_err(got, ref), 2e-6) << N << "x" << K << " M=" << M;
+    // One token where the tiles run the batches: one FMA pass over the widened weights.
+    for (int m = 0; m < M; ++m) {
+      linear_bf16_split(w, x.data() + static_cast<size_t>(m) * K, 1, one.data());
+      std::vector<float> r1(ref.begin() + static_cast<ptrdiff_t>(m) * N, ref.begin() + static_cast<ptrdiff_t>(m + 1) * N);
+      ASSERT_LT(rel_err(one, r1), 2e-6) << "token " << m;
+    }
     set_amx_disabled(true);
     linear_bf16_split(w, x.data(), M, got.data());
     for (int m = 0; m < M; ++m) {
