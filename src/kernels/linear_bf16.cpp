@@ -359,6 +359,59 @@ V4_LUT void decode_range_lut(const LinearWeight& w, int n, int c0, int c1, uint1
     _mm512_storeu_si512(out + (k - c0), fp8_decode32(fp8_load32(p, static_cast<size_t>(k), K), fp8_block(s[k / 128])));
 }
 
+// Rows nb+r0 .. nb+r1-1 (clamped to nmax-1) over kernel positions [c0, c1) into
+// out + r·ld: one call per tile block with the tables built once per 128 columns (FP8: shared by
+// the rows of one 128-row scale block) instead of one decode_range call per row.
+V4_LUT void decode_rows_lut(const LinearWeight& w, int nb, int r0, int r1, int nmax, int c0, int c1, uint16_t* out, int ld) {
+  const size_t K = static_cast<size_t>(w.cols);
+  const uint8_t* sp = static_cast<const uint8_t*>(w.scale);
+  const uint8_t* data = static_cast<const uint8_t*>(w.data);
+  if (w.format == WFormat::FP4) {
+    const int K128 = static_cast<int>(K / 128 * 128), e = std::min(c1, K128);
+    const Fp4LutConst& kc = fp4_lut_const();
+    const __m512i lane = _mm512_load_si512(kc.lane);
+    for (int k = c0; k < e; k += 128)
+      for (int r = r0; r < r1; ++r) {
+        const size_t n = static_cast<size_t>(std::min(nb + r, nmax - 1));
+        __m512i wv[4];
+        fp4_lut128(_mm512_loadu_si512(data + n * (K / 2) + k / 2), fp4_tab(sp + n * (K / 32) + k / 32, kc), lane, wv);
+        uint16_t* o = out + static_cast<size_t>(r) * ld + (k - c0);
+        for (int j = 0; j < 4; ++j) _mm512_storeu_si512(o + 32 * j, wv[j]);
+      }
+    if (e < c1)
+      for (int r = r0; r < r1; ++r)
+        decode_range_lut(w, std::min(nb + r, nmax - 1), std::max(c0, K128), c1, out + static_cast<size_t>(r) * ld + (std::max(c0, K128) - c0));
+    return;
+  }
+  const size_t kb = (K + 127) / 128;
+  const int K64 = static_cast<int>(K / 64 * 64), e = std::min(c1, K64);
+  // The tables of up to 8 column blocks, rebuilt when a row enters another 128-row block.
+  constexpr int kMaxBlocks = 8;
+  Fp8Tab tabs[kMaxBlocks];
+  int tab_block = -1;
+  for (int r = r0; r < r1; ++r) {
+    const int n = std::min(nb + r, nmax - 1);
+    const uint8_t* p = data + static_cast<size_t>(n) * K;
+    uint16_t* o = out + static_cast<size_t>(r) * ld;
+    for (int k0 = c0; k0 < e; k0 += 128 * kMaxBlocks) {
+      const int k1 = std::min(e, k0 + 128 * kMaxBlocks);
+      if (n / 128 != tab_block || c0 + 128 * kMaxBlocks < e) {
+        tab_block = n / 128;
+        for (int k = k0, i = 0; k < k1; k += 128, ++i) tabs[i] = fp8_tab(sp[static_cast<size_t>(tab_block) * kb + static_cast<size_t>(k / 128)]);
+      }
+      for (int k = k0; k < k1; k += 64) {
+        __m512i a, b;
+        fp8_lut64(_mm512_loadu_si512(p + k), tabs[(k - k0) / 128], a, b);
+        _mm512_storeu_si512(o + (k - c0), a);
+        _mm512_storeu_si512(o + (k - c0) + 32, b);
+      }
+    }
+  }
+  if (e < c1)
+    for (int r = r0; r < r1; ++r)
+      decode_range_lut(w, std::min(nb + r, nmax - 1), std::max(c0, K64), c1, out + static_cast<size_t>(r) * ld + (std::max(c0, K64) - c0));
+}
+
 // Decodes kernel positions [c0, c1) of row n into out[0 .. c1-c0). c0 is a multiple of 128 (of
 // 64 for FP4, 32 for BF16) and c1 is either such a multiple or the padded row length.
 V4_BF16 void decode_range(const LinearWeight& w, int n, int c0, int c1, uint16_t* out) {
@@ -399,6 +452,14 @@ V4_BF16 void decode_range(const LinearWeight& w, int n, int c0, int c1, uint16_t
     const int k1 = std::min(c1, k0 + 128);
     for (int k = k0; k < k1; k += 32) _mm512_storeu_si512(out + (k - c0), fp8_decode32(fp8_load32(p, static_cast<size_t>(k), K), blk));
   }
+}
+
+V4_BF16 void decode_rows(const LinearWeight& w, int nb, int r0, int r1, int nmax, int c0, int c1, uint16_t* out, int ld) {
+  if (w.format != WFormat::BF16 && bf16_lut_available()) {
+    decode_rows_lut(w, nb, r0, r1, nmax, c0, c1, out, ld);
+    return;
+  }
+  for (int r = r0; r < r1; ++r) decode_range(w, std::min(nb + r, nmax - 1), c0, c1, out + static_cast<size_t>(r) * ld);
 }
 
 V4_BF16 void decode_row_impl(const LinearWeight& w, int n, uint16_t* out) { decode_range(w, n, 0, bf16_padded_k(w), out); }
@@ -779,9 +840,10 @@ inline void amx_scatter(const float* c, int nb, int nr, int tb0, int nblk, int M
 // products are cheap but long-latency. 32 rows are decoded in k blocks of kAmxKB columns into
 // one of two L1-resident buffers (rows a cache line apart from a power-of-two stride) while the
 // tile products run over the other: the decode of the next block is interleaved with the
-// products of the current one, so the two overlap instead of alternating. (Whole rows decoded
-// into L2-resident buffers measured the same.)
-constexpr int kAmxKB = 512;
+// products of the current one, so the two overlap instead of alternating. 256 columns: the two
+// buffers (37 KB) stay in a 48 KB L1 (at 512 they were 69 KB and the decoder's stores spilled
+// to L2; with the table decoders the stores are most of the decode).
+constexpr int kAmxKB = 256;
 V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
   const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16, W = vnni_width(M);
   amx_config(W);
@@ -792,7 +854,7 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
   const int NB = (Kp + kAmxKB - 1) / kAmxKB, NR = (n1 - n0 + 31) / 32, S = NB * NR;
   auto decode_part = [&](int s, int r0, int r1) {
     const int nb = n0 + (s / NB) * 32, c0 = (s % NB) * kAmxKB, c1 = std::min(Kp, c0 + kAmxKB);
-    for (int r = r0; r < r1; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf[s & 1] + r * LDB);
+    decode_rows(w, nb, r0, r1, n1, c0, c1, wbuf[s & 1], LDB);
   };
   decode_part(0, 0, 32);
   for (int s = 0; s < S; ++s) {
@@ -847,7 +909,7 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
   for (int nb = n0; nb < n1; nb += 64) {
     for (int c0 = 0; c0 < Kp; c0 += kManyKB) {
       const int c1 = std::min(Kp, c0 + kManyKB), kc0 = c0 / 32, kc1 = (c1 + 31) / 32;
-      for (int r = 0; r < 64; ++r) decode_range(w, std::min(nb + r, n1 - 1), c0, c1, wbuf + r * kManyLD);
+      decode_rows(w, nb, 0, 64, n1, c0, c1, wbuf, kManyLD);
       for (int tb = 0; tb < TB; ++tb) {
         float* cm = cmem.data() + static_cast<size_t>(tb) * 1024;
         if (c0 == 0) {
