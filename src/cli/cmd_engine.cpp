@@ -203,8 +203,8 @@ void run_bench(BenchArgs a) {
     std::printf("prefill %5d    %8.2f tokens/s  %6.1f GFLOP/s = %5.1f%% of the %s peak\n", p.tokens, p.tok_s, p.flop_s / 1e9,
                 100 * p.ratio, r.bf16_dot ? "BF16" : "FP32");
   for (const auto& d : r.decode)
-    std::printf("decode batch %-3d %8.2f tokens/s  = %5.1f%% of its bandwidth ceiling (%.2f), %.2fx batch 1\n", d.batch, d.tok_s,
-                100 * d.ratio, d.roofline_tok_s, d.speedup);
+    std::printf("decode batch %-3d %8.2f tokens/s  = %5.1f%% of its bandwidth ceiling (%.2f), %.2fx batch 1, CPU share %.0f%%\n",
+                d.batch, d.tok_s, 100 * d.ratio, d.roofline_tok_s, d.speedup, 100 * d.cpu_share);
   std::printf("weights/token    %.1f MB read per decoded token (batch 1)\n", r.bytes_per_token / 1e6);
   if (r.context.tokens > 0) {
     const auto& c = r.context;

@@ -1,6 +1,7 @@
 #include "engine/bench.h"
 
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -15,6 +16,12 @@
 namespace v4 {
 
 namespace {
+
+double process_cpu_s() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -86,6 +93,7 @@ struct Runner {
     eng.forward(std::span<Segment>(&s, 1));
     return seconds_since(t0);
   }
+  double cpu_s = 0;  // process CPU seconds of the timed decode steps (all threads)
   // `steps` decode steps over the given sequences at once (one untimed warm-up step first);
   // returns seconds per step.
   double decode(std::vector<std::unique_ptr<SequenceState>>& st, int steps) {
@@ -103,8 +111,12 @@ struct Runner {
         segs[b].logits = logits.data() + b * static_cast<size_t>(V);
       }
       auto t0 = std::chrono::steady_clock::now();
+      const double c0 = process_cpu_s();
       eng.forward(segs);
-      if (i > 0) t += seconds_since(t0);
+      if (i > 0) {
+        t += seconds_since(t0);
+        cpu_s += process_cpu_s() - c0;
+      }
     }
     return t / steps;
   }
@@ -161,8 +173,10 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
     for (int b = 0; b < B; ++b) st.push_back(std::make_unique<SequenceState>(*first));  // same prefix
     DecodeFigure d;
     d.batch = B;
+    run.cpu_s = 0;
     const double step = run.decode(st, opt.decode);
     d.tok_s = B / step;
+    d.cpu_share = run.cpu_s / (step * opt.decode * r.threads);
     d.step_bytes = wt.step_bytes(B);
     d.roofline_tok_s = B * r.mem_bw_bytes_s / d.step_bytes;
     d.ratio = d.tok_s / d.roofline_tok_s;
@@ -239,7 +253,8 @@ std::string bench_json(const EngineBenchResult& r) {
   j["decode"] = nlohmann::ordered_json::array();
   for (const auto& d : r.decode)
     j["decode"].push_back({{"batch", d.batch}, {"tok_s", d.tok_s}, {"step_bytes", d.step_bytes},
-                           {"roofline_tok_s", d.roofline_tok_s}, {"roofline_ratio", d.ratio}, {"speedup_vs_batch1", d.speedup}});
+                           {"roofline_tok_s", d.roofline_tok_s}, {"roofline_ratio", d.ratio}, {"speedup_vs_batch1", d.speedup},
+                           {"cpu_share", d.cpu_share}});
   j["prefill"] = nlohmann::ordered_json::array();
   for (const auto& p : r.prefill)
     j["prefill"].push_back({{"tokens", p.tokens}, {"tok_s", p.tok_s}, {"flop_s", p.flop_s}, {"peak_ratio", p.ratio}});

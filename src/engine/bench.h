@@ -46,6 +46,8 @@ struct DecodeFigure {
   double roofline_tok_s = 0; // batch · bandwidth / step_bytes
   double ratio = 0;          // tok_s / roofline_tok_s
   double speedup = 0;        // tok_s / batch-1 tok_s
+  double cpu_share = 0;      // process CPU seconds / (wall seconds · threads) over the timed steps:
+                             // below 1 the pool waited (memory, synchronisation) or neighbours had the cores
 };
 struct PrefillFigure {
   int tokens = 0;
