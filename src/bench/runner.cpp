@@ -9,6 +9,9 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <pthread.h>
+#include <sched.h>
+#include <cstring>
 #include <thread>
 #include <unordered_map>
 
@@ -81,9 +84,17 @@ class Runner {
       auto sh = std::make_unique<Shard>();
       Shard* raw = sh.get();
       sh->thread = std::thread([raw] { raw->io.run(); });
+      if (t_.io_realtime) {
+        sched_param sp{};
+        sp.sched_priority = 1;
+        int rc = pthread_setschedparam(sh->thread.native_handle(), SCHED_FIFO, &sp);
+        if (rc != 0 && realtime_error_.empty()) realtime_error_ = std::string("SCHED_FIFO refused: ") + std::strerror(rc);
+      }
       shards_.push_back(std::move(sh));
     }
   }
+  bool io_realtime() const { return t_.io_realtime && realtime_error_.empty(); }
+  const std::string& io_realtime_error() const { return realtime_error_; }
   ~Runner() {
     // Every request has finished (phase() returns only then): the shards' contexts run out of work.
     for (auto& sh : shards_) sh->guard.reset();
@@ -357,6 +368,7 @@ class Runner {
   std::atomic<bool>* stop_;
   asio::io_context io_;  // control thread: arrivals, progress, finished requests
   std::vector<std::unique_ptr<Shard>> shards_;
+  std::string realtime_error_;
   asio::steady_timer arrivals_, tick_;
   std::string url_;
   net::ClientHeaders headers_;
@@ -391,6 +403,8 @@ RunResult run_load(const Target& t, const LoadSpec& spec, Workload& wl, const te
   }
   res.interrupted = run.interrupted();
   res.server_headers = run.server_headers();
+  res.io_realtime = run.io_realtime();
+  res.io_realtime_error = run.io_realtime_error();
   std::sort(res.records.begin(), res.records.end(), [](const RequestRecord& a, const RequestRecord& b) { return a.index < b.index; });
   double first = 1e300, last = 0;
   for (auto& r : res.records) {

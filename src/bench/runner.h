@@ -34,6 +34,13 @@ struct Target {
   bool stream = true;
   net::Timeouts timeouts;
   int io_threads = 0;  // client I/O threads (streams are spread over them); 0 = one per core, at most 4
+  // Run the I/O threads (only those: not the control thread, not the analysis after the run) at
+  // real-time priority (SCHED_FIFO 1), so that on a machine shared with other work they read
+  // each socket as its data arrives. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO; without it the run
+  // goes on at normal priority and RunResult::io_realtime says so. The I/O threads sleep in
+  // epoll between pieces, and the kernel's real-time throttling keeps 5% of each second for the
+  // rest, so they cannot lock the machine up.
+  bool io_realtime = false;
 };
 
 struct LoadSpec {
@@ -61,6 +68,8 @@ struct RunResult {
   double duration_s = 0;               // first start -> last end of the measured requests
   bool interrupted = false;
   net::ClientHeaders server_headers;   // from the first successful response
+  bool io_realtime = false;            // the I/O threads ran at real-time priority (Target::io_realtime granted)
+  std::string io_realtime_error;       // why not, when it was asked for and refused
 };
 
 using ProgressFn = std::function<void(const Progress&, bool final)>;

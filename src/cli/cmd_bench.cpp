@@ -45,7 +45,7 @@ struct BenchArgs {
   int max_concurrency = 0, warmup = 0, io_threads = 0, prefixes = 4, prefix_tokens = 512, turns = 4, tool_result_tokens = 64, search_steps = 4;
   long requests = -1;
   uint64_t seed = 0;
-  bool slo_search = false, replay = false, no_force = false, no_stream = false, quiet = false;
+  bool slo_search = false, replay = false, no_force = false, no_stream = false, quiet = false, io_realtime = false;
 };
 
 double parse_duration_s(const std::string& flag, const std::string& v) {
@@ -206,6 +206,7 @@ void run_bench(BenchArgs& a) {
   t.stream = !a.no_stream;
   if (a.io_threads < 0 || a.io_threads > 64) throw InputError("--io-threads must be between 0 (one per core) and 64");
   t.io_threads = a.io_threads;
+  t.io_realtime = a.io_realtime;
   if (!(a.timeout_s > 0)) throw InputError("--timeout must be positive");
   t.timeouts.total = std::chrono::milliseconds(static_cast<int64_t>(a.timeout_s * 1000));
   t.timeouts.first_byte = t.timeouts.total;
@@ -286,7 +287,7 @@ void run_bench(BenchArgs& a) {
   if (!entry.is_null()) prov["model_entry"] = entry;
   if (tok) prov["tokenizer"] = {{"path", tok_path}, {"fnv1a64", fnv1a(read_file_or_empty(tok_path))}};
   doc["v4host_bench"] = 1;
-  doc["config"] = {{"workload", ws.to_json()}, {"stream", t.stream}, {"timeout_s", a.timeout_s}, {"io_threads", a.io_threads}};
+  doc["config"] = {{"workload", ws.to_json()}, {"stream", t.stream}, {"timeout_s", a.timeout_s}, {"io_threads", a.io_threads}, {"io_realtime", a.io_realtime}};
   if (!slo.empty()) {
     json sj;
     for (const auto& [k, v] : slo) sj[k + "_ms"] = v;
@@ -300,13 +301,19 @@ void run_bench(BenchArgs& a) {
   SummaryOptions so;
   so.slo = slo;
   so.seed = a.seed;
+  bool realtime_warned = false;
   auto run_point = [&](const LoadSpec& l) -> json {
     Printer pr{a.quiet, static_cast<bool>(isatty(2)), l.label()};
     RunResult res = run_load(t, l, wl, tok.get(), std::ref(pr), &g_stop);
     interrupted = interrupted || res.interrupted;
+    if (a.io_realtime && !res.io_realtime && !realtime_warned) {
+      std::fprintf(stderr, "v4host bench: warning: --io-realtime: %s; the I/O threads ran at normal priority\n", res.io_realtime_error.c_str());
+      realtime_warned = true;
+    }
     if (server_headers.empty()) server_headers = res.server_headers;
     json p;
     p["load"] = load_json(l);
+    if (a.io_realtime) p["io_realtime"] = res.io_realtime;
     p["summary"] = summarize_point(res, l, so);
     json rq = json::array();
     for (const auto& r : res.records) rq.push_back(record_to_json(r));
@@ -442,6 +449,8 @@ void add_bench_command(CLI::App& app) {
   c->add_flag("--no-stream", a->no_stream, "non-streaming requests (TTFT = E2E)");
   c->add_option("--timeout", a->timeout_s, "per-request timeout in seconds (default 600)");
   c->add_option("--io-threads", a->io_threads, "client I/O threads the streams are spread over (default 0: one per core, at most 4)");
+  c->add_flag("--io-realtime", a->io_realtime,
+              "run the I/O threads at real-time priority (SCHED_FIFO 1; needs CAP_SYS_NICE) so that other work on the machine does not delay reads");
   c->add_option("--json", a->json_out, "write every request's timings + summary + provenance");
   c->add_option("--csv", a->csv_out, "write one CSV row per request");
   c->add_option("--html", a->html_out, "write a self-contained HTML report with SVG charts");

@@ -39,12 +39,17 @@ struct Errors {
   // read, and the kernel merges queued segments keeping the later one's timestamp, so no reading
   // strategy recovers their own arrival time: only reading promptly (CPU) avoids them.
   size_t pieces = 0, shared = 0;
+  // Of the shared pieces, those the server wrote >= 1 ms before the next one: the client read them
+  // late. The others the server itself wrote back to back (its timers were late), which costs the
+  // client no accuracy (the merged receive time is within microseconds of both writes).
+  size_t late_reads = 0;
   int max_in_flight = 0;
   size_t ok = 0;
   double tokens_per_s = 0;
   double steady_tokens_per_s = 0;  // pieces read per second while the open-loop load is steady
   double cpu_us_per_piece = 0;  // this process (the client, and the scripted server when in-process), user + system
   double cpu_share = 0;         // CPU seconds per wall second during the run (2 = both cores)
+  bool realtime = false;        // the client's I/O threads ran at real-time priority
 };
 
 double cpu_seconds() {
@@ -57,12 +62,12 @@ double cpu_seconds() {
 // Runs the load against `ep` (a ScriptedEndpoint, or one in its own process) and measures the
 // client's errors against the server's actual write times.
 template <class Endpoint>
-Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_threads = 0) {
+Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, bool realtime = false) {
   Target t;
+  t.io_realtime = realtime;
   t.base_url = ep.base_url() + "/v1";
   t.model = s.model;
   t.api = Api::chat;
-  t.io_threads = io_threads;
   WorkloadSpec ws;
   ws.input = LengthDist::parse("--input-len", "16");
   ws.output = LengthDist::parse("--output-len", std::to_string(s.answer_chunks));
@@ -72,6 +77,8 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
   RunResult res = run_load(t, load, wl, nullptr, nullptr, nullptr);
   const double cpu = cpu_seconds() - cpu0, wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
   Errors e;
+  e.realtime = res.io_realtime;
+  if (realtime) std::printf("client I/O threads at real-time priority: %s\n", res.io_realtime ? "yes" : res.io_realtime_error.c_str());
   const double d = s.first_token_ms, iv = s.interval_ms, R = s.reasoning_chunks;
   const size_t N = s.reasoning_chunks + s.answer_chunks;
   double tokens = 0;
@@ -112,6 +119,7 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
     for (size_t i = 0; i < N; ++i) {
       shared[i] = i + 1 < N ? r.piece_ms[i] == r.piece_ms[i + 1] : r.piece_ms[i] == r.end_ms;
       e.shared += shared[i];
+      if (shared[i] && i + 1 < N && rel(sent[i + 1]) - rel(sent[i]) >= 1.0) ++e.late_reads;
       const double at_s = r.start_s + r.piece_ms[i] / 1000;
       in_window += at_s >= w0 && at_s < w1;
     }
@@ -135,8 +143,9 @@ Errors measure(Endpoint& ep, const Schedule& s, const LoadSpec& load, int io_thr
 
 void print_separate(const Errors& e) {
   using v4::stats::percentile;
-  std::printf("pieces read on their own: %zu of %zu (%.2f%% shared a late read); p99 |client error| over them ms: ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f\n",
-              e.pieces - e.shared, e.pieces, e.pieces ? 100.0 * static_cast<double>(e.shared) / static_cast<double>(e.pieces) : 0.0,
+  auto pct = [&](size_t n) { return e.pieces ? 100.0 * static_cast<double>(n) / static_cast<double>(e.pieces) : 0.0; };
+  std::printf("pieces read on their own: %zu of %zu (%.2f%% shared a read, %.2f%% read late by the client); p99 |client error| over them ms: ttft %.3f  ttfa %.3f  itl %.3f  tpot %.3f\n",
+              e.pieces - e.shared, e.pieces, pct(e.shared), pct(e.late_reads),
               percentile(e.s_ttft, 99), percentile(e.s_ttfa, 99), percentile(e.s_itl, 99), percentile(e.s_tpot, 99));
 }
 
@@ -170,12 +179,12 @@ void expect_within_1ms(const Errors& e, bool assert_it = true) {
   EXPECT_LT(p_itl, 1.0);
   EXPECT_LT(p_tpot, 1.0);
 }
-void expect_within_1ms_report_only(const Errors& e) { expect_within_1ms(e, false); }
 
 }  // namespace
 
 // Open loop at `rate` near-regular arrivals (burstiness 20); checks the requests and the stream
-// count reached and returns the errors.
+// count reached and returns the errors. The client's I/O threads ask for real-time priority
+// (Target::io_realtime, --io-realtime).
 template <class Endpoint>
 Errors open_loop(Endpoint& ep, const Schedule& s, double rate, long requests, uint64_t seed, int min_in_flight) {
   LoadSpec l;
@@ -184,7 +193,7 @@ Errors open_loop(Endpoint& ep, const Schedule& s, double rate, long requests, ui
   l.burstiness = 20;  // near-regular arrivals
   l.requests = requests;
   l.seed = seed;
-  Errors e = measure(ep, s, l);
+  Errors e = measure(ep, s, l, true);
   EXPECT_EQ(e.ok, static_cast<size_t>(requests));
   EXPECT_GE(e.max_in_flight, min_in_flight);
   return e;
@@ -216,29 +225,35 @@ TEST(BenchAccuracy, OneStream) {
 }
 
 // 500 streams (~600 open: 300 arrivals/s of 2.03 s streams), the scripted server in its own
-// process. In the suite: the pieces the client read on their own are within 1 ms at p99 — what
-// holds however loaded the machine is (kernel receive timestamps). The full check, every piece
-// within 1 ms, also needs the client to get the CPU promptly enough that pieces do not queue
-// behind each other; that depends on the machine's other load, so it is printed here and asserted
-// by the on-demand DISABLED_FiveHundredStreamsAllPieces.
+// process (its own session, so the kernel schedules it as another program, as a real server). The
+// client's I/O threads run at real-time priority (--io-realtime), so that the rest of the
+// machine's load does not make them read late: two pieces queued in a socket are merged by the
+// kernel under the later one's receive time, which no reading strategy undoes. With that granted
+// (CAP_SYS_NICE), every piece's timing is within 1 ms of the server's writes at p99, as the issue
+// asks. Without it, what holds under any load is asserted — the pieces the client read on their
+// own (kernel receive timestamps) are within 1 ms — and the every-piece figures are printed.
 TEST(BenchAccuracy, FiveHundredStreams) {
   const Schedule s = streams(10, 90);
   ScriptedEndpointProcess ep(s, 1);
   Errors e = open_loop(ep, s, 300, 1200, 3, 500);
   expect_separate_within_1ms(e);
-  expect_within_1ms_report_only(e);
+  expect_within_1ms(e, e.realtime);
 }
 
+// The same check, every piece asserted whatever the priority granted (on demand: without real-time
+// priority it needs a machine whose other load leaves the client's threads a CPU promptly).
 TEST(BenchAccuracy, DISABLED_FiveHundredStreamsAllPieces) {
   const Schedule s = streams(10, 90);
   ScriptedEndpointProcess ep(s, 1);
   expect_within_1ms(open_loop(ep, s, 300, 1200, 3, 500));
 }
 
-// Capacity (on demand, a quiet machine): 1,000+ concurrent streams at 50 tokens/s each (~1,200
-// open: 400 arrivals/s of 3 s streams, 60,000 pieces/s scheduled), at least 50,000 tokens/s read
-// in the steady state, every piece within 1 ms at p99. The scripted server runs in its own process
-// with two threads so that it keeps its schedule.
+// Capacity (on demand, not in the suite: client and scripted server together take about 1.4 of
+// the 2 cores for 14 s, and the server, at normal priority, keeps its 60,000 writes/s only when
+// the machine's other work leaves it that): 1,000+ concurrent streams at 50 tokens/s each (~1,250
+// open: 400 arrivals/s of 3 s streams), at least 50,000 tokens/s read in the steady state, every
+// piece within 1 ms of the server's writes at p99. The scripted server runs in its own process
+// with two threads, the client's I/O threads at real-time priority as above.
 TEST(BenchAccuracy, DISABLED_CapacityThousandStreams) {
   const Schedule s = streams(10, 140);
   ScriptedEndpointProcess ep(s, 2);

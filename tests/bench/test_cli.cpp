@@ -304,3 +304,19 @@ TEST(BenchCli, SloSearchFindsTheRateWhereQueueingBreaksTheSlo) {
   EXPECT_EQ(j["points"].size(), ss["probes"].size());
   for (const auto& p : ss["probes"]) EXPECT_EQ(p["meets"].get<bool>(), p["attainment"].get<double>() >= 0.9);
 }
+
+// --io-realtime asks for SCHED_FIFO on the I/O threads: the run goes on either way, the JSON
+// records what was asked and what was granted, and a refusal is a warning on stderr.
+TEST(BenchCli, IoRealtimeIsRecordedAndARefusalWarns) {
+  ScriptedEndpoint ep(quick(0));
+  TmpDir d;
+  auto r = run_binary({"bench", "--url", ep.base_url(), "--requests", "4", "--concurrency", "2", "--output-len", "6", "--io-realtime",
+                       "--json", d / "rt.json", "-q"});
+  ASSERT_EQ(r.rc, 0) << r.err;
+  json j = load(d / "rt.json");
+  EXPECT_EQ(j["config"]["io_realtime"], true);
+  ASSERT_TRUE(j["points"][0]["io_realtime"].is_boolean());
+  EXPECT_EQ(j["points"][0]["summary"]["requests"]["completed"], 4);
+  const bool granted = j["points"][0]["io_realtime"].get<bool>();
+  EXPECT_EQ(r.err.find("--io-realtime: SCHED_FIFO refused") == std::string::npos, granted) << r.err;
+}
