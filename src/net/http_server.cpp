@@ -304,19 +304,32 @@ class Session : public std::enable_shared_from_this<Session> {
     ++read_gen_;
     read_timer_.cancel();
   }
+  // A write that makes no progress for write_timeout_s closes the connection. Each write moves
+  // the deadline; one wait is outstanding at a time and re-arms itself only when it fires before
+  // the current deadline, so a streamed chunk or a reply costs no timer operation (no cancel, no
+  // aborted handler). The wait holds the session weakly: a pending one never keeps it alive.
   void arm_write() {
-    const uint64_t gen = ++write_gen_;
-    write_timer_.expires_after(
-        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(srv_->opt.write_timeout_s)));
-    write_timer_.async_wait([self = shared_from_this(), gen](error_code ec) {
-      if (ec || gen != self->write_gen_) return;
+    write_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(srv_->opt.write_timeout_s));
+    write_busy_ = true;
+    if (write_waiting_) return;
+    write_waiting_ = true;
+    wait_write();
+  }
+  void wait_write() {
+    write_timer_.expires_at(write_deadline_);
+    write_timer_.async_wait([w = weak_from_this()](error_code ec) {
+      auto self = w.lock();
+      if (!self) return;
+      self->write_waiting_ = false;
+      if (ec || !self->write_busy_ || self->st_ == St::Closed) return;
+      if (Clock::now() < self->write_deadline_) {
+        self->write_waiting_ = true;
+        return self->wait_write();
+      }
       self->abort();  // a reader that stopped reading
     });
   }
-  void disarm_write() {
-    ++write_gen_;
-    write_timer_.cancel();
-  }
+  void disarm_write() { write_busy_ = false; }
   void on_read_timeout() {
     if (st_ == St::Idle) return abort();  // idle keep-alive connection: close quietly
     if (st_ == St::Header || st_ == St::Body) {
@@ -607,7 +620,9 @@ class Session : public std::enable_shared_from_this<Session> {
   tcp::socket sock_;
   beast::flat_buffer buf_;
   asio::steady_timer read_timer_, write_timer_, ka_timer_;
-  uint64_t read_gen_ = 0, write_gen_ = 0;
+  uint64_t read_gen_ = 0;
+  Clock::time_point write_deadline_{};
+  bool write_busy_ = false, write_waiting_ = false;
   std::optional<http::request_parser<http::string_body>> parser_;
   St st_ = St::Idle;
   bool awaiting_ = false, writing_ = false, timed_out_ = false, keep_alive_ = true;

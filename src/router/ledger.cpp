@@ -76,7 +76,14 @@ Ledger::Ledger(const std::string& path, LedgerOptions opt) : path_(path) {
     sqlite3_close(db_);
     throw;
   }
+  // Replaces SQLite's automatic checkpoint, which would run inside the commit (see writer_loop).
+  sqlite3_wal_hook(db_, &Ledger::on_wal, this);
   writer_ = std::thread([this] { writer_loop(); });
+}
+
+int Ledger::on_wal(void* self, sqlite3*, const char*, int pages) {
+  static_cast<Ledger*>(self)->wal_pages_ = pages;  // the writer thread (the hook runs in its commit)
+  return SQLITE_OK;
 }
 
 Ledger::~Ledger() {
@@ -236,6 +243,12 @@ void Ledger::writer_loop() {
       if (!ok) failures_ += batch.size();
     }
     flushed_.notify_all();
+    // SQLite's usual threshold (1000 pages), checkpointed now that this batch's responses are on
+    // their way; between transactions, so it copies the whole WAL and the next commit restarts it.
+    if (wal_pages_ >= 1000) {
+      sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+      wal_pages_ = 0;
+    }
   }
 }
 

@@ -85,6 +85,11 @@ class Ledger {
   bool stop_ = false;
   std::map<std::string, double> sums_;  // "k|name|2026-12-01" / "k|name|2026-12" -> USD
   std::thread writer_;
+  // WAL pages after the last commit (SQLite's wal hook). The checkpoint (under synchronous=NORMAL
+  // the only fsyncs) runs after a batch's callbacks have released its responses' last bytes, not
+  // inside the commit as SQLite's automatic checkpoint would.
+  int wal_pages_ = 0;
+  static int on_wal(void* self, sqlite3*, const char*, int pages);
 };
 
 // `v4host spend`: a text table of the ledger grouped by key, team, route, upstream (per hop, so

@@ -1,9 +1,6 @@
 #include "router/proxy.h"
 
 #include <openssl/sha.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -95,26 +92,6 @@ double retry_after_s(const HeaderList& h) {
   double s = std::strtod(v.c_str(), &end);
   if (end == v.c_str() || s < 0) return -1;
   return s;
-}
-
-// sched_setattr with SCHED_OTHER and sched_runtime = the slice this thread asks the EEVDF scheduler
-// for (glibc has no wrapper). Best effort: an older kernel ignores the field or refuses.
-struct SchedAttr {
-  uint32_t size, sched_policy;
-  uint64_t sched_flags;
-  int32_t sched_nice;
-  uint32_t sched_priority;
-  uint64_t sched_runtime, sched_deadline, sched_period;
-  uint32_t sched_util_min, sched_util_max;
-};
-
-void set_thread_slice(std::chrono::microseconds slice) {
-  SchedAttr a{};
-  a.size = sizeof a;
-  a.sched_policy = 0;  // SCHED_OTHER
-  a.sched_nice = getpriority(PRIO_PROCESS, 0);
-  a.sched_runtime = static_cast<uint64_t>(slice.count()) * 1000;
-  (void)syscall(SYS_sched_setattr, 0, &a, 0u);
 }
 
 }  // namespace
@@ -1400,12 +1377,7 @@ int Proxy::bind() { return impl_->server->bind(); }
 
 void Proxy::serve() {
   auto im = impl_;
-  const int slice_us = im->opt.io_slice_us;
-  for (auto& sh : im->shards)
-    sh->th = std::thread([s = sh.get(), slice_us] {
-      if (slice_us > 0) set_thread_slice(std::chrono::microseconds(slice_us));
-      s->io.run();
-    });
+  for (auto& sh : im->shards) sh->th = std::thread([s = sh.get()] { s->io.run(); });
   asio::post(im->shards[0]->io, [im] { im->start_health_checks(); });
   im->server->run();
 }

@@ -29,11 +29,6 @@ struct ProxyOptions {
   int io_threads = 1;        // event loops (one thread each) serving client connections and, by default, their upstream calls
   int upstream_threads = 0;  // 0: upstream calls run on the client connection's loop (no thread hop);
                              // N: N separate upstream I/O threads, each with its own connection pool
-  // EEVDF slice requested for the event-loop threads (Linux >= 6.12, sched_setattr's
-  // sched_runtime; no privilege needed; 0 leaves the kernel's default, ~3 ms on 2 cores). A
-  // short slice lets a woken loop thread preempt a CPU-bound task at once instead of waiting
-  // for that task's slice to end; the CPU share (nice weight) is unchanged.
-  int io_slice_us = 0;
   bool quiet = false;
 };
 

@@ -260,7 +260,6 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   v4::router::ProxyOptions po;
   if (const char* e = std::getenv("ROUTE_BENCH_IO_THREADS")) po.io_threads = std::max(1, std::atoi(e));
   if (const char* e = std::getenv("ROUTE_BENCH_UPSTREAM_THREADS")) po.upstream_threads = std::max(0, std::atoi(e));
-  if (const char* e = std::getenv("ROUTE_BENCH_IO_SLICE_US")) po.io_slice_us = std::max(0, std::atoi(e));
   v4::router::Proxy proxy(cfg, nullptr, po);
   int port = proxy.bind();
   std::thread srv([&] { proxy.serve(); });
@@ -275,9 +274,8 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   // ---- paced: the router's own latency on an unsaturated machine
   const double p_len = p_first + p_interval * (paced.answer_chunks - 1);  // one stream, ms
   std::printf("\nPACED upstream (first token %.0f ms, then one token every %.0f ms = %.0f tokens/s per stream, %d tokens): "
-              "%.0f s per cell after a %.0f ms spread of the first requests; router io_threads %d, upstream_threads %d (0: on the event loops), "
-              "io_slice_us %d (0: kernel default)\n",
-              p_first, p_interval, 1000 / p_interval, paced.answer_chunks, secs, p_len, po.io_threads, po.upstream_threads, po.io_slice_us);
+              "%.0f s per cell after a %.0f ms spread of the first requests; router io_threads %d, upstream_threads %d (0: on the event loops)\n",
+              p_first, p_interval, 1000 / p_interval, paced.answer_chunks, secs, p_len, po.io_threads, po.upstream_threads);
   std::printf("%-6s %-8s %10s %10s %7s %10s %10s %9s %10s %10s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "n", "chunk p50", "chunk p99",
               "chunks", "req p50", "req p99", "str/s", "cpu us/str");
   std::vector<Row> paced_rows;

@@ -113,3 +113,24 @@ TEST(RouterLedger, GroupCommitAndSums) {
   auto jd = nlohmann::json::parse(spend_report(db.string(), {"day", "2999-01-01", "", true}));
   EXPECT_EQ(jd.size(), 0u);
 }
+
+// Checkpoints run after a batch has been released (not inside the commit that holds a response's
+// last bytes), and still keep the WAL bounded: one commit per record, thousands of them (each
+// commit appends several pages, so without checkpoints the WAL would pass 10,000 pages).
+TEST(RouterLedger, WalCheckpointedOffTheCommitPath) {
+  TempDir d;
+  fs::path db = d.p / "l.db";
+  const double now = static_cast<double>(std::time(nullptr));
+  {
+    Ledger l(db.string());
+    for (int i = 0; i < 3000; ++i) {
+      l.record(rec(fmt::format("w{}", i), "k", "r", 0.001, now));
+      l.flush();
+    }
+    const auto wal_pages = static_cast<int64_t>(fs::file_size(db.string() + "-wal") / 4096);
+    EXPECT_LT(wal_pages, 4000) << "the WAL grew without checkpoints";
+  }
+  EXPECT_EQ(count(db, "SELECT COUNT(*) FROM requests"), 3000);
+  EXPECT_EQ(count(db, "SELECT COUNT(*) FROM hops"), 3000);
+  EXPECT_EQ(count(db, "SELECT COUNT(*) FROM requests WHERE id = 'w2999'"), 1);
+}
