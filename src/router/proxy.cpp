@@ -1153,11 +1153,12 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     r.route = ex->route->name;
   }
 
-  void observe_end(const std::shared_ptr<Exchange>& ex) {
+  // Metrics now; the access log line is returned for the ledger thread to write ("" = no log).
+  std::string observe_end(const std::shared_ptr<Exchange>& ex) {
     const auto& r = ex->rec;
     metrics.inc("v4host_route_requests_total", {{"route", r.route}, {"upstream", r.upstream.empty() ? "none" : r.upstream}, {"outcome", r.outcome}});
     metrics.observe("v4host_route_request_duration_seconds", {{"route", r.route}}, r.latency_ms / 1000);
-    if (!access) return;
+    if (!access) return "";
     ojson j = {{"ts", r.ts}, {"id", r.id}, {"api", r.api}, {"stream", r.stream}, {"status", r.status}, {"route", r.route},
                {"why", ex->route_why}, {"upstream", r.upstream}, {"outcome", r.outcome}, {"verification", r.verification},
                {"hops", r.hops.size()}, {"key", r.key}, {"team", r.team}, {"prompt_tokens", r.prompt_tokens},
@@ -1167,16 +1168,22 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
     for (auto& h : r.hops) hops.push_back({{"upstream", h.upstream}, {"outcome", h.outcome}, {"detail", h.detail}});
     j["hop_detail"] = hops;
     if (cfg.log_prompts) j["request"] = ex->body;
-    std::string line = protocol::wire(j) + "\n";
-    std::lock_guard<std::mutex> l(access_mu);
-    std::fputs(line.c_str(), access);
-    std::fflush(access);
+    return protocol::wire(j) + "\n";
   }
 
-  // Ledger first, then the final bytes (from the commit's completion).
+  // Ledger first, then the final bytes (from the commit's completion). The access log line is
+  // written there too, on the ledger's thread: still before the final bytes, but a log write
+  // that blocks (a full pipe, a slow disk) no longer stalls the event loop and its streams.
   void commit_then(const std::shared_ptr<Exchange>& ex, std::function<void()> send) {
-    observe_end(ex);
-    ledger->record(ex->rec, [shard = ex->shard, send = std::move(send)](bool) { asio::post(shard->io, send); });
+    std::string line = observe_end(ex);
+    ledger->record(ex->rec, [this, shard = ex->shard, send = std::move(send), line = std::move(line)](bool) {
+      if (!line.empty()) {
+        std::lock_guard<std::mutex> l(access_mu);
+        std::fputs(line.c_str(), access);
+        std::fflush(access);
+      }
+      asio::post(shard->io, send);
+    });
     release(*ex);  // the ledger's sums hold the actual cost now
   }
 
