@@ -37,7 +37,9 @@ struct Target {
   // Run the I/O threads (only those: not the control thread, not the analysis after the run) at
   // real-time priority (SCHED_FIFO 1), so that on a machine shared with other work they read
   // each socket as its data arrives. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO; without it the run
-  // goes on at normal priority and RunResult::io_realtime says so. The I/O threads sleep in
+  // goes on at normal priority with a short EEVDF slice (100 us; Linux >= 6.12, no privilege),
+  // which helps but does not suffice on a busy machine, and RunResult::io_realtime says so. The
+  // I/O threads sleep in
   // epoll between pieces, and the kernel's real-time throttling keeps 5% of each second for the
   // rest, so they cannot lock the machine up.
   bool io_realtime = false;

@@ -307,7 +307,7 @@ void run_bench(BenchArgs& a) {
     RunResult res = run_load(t, l, wl, tok.get(), std::ref(pr), &g_stop);
     interrupted = interrupted || res.interrupted;
     if (a.io_realtime && !res.io_realtime && !realtime_warned) {
-      std::fprintf(stderr, "v4host bench: warning: --io-realtime: %s; the I/O threads ran at normal priority\n", res.io_realtime_error.c_str());
+      std::fprintf(stderr, "v4host bench: warning: --io-realtime: %s (normal priority otherwise)\n", res.io_realtime_error.c_str());
       realtime_warned = true;
     }
     if (server_headers.empty()) server_headers = res.server_headers;
