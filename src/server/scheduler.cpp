@@ -3,11 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
-
 #include "core/error.h"
+#include "core/memory.h"
 
 namespace v4 {
 
@@ -207,7 +204,11 @@ std::shared_ptr<RequestHandle> Scheduler::submit(GenRequest req) {
     std::lock_guard<std::mutex> lk(mu_);
     if (stop_) throw QueueFull("server is shutting down");
     drop_cancelled_locked();  // clients that left while waiting do not hold queue places
-    if (static_cast<int>(queue_.size()) >= opt_.queue_limit) throw QueueFull("the request queue is full");
+    // The queue limit counts requests waiting beyond the free batch slots: a request that
+    // arrives while the loop is mid-step, before it admits the queue into free slots, is not
+    // waiting for capacity and must not be refused for it.
+    const int free_slots = std::max(0, opt_.max_seqs - static_cast<int>(running_));
+    if (static_cast<int>(queue_.size()) >= opt_.queue_limit + free_slots) throw QueueFull("the request queue is full");
     queue_.emplace_back(std::move(req), h);
   }
   if (metrics_) metrics_->inc("v4host_prompt_tokens_total", {}, static_cast<double>(h->prompt_tokens));
@@ -245,18 +246,21 @@ void Scheduler::loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lk(mu_);
-      if (busy && queue_.empty() && active.empty()) {
-        // Going idle: hand freed sequence state back to the OS, so a long-running server's
-        // resident memory returns to its baseline between bursts (glibc keeps freed blocks in
-        // per-thread arenas otherwise).
+      const auto has_work = [&] { return stop_ || !queue_.empty() || !active.empty(); };
+      if (busy && !has_work()) {
+        // Going idle: once the server has stayed idle for a moment, hand freed memory back to
+        // the OS, so a long-running server's resident size returns to its baseline between
+        // bursts (glibc keeps freed blocks in per-thread arenas otherwise). The moment matters:
+        // the last streams' SSE buffers, connections and request state are freed on the HTTP
+        // threads just after their sequences finish here, so an immediate trim would miss them.
         busy = false;
-        lk.unlock();
-#ifdef __GLIBC__
-        malloc_trim(0);
-#endif
-        lk.lock();
+        if (!cv_.wait_for(lk, std::chrono::milliseconds(300), has_work)) {
+          lk.unlock();
+          release_free_memory();
+          lk.lock();
+        }
       }
-      cv_.wait(lk, [&] { return stop_ || !queue_.empty() || !active.empty(); });
+      cv_.wait(lk, has_work);
       busy = true;
       if (stop_) break;
       drop_cancelled_locked();
@@ -278,6 +282,7 @@ void Scheduler::loop() {
         queue_.pop_front();
         active.push_back(std::move(a));
       }
+      running_ = active.size();  // submit() counts free slots from it
     }
     // Prefix-cache lookups for the newly admitted (outside the queue lock).
     for (auto& a : active) {

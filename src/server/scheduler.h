@@ -100,7 +100,7 @@ struct SchedulerOptions {
   size_t kv_budget = size_t(4) << 30; // bytes of per-sequence state across active sequences
   int64_t ctx = 65536;                // max tokens per sequence (prompt + completion)
   int prefill_chunk = 256;            // prompt tokens per step across all prefilling sequences
-  int queue_limit = 64;               // waiting requests beyond which submit() refuses
+  int queue_limit = 64;               // requests waiting beyond the free batch slots at which submit() refuses
   size_t prefix_cache_bytes = size_t(1) << 30;
   int snapshot_every = 512;           // also cache long prompts at these boundaries
   SpecMode speculative = SpecMode::Off; // needs a drafter in the weights (else off)

@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/memory.h"
 #include "net/http_server.h"
 #include "server/api_error.h"
 #include "server/chat_run.h"
@@ -121,6 +122,7 @@ Service::Service(const ServeOptions& opt, const ModelWeights& weights, Engine& e
   metrics_.describe("v4host_requests_total", "counter", "HTTP requests by route and status");
   metrics_.describe("v4host_reasoning_tokens_total", "counter", "Generated tokens inside reasoning (<think>)");
   metrics_.describe("v4host_tool_call_parse_failures_total", "counter", "Model outputs whose tool-call markup failed to parse or validate");
+  metrics_.describe("v4host_heap_bytes", "gauge", "Bytes the allocator has handed out and not had back (a leak grows this; the resident size also holds freed pages)");
   metrics_.describe("v4host_client_disconnects_total", "counter", "Generation requests (streaming or not) cancelled because the client went away");
   // Token masks are built over the model's vocabulary (rows beyond the tokenizer's are never allowed).
   std::vector<std::string> vocab(static_cast<size_t>(weights.cfg.vocab_size));
@@ -235,6 +237,9 @@ void Service::routes() {
     res.set_content(wire(json{{"status", "ok"}, {"model", model_id_}}), "application/json");
   });
   h.route("GET", "/metrics", [this](const net::Request&, net::Reply& res) {
+    // Only here, not in /health: counting the heap walks every arena's free lists under their
+    // locks, too slow for a probe answered many times a second under load.
+    if (auto heap = heap_in_use_bytes()) metrics_.set("v4host_heap_bytes", static_cast<double>(*heap));
     res.set_content(metrics_.render(), "text/plain; version=0.0.4");
   });
   auto model_json = [this] {

@@ -133,4 +133,32 @@ TEST(Scheduler, AdmissionControl) {
   for (auto& h : hs) collect(h);
 }
 
+// --queue counts requests waiting beyond the free batch slots: a burst as large as batch + queue
+// is accepted even when it arrives before the loop has admitted any of it (the regression: the
+// burst's last requests were refused while batch slots stood free), and the burst beyond is not.
+TEST(Scheduler, QueueLimitCountsRequestsBeyondFreeBatchSlots) {
+  Engine eng(*model().w);
+  SchedulerOptions opt;
+  opt.ctx = 128;
+  opt.max_seqs = 4;
+  opt.queue_limit = 2;
+  Scheduler s(eng, opt, nullptr);
+  std::vector<std::shared_ptr<RequestHandle>> hs;
+  for (int i = 0; i < opt.max_seqs + opt.queue_limit; ++i)
+    EXPECT_NO_THROW(hs.push_back(s.submit(greedy(prompt(8, 10 + i), 60)))) << "request " << i;
+  int refused = 0;
+  for (int i = 0; i < 4; ++i) {
+    try {
+      hs.push_back(s.submit(greedy(prompt(8, 20 + i), 60)));
+    } catch (const QueueFull&) {
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 0);
+  for (auto& h : hs) {
+    const FinishReason r = collect(h).reason;
+    EXPECT_TRUE(r == FinishReason::Length || r == FinishReason::Stop) << finish_reason_name(r);
+  }
+}
+
 }  // namespace
