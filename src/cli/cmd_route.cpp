@@ -33,6 +33,7 @@ struct RouteArgs {
   bool demo = false, quiet = false;
   int io_threads = 1;
   int upstream_threads = 0;
+  bool io_realtime = false;
 };
 
 router::Proxy* g_proxy = nullptr;
@@ -182,6 +183,7 @@ void run_route(RouteArgs& a) {
   router::ProxyOptions po;
   po.io_threads = a.io_threads;
   po.upstream_threads = a.upstream_threads;
+  po.io_realtime = a.io_realtime;
   po.quiet = a.quiet;
   router::Proxy proxy(cfg, tok.get(), po);
   int port = proxy.bind();
@@ -225,6 +227,9 @@ void add_route_command(CLI::App& app) {
   c->add_option("--upstream-threads", a->upstream_threads,
                 "separate upstream I/O threads, each with its own connection pool (default 0: upstream calls run on the client connection's event loop)")
       ->check(CLI::Range(0, 64));
+  c->add_flag("--io-realtime", a->io_realtime,
+              "run the event-loop threads at real-time priority (SCHED_FIFO 1; needs CAP_SYS_NICE) so that other work on the machine does not "
+              "delay forwarding; refused: a warning and normal priority");
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_route(*a); });
 }

@@ -1,6 +1,8 @@
 #include "router/proxy.h"
 
 #include <openssl/sha.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -198,6 +200,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   std::set<std::string> rule_headers;  // lower-case header names some rule matches on
   FILE* access = nullptr;
   std::mutex access_mu;
+  std::atomic<bool> realtime_ok{true};  // every loop thread got SCHED_FIFO (io_realtime)
   std::atomic<bool> stopping{false};
   // In-flight budget reservations by scope ("k|name", "t|name", "r|name"): checked and taken under
   // one lock, so concurrent requests cannot together spend past a budget.
@@ -1384,7 +1387,20 @@ int Proxy::bind() { return impl_->server->bind(); }
 
 void Proxy::serve() {
   auto im = impl_;
-  for (auto& sh : im->shards) sh->th = std::thread([s = sh.get()] { s->io.run(); });
+  for (auto& sh : im->shards) {
+    sh->th = std::thread([s = sh.get()] { s->io.run(); });
+    if (im->opt.io_realtime) {
+      sched_param sp{};
+      sp.sched_priority = 1;
+      int rc = pthread_setschedparam(sh->th.native_handle(), SCHED_FIFO, &sp);
+      if (rc != 0) {
+        im->realtime_ok = false;
+        if (!im->opt.quiet)
+          std::fprintf(stderr, "v4host route: --io-realtime: SCHED_FIFO refused (%s); event loops at normal priority\n", std::strerror(rc));
+      }
+    }
+  }
+  if (!im->opt.io_realtime) im->realtime_ok = false;
   asio::post(im->shards[0]->io, [im] { im->start_health_checks(); });
   im->server->run();
 }
@@ -1400,6 +1416,7 @@ void Proxy::request_stop() noexcept {
 }
 
 const Config& Proxy::config() const { return impl_->cfg; }
+bool Proxy::io_realtime_granted() const { return impl_->realtime_ok; }
 Metrics& Proxy::metrics() { return impl_->metrics; }
 
 }  // namespace v4::router

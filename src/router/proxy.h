@@ -29,6 +29,11 @@ struct ProxyOptions {
   int io_threads = 1;        // event loops (one thread each) serving client connections and, by default, their upstream calls
   int upstream_threads = 0;  // 0: upstream calls run on the client connection's loop (no thread hop);
                              // N: N separate upstream I/O threads, each with its own connection pool
+  // Event-loop threads at real-time priority (SCHED_FIFO 1; needs CAP_SYS_NICE or an
+  // RLIMIT_RTPRIO), so that other work on the machine does not keep a woken loop off the CPU —
+  // on a shared machine that wait, not the router's own work, is most of the added latency's
+  // tail. Refused: a warning, and the loops run at normal priority (io_realtime_granted()).
+  bool io_realtime = false;
   bool quiet = false;
 };
 
@@ -45,6 +50,8 @@ class Proxy {
   void stop();    // any thread
   void request_stop() noexcept;  // async-signal-safe
   const Config& config() const;
+  // After serve() started: whether every event-loop thread got the real-time priority asked for.
+  bool io_realtime_granted() const;
   Metrics& metrics();
 
   struct Impl;

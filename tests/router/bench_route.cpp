@@ -260,10 +260,12 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   v4::router::ProxyOptions po;
   if (const char* e = std::getenv("ROUTE_BENCH_IO_THREADS")) po.io_threads = std::max(1, std::atoi(e));
   if (const char* e = std::getenv("ROUTE_BENCH_UPSTREAM_THREADS")) po.upstream_threads = std::max(0, std::atoi(e));
+  po.io_realtime = std::getenv("ROUTE_BENCH_IO_REALTIME") && std::atoi(std::getenv("ROUTE_BENCH_IO_REALTIME")) != 0;
   v4::router::Proxy proxy(cfg, nullptr, po);
   int port = proxy.bind();
   std::thread srv([&] { proxy.serve(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  if (po.io_realtime) std::printf("router event loops at SCHED_FIFO 1: %s\n", proxy.io_realtime_granted() ? "granted" : "refused");
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
   auto added = [](const std::vector<double>& r, const std::vector<double>& d, double p) { return pct(r, p) - pct(d, p); };
   struct Row {

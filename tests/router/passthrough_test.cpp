@@ -4,6 +4,8 @@
 // assembled by the lean reader, a failure before the first byte still falls back, and a verifier
 // still gates a buffered route.
 #include <gtest/gtest.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -68,11 +70,11 @@ struct Router {
   std::unique_ptr<v4::router::Proxy> proxy;
   std::thread th;
   int port = 0;
-  explicit Router(const std::string& yaml_body) {
+  explicit Router(const std::string& yaml_body, v4::router::ProxyOptions po = {}) {
     std::string tmpl = (fs::temp_directory_path() / "v4route-pt-XXXXXX").string();
     dir = mkdtemp(tmpl.data());
     std::string yaml = fmt::format("listen: {{port: 0}}\nledger: {}/ledger.db\naccess_log: \"-\"\n{}", dir.string(), yaml_body);
-    proxy = std::make_unique<v4::router::Proxy>(v4::router::load_config_text(yaml, "pt.yaml"), nullptr);
+    proxy = std::make_unique<v4::router::Proxy>(v4::router::load_config_text(yaml, "pt.yaml"), nullptr, po);
     port = proxy->bind();
     th = std::thread([this] { proxy->serve(); });
   }
@@ -230,4 +232,25 @@ TEST(RouterPassthrough, UsageOnTheFinishChunkCutForAClientThatDidNotAsk) {
   EXPECT_EQ(rt.q("SELECT prompt_tokens || '/' || completion_tokens FROM requests WHERE id = '" + id + "'"), "9/2");
   res = rt.post(chat_body(true, true));
   EXPECT_EQ(res.body, up.sse);
+}
+
+// --io-realtime: the loops get SCHED_FIFO where this process may have it (as a probe thread can),
+// run at normal priority where not, and forward the same bytes either way.
+TEST(RouterPassthrough, RealtimeLoopsWhereAllowedSameBytes) {
+  bool allowed = false;
+  std::thread probe([&] {
+    sched_param sp{};
+    sp.sched_priority = 1;
+    allowed = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp) == 0;
+  });
+  probe.join();
+  FakeUpstream up(kRole + kTok1 + kTok2 + kFinish + kUsage + kDone);
+  v4::router::ProxyOptions po;
+  po.io_realtime = true;
+  po.quiet = true;
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a], stream: first_byte}\n", po);
+  auto res = rt.post(chat_body(true, true));
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.body, up.sse);
+  EXPECT_EQ(rt.proxy->io_realtime_granted(), allowed);
 }
