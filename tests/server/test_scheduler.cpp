@@ -107,6 +107,20 @@ TEST(Scheduler, MaxTokensAndStopIds) {
   EXPECT_EQ(r2.reason, FinishReason::Stop);
 }
 
+// Submits `n` greedy requests of `max_tokens` (prompts seeded from `seed`) at once, keeping the
+// accepted handles in *hs; returns how many were refused with QueueFull.
+int submit_burst(Scheduler& s, int n, int seed, int max_tokens, std::vector<std::shared_ptr<RequestHandle>>* hs) {
+  int refused = 0;
+  for (int i = 0; i < n; ++i) {
+    try {
+      hs->push_back(s.submit(greedy(prompt(8, seed + i), max_tokens)));
+    } catch (const QueueFull&) {
+      ++refused;
+    }
+  }
+  return refused;
+}
+
 TEST(Scheduler, AdmissionControl) {
   Engine eng(*model().w);
   SchedulerOptions opt;
@@ -120,16 +134,8 @@ TEST(Scheduler, AdmissionControl) {
   Scheduler t(eng, tight, nullptr);
   EXPECT_THROW(t.submit(greedy(prompt(8, 3), 4)), InputError);
   // Queue of one: a burst beyond running + queued is refused with QueueFull.
-  int refused = 0;
   std::vector<std::shared_ptr<RequestHandle>> hs;
-  for (int i = 0; i < 6; ++i) {
-    try {
-      hs.push_back(s.submit(greedy(prompt(8, i), 40)));
-    } catch (const QueueFull&) {
-      ++refused;
-    }
-  }
-  EXPECT_GT(refused, 0);
+  EXPECT_GT(submit_burst(s, 6, 0, 40, &hs), 0);
   for (auto& h : hs) collect(h);
 }
 
@@ -144,17 +150,8 @@ TEST(Scheduler, QueueLimitCountsRequestsBeyondFreeBatchSlots) {
   opt.queue_limit = 2;
   Scheduler s(eng, opt, nullptr);
   std::vector<std::shared_ptr<RequestHandle>> hs;
-  for (int i = 0; i < opt.max_seqs + opt.queue_limit; ++i)
-    EXPECT_NO_THROW(hs.push_back(s.submit(greedy(prompt(8, 10 + i), 60)))) << "request " << i;
-  int refused = 0;
-  for (int i = 0; i < 4; ++i) {
-    try {
-      hs.push_back(s.submit(greedy(prompt(8, 20 + i), 60)));
-    } catch (const QueueFull&) {
-      ++refused;
-    }
-  }
-  EXPECT_GT(refused, 0);
+  EXPECT_EQ(submit_burst(s, opt.max_seqs + opt.queue_limit, 10, 60, &hs), 0);
+  EXPECT_GT(submit_burst(s, 4, 20, 60, &hs), 0);
   for (auto& h : hs) {
     const FinishReason r = collect(h).reason;
     EXPECT_TRUE(r == FinishReason::Length || r == FinishReason::Stop) << finish_reason_name(r);
