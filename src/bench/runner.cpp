@@ -9,16 +9,12 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <pthread.h>
-#include <sched.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 #include <future>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
 
+#include "core/thread_priority.h"
 #include "stats/bootstrap.h"
 #include "stats/summary.h"
 #include "text/tokenizer.h"
@@ -71,34 +67,10 @@ struct Shard {
   std::thread thread;
 };
 
-// The calling I/O thread at SCHED_FIFO 1 (Target::io_realtime); "" when granted, else why not. When
-// refused, the thread asks the EEVDF scheduler (Linux >= 6.12, sched_setattr's sched_runtime, no
-// privilege needed) for a 100 us slice instead: a woken thread with a short slice preempts a
-// CPU-bound task at once rather than at the end of that task's slice (about 3 ms here), its CPU
-// share unchanged. Measured at capacity under other sessions' load: 3.8-6.0% of the pieces read
-// late with it, 12.7-15.9% without, none at SCHED_FIFO. (Asio's resolver thread, started from an
-// I/O thread at its first lookup, inherits the setting; it only sleeps in getaddrinfo.)
-std::string raise_priority() {
-  sched_param sp{};
-  sp.sched_priority = 1;
-  int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-  if (rc == 0) return {};
-  struct {  // struct sched_attr (glibc has no wrapper)
-    uint32_t size, sched_policy;
-    uint64_t sched_flags;
-    int32_t sched_nice;
-    uint32_t sched_priority;
-    uint64_t sched_runtime, sched_deadline, sched_period;
-    uint32_t sched_util_min, sched_util_max;
-  } a{};
-  a.size = sizeof a;
-  a.sched_policy = SCHED_OTHER;
-  a.sched_nice = getpriority(PRIO_PROCESS, 0);
-  a.sched_runtime = 100'000;  // ns
-  bool slice = syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
-  return std::string("SCHED_FIFO refused: ") + std::strerror(rc) +
-         (slice ? "; the I/O threads asked for a 100 us EEVDF slice instead" : "; a short EEVDF slice was refused too");
-}
+// Measured at capacity under other sessions' load (raise_io_thread_priority): 3.8-6.0% of the
+// pieces read late with the EEVDF-slice fallback, 12.7-15.9% at normal priority, none at
+// SCHED_FIFO. (Asio's resolver thread, started from an I/O thread at its first lookup, inherits
+// the setting; it only sleeps in getaddrinfo.)
 
 int io_thread_count(int requested) {
   if (requested > 0) return requested;
@@ -119,7 +91,7 @@ class Runner {
       std::promise<std::string> prio;
       auto prio_result = prio.get_future();
       sh->thread = std::thread([raw, rt = t_.io_realtime, prio = std::move(prio)]() mutable {
-        prio.set_value(rt ? raise_priority() : std::string());
+        prio.set_value(rt ? raise_io_thread_priority() : std::string());
         raw->io.run();
       });
       std::string why = prio_result.get();

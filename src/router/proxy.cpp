@@ -1,8 +1,6 @@
 #include "router/proxy.h"
 
 #include <openssl/sha.h>
-#include <pthread.h>
-#include <sched.h>
 
 #include <atomic>
 #include <chrono>
@@ -11,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -22,6 +21,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <fmt/format.h>
 
+#include "core/thread_priority.h"
 #include "net/http_server.h"
 #include "protocol/protocol.h"
 #include "router/cost.h"
@@ -1388,16 +1388,16 @@ int Proxy::bind() { return impl_->server->bind(); }
 void Proxy::serve() {
   auto im = impl_;
   for (auto& sh : im->shards) {
-    sh->th = std::thread([s = sh.get()] { s->io.run(); });
-    if (im->opt.io_realtime) {
-      sched_param sp{};
-      sp.sched_priority = 1;
-      int rc = pthread_setschedparam(sh->th.native_handle(), SCHED_FIFO, &sp);
-      if (rc != 0) {
-        im->realtime_ok = false;
-        if (!im->opt.quiet)
-          std::fprintf(stderr, "v4host route: --io-realtime: SCHED_FIFO refused (%s); event loops at normal priority\n", std::strerror(rc));
-      }
+    std::promise<std::string> prio;
+    auto prio_result = prio.get_future();
+    sh->th = std::thread([s = sh.get(), rt = im->opt.io_realtime, prio = std::move(prio)]() mutable {
+      prio.set_value(rt ? raise_io_thread_priority() : std::string());
+      s->io.run();
+    });
+    const std::string why = prio_result.get();
+    if (!why.empty()) {
+      if (im->realtime_ok.exchange(false) && !im->opt.quiet)
+        std::fprintf(stderr, "v4host route: --io-realtime: %s\n", why.c_str());
     }
   }
   if (!im->opt.io_realtime) im->realtime_ok = false;

@@ -1,0 +1,36 @@
+#include "core/thread_priority.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace v4 {
+
+std::string raise_io_thread_priority() {
+  sched_param sp{};
+  sp.sched_priority = 1;
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (rc == 0) return {};
+  struct {  // struct sched_attr (glibc has no wrapper)
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+  } a{};
+  a.size = sizeof a;
+  a.sched_policy = SCHED_OTHER;
+  a.sched_nice = getpriority(PRIO_PROCESS, 0);
+  a.sched_runtime = 100'000;  // ns
+  const bool slice = syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
+  return std::string("SCHED_FIFO refused: ") + std::strerror(rc) +
+         (slice ? "; asked for a 100 us EEVDF slice instead" : "; a short EEVDF slice was refused too");
+}
+
+}  // namespace v4

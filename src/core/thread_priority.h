@@ -1,0 +1,16 @@
+// Real-time priority for latency-critical I/O threads (the bench client's readers, the router's
+// event loops): on a machine shared with other work, a woken I/O thread at normal priority can
+// wait milliseconds for a core, and its reads or forwards come late.
+#pragma once
+#include <string>
+
+namespace v4 {
+
+// Puts the calling thread at SCHED_FIFO priority 1. Returns "" when granted; otherwise why not
+// (no CAP_SYS_NICE, typically), after asking the scheduler for a 100 us EEVDF slice instead
+// (Linux >= 6.12, sched_setattr's sched_runtime, no privilege needed): a woken thread with a short
+// slice preempts a CPU-bound task at once rather than at the end of that task's slice (about 3 ms
+// here), its CPU share unchanged. Threads the caller starts afterwards inherit the setting.
+std::string raise_io_thread_priority();
+
+}  // namespace v4
