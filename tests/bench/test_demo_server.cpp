@@ -96,14 +96,24 @@ TEST_F(BenchDemo, EveryApiAndWorkloadKind) {
       const json& s = j["points"][0]["summary"];
       EXPECT_EQ(s["requests"]["completed"], 2) << s.dump();
       EXPECT_EQ(j["provenance"]["model"], "v4host-demo");
+      // The demo model samples: a request may draw the end token first (it did once in CI, on
+      // responses / agent) and then has no output and no first token. That is a stop, not a
+      // measuring error; one of the two must have streamed.
+      int streamed = 0;
       for (const auto& q : j["points"][0]["requests"]) {
-        EXPECT_GT(q["output_tokens"].get<int>(), 0);
         EXPECT_LE(q["output_tokens"].get<int>(), 4);
         EXPECT_GT(q["prompt_tokens"].get<int>(), 0);
+        EXPECT_GE(q["output_tokens_local"].get<int>(), 0);
+        if (q["output_tokens"].get<int>() == 0) {
+          EXPECT_EQ(q["finish_reason"], "stop") << q.dump();
+          EXPECT_FALSE(q["ttft_ms"].is_number()) << q.dump();
+          continue;
+        }
+        ++streamed;
         ASSERT_TRUE(q["ttft_ms"].is_number());
         EXPECT_GE(q["e2e_ms"].get<double>(), q["ttft_ms"].get<double>());
-        EXPECT_GE(q["output_tokens_local"].get<int>(), 0);
       }
+      EXPECT_GE(streamed, 1);
       // Usage and the local tokenizer agree on what streamed (exact for the V4 tokenizer).
       const json& cx = s["tokens"]["usage_vs_local_tokenizer"];
       EXPECT_EQ(cx["requests_compared"], 2);
