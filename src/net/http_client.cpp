@@ -2,6 +2,7 @@
 // io_context. The response is parsed by a Beast basic_parser fed from our own socket reads, so the
 // time each read completed is known when the parser hands out the body bytes it carried.
 #include "net/http_client.h"
+#include "net/http_exchange.h"  // iequals
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
@@ -75,13 +76,6 @@ Url Url::parse(std::string_view s) {
     if (!std::isdigit(static_cast<unsigned char>(c))) throw InputError("URL '" + std::string(s) + "': bad port '" + u.port + "'");
   if (std::stoul(u.port) == 0 || std::stoul(u.port) > 65535) throw InputError("URL '" + std::string(s) + "': port out of range");
   return u;
-}
-
-static bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (std::tolower(static_cast<unsigned char>(a[i])) != std::tolower(static_cast<unsigned char>(b[i]))) return false;
-  return true;
 }
 
 std::string header_value(const ClientHeaders& h, std::string_view name) {

@@ -6,7 +6,7 @@
 
 namespace v4::stats {
 
-Interval wilson_interval(long passed, long n, double z) {
+Bounds wilson_interval(long passed, long n, double z) {
   if (n <= 0) return {0.0, 1.0};
   const double nn = static_cast<double>(n);
   const double p = static_cast<double>(passed) / nn;

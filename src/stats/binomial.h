@@ -8,7 +8,9 @@
 
 namespace v4::stats {
 
-struct Interval {
+// A two-sided interval [lo, hi]. (Not bootstrap.h's Interval, which also carries the estimate:
+// two types of one name in one namespace would break the one-definition rule.)
+struct Bounds {
   double lo = 0, hi = 0;
 };
 
@@ -16,7 +18,7 @@ struct Interval {
 inline constexpr double kZ95 = 1.959963984540054;
 
 // Wilson score interval for `passed` successes out of `n` trials; n == 0 gives [0, 1].
-Interval wilson_interval(long passed, long n, double z = kZ95);
+Bounds wilson_interval(long passed, long n, double z = kZ95);
 
 // Two-sided exact binomial test of `k` successes in `n` trials at p = 1/2:
 // min(1, 2 * P(X <= min(k, n - k))). n == 0 gives 1.
@@ -28,7 +30,7 @@ inline double mcnemar_exact(long b, long c) { return binomial_two_sided_half(b, 
 
 struct PairedBootstrap {
   double mean_diff = 0;  // mean of (b - a) over the pairs
-  Interval ci;           // percentile interval of the resampled mean difference
+  Bounds ci;           // percentile interval of the resampled mean difference
   int iterations = 0;
 };
 
