@@ -9,8 +9,6 @@
 #include <deque>
 #include <memory>
 #include <optional>
-#include <future>
-#include <cstring>
 #include <thread>
 #include <unordered_map>
 
@@ -67,11 +65,6 @@ struct Shard {
   std::thread thread;
 };
 
-// Measured at capacity under other sessions' load (raise_io_thread_priority): 3.8-6.0% of the
-// pieces read late with the EEVDF-slice fallback, 12.7-15.9% at normal priority, none at
-// SCHED_FIFO. (Asio's resolver thread, started from an I/O thread at its first lookup, inherits
-// the setting; it only sleeps in getaddrinfo.)
-
 int io_thread_count(int requested) {
   if (requested > 0) return requested;
   unsigned hw = std::thread::hardware_concurrency();
@@ -88,13 +81,12 @@ class Runner {
     for (int i = io_thread_count(t_.io_threads); i > 0; --i) {
       auto sh = std::make_unique<Shard>();
       Shard* raw = sh.get();
-      std::promise<std::string> prio;
-      auto prio_result = prio.get_future();
-      sh->thread = std::thread([raw, rt = t_.io_realtime, prio = std::move(prio)]() mutable {
-        prio.set_value(rt ? raise_io_thread_priority() : std::string());
-        raw->io.run();
-      });
-      std::string why = prio_result.get();
+      // Target::io_realtime, measured at capacity under other sessions' load: 3.8-6.0% of the
+      // pieces read late with the EEVDF-slice fallback, 12.7-15.9% at normal priority, none at
+      // SCHED_FIFO. (Asio's resolver thread, started from an I/O thread at its first lookup,
+      // inherits the setting; it only sleeps in getaddrinfo.)
+      std::string why;
+      sh->thread = start_io_thread(t_.io_realtime, [raw] { raw->io.run(); }, &why);
       if (!why.empty() && realtime_error_.empty()) realtime_error_ = why;
       shards_.push_back(std::move(sh));
     }

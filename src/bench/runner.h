@@ -39,9 +39,8 @@ struct Target {
   // each socket as its data arrives. Needs CAP_SYS_NICE or an RLIMIT_RTPRIO; without it the run
   // goes on at normal priority with a short EEVDF slice (100 us; Linux >= 6.12, no privilege),
   // which helps but does not suffice on a busy machine, and RunResult::io_realtime says so. The
-  // I/O threads sleep in
-  // epoll between pieces, and the kernel's real-time throttling keeps 5% of each second for the
-  // rest, so they cannot lock the machine up.
+  // I/O threads sleep in epoll between pieces, and the kernel's real-time throttling keeps 5% of
+  // each second for the rest, so they cannot lock the machine up.
   bool io_realtime = false;
 };
 

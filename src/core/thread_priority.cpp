@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <future>
 
 namespace v4 {
 
@@ -31,6 +32,17 @@ std::string raise_io_thread_priority() {
   const bool slice = syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
   return std::string("SCHED_FIFO refused: ") + std::strerror(rc) +
          (slice ? "; asked for a 100 us EEVDF slice instead" : "; a short EEVDF slice was refused too");
+}
+
+std::thread start_io_thread(bool realtime, std::function<void()> body, std::string* refused) {
+  std::promise<std::string> tried;
+  auto result = tried.get_future();
+  std::thread t([realtime, body = std::move(body), tried = std::move(tried)]() mutable {
+    tried.set_value(realtime ? raise_io_thread_priority() : std::string());
+    body();
+  });
+  *refused = result.get();
+  return t;
 }
 
 }  // namespace v4

@@ -2,7 +2,9 @@
 // event loops): on a machine shared with other work, a woken I/O thread at normal priority can
 // wait milliseconds for a core, and its reads or forwards come late.
 #pragma once
+#include <functional>
 #include <string>
+#include <thread>
 
 namespace v4 {
 
@@ -12,5 +14,10 @@ namespace v4 {
 // slice preempts a CPU-bound task at once rather than at the end of that task's slice (about 3 ms
 // here), its CPU share unchanged. Threads the caller starts afterwards inherit the setting.
 std::string raise_io_thread_priority();
+
+// Starts a thread that runs `body`, first raising its own priority as above when `realtime`.
+// Returns once the thread has tried, with *refused set to why it was refused ("" when granted or
+// not asked).
+std::thread start_io_thread(bool realtime, std::function<void()> body, std::string* refused);
 
 }  // namespace v4

@@ -9,7 +9,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
-#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -1388,13 +1387,8 @@ int Proxy::bind() { return impl_->server->bind(); }
 void Proxy::serve() {
   auto im = impl_;
   for (auto& sh : im->shards) {
-    std::promise<std::string> prio;
-    auto prio_result = prio.get_future();
-    sh->th = std::thread([s = sh.get(), rt = im->opt.io_realtime, prio = std::move(prio)]() mutable {
-      prio.set_value(rt ? raise_io_thread_priority() : std::string());
-      s->io.run();
-    });
-    const std::string why = prio_result.get();
+    std::string why;
+    sh->th = start_io_thread(im->opt.io_realtime, [s = sh.get()] { s->io.run(); }, &why);
     if (!why.empty()) {
       if (im->realtime_ok.exchange(false) && !im->opt.quiet)
         std::fprintf(stderr, "v4host route: --io-realtime: %s\n", why.c_str());
