@@ -8,8 +8,9 @@ namespace v4 {
 
 // Bytes the allocator has handed out and not yet had back (small blocks in every arena plus
 // blocks mapped on their own). Unlike the resident size this does not depend on whether freed
-// pages were returned to the OS, so it is the figure a leak shows in. Walks every arena under
-// its lock: cheap (microseconds), but not for a per-token path. nullopt where unknown.
+// pages were returned to the OS, so it is the figure a leak shows in. Walks every arena's free
+// lists under its lock, a cost that grows with the free blocks (not measured here): for a
+// scrape now and then, not for a probe or a per-token path. nullopt where unknown.
 std::optional<size_t> heap_in_use_bytes();
 
 // Returns freed pages of every arena to the OS (glibc keeps them otherwise). Walks every arena;
