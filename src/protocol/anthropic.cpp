@@ -86,7 +86,7 @@ Request parse_request(const ojson& body, bool for_count) {
   if (present(body, "top_k")) r.top_k = integer(body, "top_k", -1, 1 << 20);
   r.stop = read_stop(body, "stop_sequences", 16);
   if (present(body, "stream")) r.stream = boolean(body, "stream");
-  if (present(body, "metadata")) r.metadata = body["metadata"];
+  if (present(body, "metadata")) r.metadata = metadata(body);
   if (present(body, "service_tier") && body["service_tier"].is_string()) r.service_tier = body["service_tier"];
 
   // Anthropic semantics: no extended thinking unless asked for.

@@ -66,6 +66,23 @@ inline const ojson& array(const ojson& o, const char* k, const std::string& wher
   return v;
 }
 
+// `metadata`: an object of string values, as the OpenAI and Anthropic APIs require (OpenAI also
+// caps it at 16 pairs, keys of 64 and values of 512 characters). Checked rather than copied
+// as given, because it is echoed back and forwarded: a value such as a big integer would be
+// re-emitted as nlohmann's binary form (see text/py_json.h) and 1e400 as null.
+inline ojson metadata(const ojson& o, const char* k = "metadata") {
+  const ojson& m = object(o, k);
+  if (m.size() > 16) throw ProtocolError(k, std::string("'") + k + "' may hold at most 16 pairs");
+  for (const auto& [key, v] : m.items()) {
+    const std::string name = join(k, key);
+    if (key.size() > 64) throw ProtocolError(name, "metadata keys may be at most 64 characters");
+    if (!v.is_string() && !v.is_null()) throw ProtocolError(name, "'" + name + "' must be a string");
+    if (v.is_string() && v.get_ref<const std::string&>().size() > 512)
+      throw ProtocolError(name, "'" + name + "' may be at most 512 characters");
+  }
+  return m;
+}
+
 // An upstream's malformed answer (router side): 502.
 [[noreturn]] inline void bad_upstream(const std::string& where, const std::string& what) {
   throw ProtocolError(where, "upstream response: " + what, 502, "bad_upstream_response");

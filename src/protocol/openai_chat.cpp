@@ -201,7 +201,7 @@ Request parse_request(const ojson& body) {
     }
   }
   if (present(body, "user") && body["user"].is_string()) r.user = body["user"];
-  if (present(body, "metadata")) r.metadata = body["metadata"];
+  if (present(body, "metadata")) r.metadata = metadata(body);
   if (present(body, "store") && body["store"].is_boolean()) r.store = body["store"].get<bool>();
   if (present(body, "prompt_cache_key") && body["prompt_cache_key"].is_string()) r.prompt_cache_key = body["prompt_cache_key"];
 

@@ -377,7 +377,7 @@ Request parse_request(const ojson& body) {
     }
   }
   if (present(body, "prompt_cache_key")) r.prompt_cache_key = str(body, "prompt_cache_key");
-  if (present(body, "metadata")) r.metadata = body["metadata"];
+  if (present(body, "metadata")) r.metadata = metadata(body);
   if (present(body, "user")) r.user = str(body, "user");
   if (present(body, "service_tier")) r.service_tier = str(body, "service_tier");
   if (present(body, "top_logprobs")) r.notes.push_back("top_logprobs is accepted and ignored on /v1/responses");

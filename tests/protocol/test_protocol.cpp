@@ -282,6 +282,12 @@ TEST(Protocol, MalformedRequestsNameTheField) {
       {Dialect::AnthropicMessages, R"({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "tool_result"}]}]})", "messages[0].content[0].tool_use_id"},
       {Dialect::AnthropicMessages, R"({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "some"}})", "tool_choice.type"},
       {Dialect::AnthropicMessages, R"({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "thinking": {"type": "on"}})", "thinking.type"},
+      // metadata is echoed and forwarded, so only string values are taken (a big integer would
+      // come back as nlohmann's binary form).
+      {Dialect::Responses, R"({"model": "m", "input": "x", "metadata": {"a": "b", "n": 123456789012345678901234567890}})", "metadata.n"},
+      {Dialect::Responses, R"({"model": "m", "input": "x", "metadata": "tag"})", "metadata"},
+      {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "metadata": {"k": {"nested": 1}}})", "metadata.k"},
+      {Dialect::AnthropicMessages, R"({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], "metadata": {"user_id": 7}})", "metadata.user_id"},
       {Dialect::Completions, R"({"model": "m"})", "prompt"},
       {Dialect::Completions, R"({"model": "m", "prompt": "x", "logprobs": 50})", "logprobs"},
   };
