@@ -103,25 +103,35 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
   const float eps = cfg.norm_eps;
 
   // Query latent, queries (per-head RMS-normalised, rotated), shared KV.
-  std::vector<float> qr(static_cast<size_t>(M) * qlr), q(static_cast<size_t>(M) * H * hd), kv(static_cast<size_t>(M) * hd);
+  // The large per-call buffers are kept per thread: fresh vectors of tens of MB come from mmap
+  // and page-fault (and are zeroed) again in every layer. Every element is written before use.
+  // (Bound to references: a lambda running on a pool thread must see this thread's buffers.)
+  thread_local std::vector<float> tl_qr, tl_q, tl_kv, tl_o;
+  std::vector<float>&qr = tl_qr, &q = tl_q, &kv = tl_kv, &o = tl_o;
+  qr.resize(static_cast<size_t>(M) * qlr);
+  q.resize(static_cast<size_t>(M) * H * hd);
+  kv.resize(static_cast<size_t>(M) * hd);
   linear_act(c, A.wq_a, x, M, qr.data());
   for (int t = 0; t < M; ++t) rmsnorm(qr.data() + static_cast<size_t>(t) * qlr, A.q_norm.data(), qlr, eps, qr.data() + static_cast<size_t>(t) * qlr);
   linear_act(c, A.wq_b, qr.data(), M, q.data());
   linear_act(c, A.wkv, x, M, kv.data());
+  // Per token and independent: across the pool (a prefill has hundreds of tokens).
   for (auto& s : segs)
-    for (int t = 0; t < s.n; ++t) {
-      const int64_t p = s.p0 + t;
-      const size_t r = static_cast<size_t>(s.off + t);
-      for (int h = 0; h < H; ++h) {
-        float* qh = q.data() + (r * H + h) * hd;
-        rms_normalize(qh, hd, eps);
-        rope.apply(qh + nd, p);
+    parallel_for(static_cast<size_t>(s.n), 4, [&](size_t t0, size_t t1) {
+      for (size_t t = t0; t < t1; ++t) {
+        const int64_t p = s.p0 + static_cast<int64_t>(t);
+        const size_t r = static_cast<size_t>(s.off) + t;
+        for (int h = 0; h < H; ++h) {
+          float* qh = q.data() + (r * H + h) * hd;
+          rms_normalize(qh, hd, eps);
+          rope.apply(qh + nd, p);
+        }
+        float* k = kv.data() + r * hd;
+        rmsnorm(k, A.kv_norm.data(), hd, eps, k);
+        rope.apply(k + nd, p);
+        if (c.cache_quant) fakequant_fp8(k, nd, 64);
       }
-      float* k = kv.data() + r * hd;
-      rmsnorm(k, A.kv_norm.data(), hd, eps, k);
-      rope.apply(k + nd, p);
-      if (c.cache_quant) fakequant_fp8(k, nd, 64);
-    }
+    });
 
   // Compressed entries (and indexer keys) are produced before attention: the token that
   // completes a window already sees its entry.
@@ -137,19 +147,21 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
     linear_w(c, ix->weights_proj, x, M, wts.data());
     const float wscale = 1.0f / std::sqrt(static_cast<float>(ihd)) / std::sqrt(static_cast<float>(nIH));
     for (auto& s : segs)
-      for (int t = 0; t < s.n; ++t) {
-        const size_t r = static_cast<size_t>(s.off + t);
-        for (int h = 0; h < nIH; ++h) {
-          float* qh = qi.data() + (r * nIH + h) * ihd;
-          rope.apply(qh + (ihd - rd), s.p0 + t);
-          hadamard(qh, ihd);
-          if (c.cache_quant) fakequant_fp4(qh, ihd, 32);
+      parallel_for(static_cast<size_t>(s.n), 4, [&](size_t t0, size_t t1) {
+        for (size_t t = t0; t < t1; ++t) {
+          const size_t r = static_cast<size_t>(s.off) + t;
+          for (int h = 0; h < nIH; ++h) {
+            float* qh = qi.data() + (r * nIH + h) * ihd;
+            rope.apply(qh + (ihd - rd), s.p0 + static_cast<int64_t>(t));
+            hadamard(qh, ihd);
+            if (c.cache_quant) fakequant_fp4(qh, ihd, 32);
+          }
+          for (int h = 0; h < nIH; ++h) wts[r * nIH + h] *= wscale;
         }
-        for (int h = 0; h < nIH; ++h) wts[r * nIH + h] *= wscale;
-      }
+      });
   }
 
-  std::vector<float> o(static_cast<size_t>(M) * H * hd);
+  o.resize(static_cast<size_t>(M) * H * hd);
   const int win = cfg.window;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   for (size_t si = 0; si < segs.size(); ++si) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/thread_pool.h"
 #include "engine/internal.h"
 
 namespace v4::detail {
@@ -15,18 +16,25 @@ namespace {
 void expert_forward(const Ctx& c, const ExpertWeights& e, const float* x, int n, const float* weights, float* out) {
   const int I = e.w1.rows;
   const float lim = c.cfg.swiglu_limit;
-  std::vector<float> g(static_cast<size_t>(n) * I), u(static_cast<size_t>(n) * I);
+  // Kept per thread (reused by every expert and layer instead of page-faulting fresh buffers);
+  // bound to references so the pool's threads see the caller's.
+  thread_local std::vector<float> tl_g, tl_u;
+  std::vector<float>&g = tl_g, &u = tl_u;
+  g.resize(static_cast<size_t>(n) * I);
+  u.resize(static_cast<size_t>(n) * I);
   linear_act2(c, e.w1, e.w3, x, n, g.data(), u.data());
-  for (int t = 0; t < n; ++t) {
-    const float wt = weights ? weights[t] : 1.0f;
-    float* gt = g.data() + static_cast<size_t>(t) * I;
-    const float* ut = u.data() + static_cast<size_t>(t) * I;
-    for (int i = 0; i < I; ++i) {
-      float gv = lim > 0 ? std::min(gt[i], lim) : gt[i];
-      float uv = lim > 0 ? std::clamp(ut[i], -lim, lim) : ut[i];
-      gt[i] = silu(gv) * uv * wt;
+  parallel_for(static_cast<size_t>(n), 4, [&](size_t t0, size_t t1) {
+    for (size_t t = t0; t < t1; ++t) {
+      const float wt = weights ? weights[t] : 1.0f;
+      float* gt = g.data() + t * I;
+      const float* ut = u.data() + t * I;
+      for (int i = 0; i < I; ++i) {
+        float gv = lim > 0 ? std::min(gt[i], lim) : gt[i];
+        float uv = lim > 0 ? std::clamp(ut[i], -lim, lim) : ut[i];
+        gt[i] = silu(gv) * uv * wt;
+      }
     }
-  }
+  });
   linear_act(c, e.w2, g.data(), n, out);
 }
 
@@ -86,7 +94,8 @@ void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32
   for (int t = 0; t < M; ++t)
     for (int k = 0; k < K; ++k)
       by_expert[static_cast<size_t>(idx[static_cast<size_t>(t) * K + k])].push_back({t, wsel[static_cast<size_t>(t) * K + k]});
-  std::vector<float> xe, we, ye;
+  thread_local std::vector<float> tl_xe, tl_we, tl_ye;
+  std::vector<float>&xe = tl_xe, &we = tl_we, &ye = tl_ye;
   for (int e = 0; e < E; ++e) {
     const auto& list = by_expert[static_cast<size_t>(e)];
     if (list.empty()) continue;
@@ -94,16 +103,20 @@ void moe(const Ctx& c, const BlockWeights& b, const float* x, int M, const int32
     xe.resize(static_cast<size_t>(n) * D);
     we.resize(static_cast<size_t>(n));
     ye.resize(static_cast<size_t>(n) * D);
-    for (int i = 0; i < n; ++i) {
-      std::copy_n(x + static_cast<size_t>(list[static_cast<size_t>(i)].first) * D, D, xe.data() + static_cast<size_t>(i) * D);
-      we[static_cast<size_t>(i)] = list[static_cast<size_t>(i)].second;
-    }
+    for (int i = 0; i < n; ++i) we[static_cast<size_t>(i)] = list[static_cast<size_t>(i)].second;
+    parallel_for(static_cast<size_t>(n), 8, [&](size_t i0, size_t i1) {
+      for (size_t i = i0; i < i1; ++i) std::copy_n(x + static_cast<size_t>(list[i].first) * D, D, xe.data() + i * D);
+    });
     expert_forward(c, F.experts[static_cast<size_t>(e)], xe.data(), n, we.data(), ye.data());
-    for (int i = 0; i < n; ++i) {
-      float* o = out + static_cast<size_t>(list[static_cast<size_t>(i)].first) * D;
-      const float* y = ye.data() + static_cast<size_t>(i) * D;
-      for (int d = 0; d < D; ++d) o[d] += y[d];
-    }
+    // Split by columns, tokens in list order: the same sums in the same order as one thread,
+    // even if a (hash-routed) token listed an expert twice.
+    parallel_for(static_cast<size_t>(D), 512, [&](size_t d0, size_t d1) {
+      for (int i = 0; i < n; ++i) {
+        float* o = out + static_cast<size_t>(list[static_cast<size_t>(i)].first) * D;
+        const float* y = ye.data() + static_cast<size_t>(i) * D;
+        for (size_t d = d0; d < d1; ++d) o[d] += y[d];
+      }
+    });
   }
 }
 

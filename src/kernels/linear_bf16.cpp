@@ -797,18 +797,38 @@ struct TileConfig {
 // block exactly M wide (a decode step reads no padding); more tokens go in blocks of 16,
 // zero-padded.
 int vnni_width(int M) { return M <= 16 ? M : 16; }
-void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
-  const int W = vnni_width(M), TB = (M + 15) / 16, KC = Kp / 32, half = Kp / 2;
-  out.assign(static_cast<size_t>(TB) * KC * 16 * W, 0u);
-  const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
-  for (int m = 0; m < M; ++m) {
-    const int tb = m / 16, tm = m % 16;
-    for (int kc = 0; kc < KC; ++kc) {
-      uint32_t* d = out.data() + (static_cast<size_t>(tb) * KC + kc) * 16 * W + tm;
-      const uint32_t* s = src + static_cast<size_t>(m) * half + kc * 16;
-      for (int r = 0; r < 16; ++r) d[r * W] = s[r];
-    }
+// (Only on the AMX path, so AVX-512 is there: a full block of 16 tokens is gathered 16 words at
+// a time, written in order; token blocks across the pool.)
+V4_BF16 void pack_vnni_block(const uint32_t* src, int M, int Kp, int tb, uint32_t* dst) {
+  const int W = vnni_width(M), KC = Kp / 32, half = Kp / 2;
+  const int mn = std::min(W, M - tb * 16);
+  const uint32_t* s0 = src + static_cast<size_t>(tb) * 16 * half;
+  uint32_t* d0 = dst + static_cast<size_t>(tb) * KC * 16 * W;
+  if (mn == 16) {
+    const __m512i idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                           _mm512_set1_epi32(half));
+    for (int kc = 0; kc < KC; ++kc)
+      for (int r = 0; r < 16; ++r)
+        _mm512_storeu_si512(d0 + (kc * 16 + r) * 16, _mm512_i32gather_epi32(idx, s0 + kc * 16 + r, 4));
+    return;
   }
+  for (int kc = 0; kc < KC; ++kc)
+    for (int r = 0; r < 16; ++r) {
+      uint32_t* d = d0 + (kc * 16 + r) * W;
+      for (int tm = 0; tm < mn; ++tm) d[tm] = s0[static_cast<size_t>(tm) * half + kc * 16 + r];
+      for (int tm = mn; tm < W; ++tm) d[tm] = 0;
+    }
+}
+void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
+  const int W = vnni_width(M), TB = (M + 15) / 16, KC = Kp / 32;
+  out.resize(static_cast<size_t>(TB) * KC * 16 * W);
+  const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
+  uint32_t* dst = out.data();
+  if (TB == 1) pack_vnni_block(src, M, Kp, 0, dst);
+  else
+    parallel_for(static_cast<size_t>(TB), 1, [&](size_t b, size_t e) {
+      for (size_t tb = b; tb < e; ++tb) pack_vnni_block(src, M, Kp, static_cast<int>(tb), dst);
+    });
 }
 
 // C^T[n, m] = W · X^T on the tiles, 32 output rows at a time: the rows are decoded to BF16 in
@@ -927,8 +947,16 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
           _tile_loadd(3, cm + 768, 64);
         }
         const uint32_t* b0 = xv + static_cast<size_t>(tb) * blk;
+        // The tile loads of the activations miss the hardware prefetchers: the next token
+        // block's B tiles of this k block and its stored accumulators are fetched ahead.
+        const bool more = tb + 1 < TB;
+        const char* pb = reinterpret_cast<const char*>(more ? b0 + blk : xv) + static_cast<size_t>(kc0) * 1024;
+        const char* pc = reinterpret_cast<const char*>(more ? cm + 1024 : cm);
         for (int kc = kc0; kc < kc1; ++kc) {
           const uint16_t* a = wbuf + (kc - kc0) * 32;
+          for (int l = 0; l < 16; ++l) _mm_prefetch(pb + (kc - kc0) * 1024 + 64 * l, _MM_HINT_T0);
+          if (c0 > 0)
+            for (int l = 0; l < 8; ++l) _mm_prefetch(pc + (kc - kc0) * 512 + 64 * l, _MM_HINT_T0);
           _tile_loadd(7, b0 + static_cast<size_t>(kc) * 256, 64);
           _tile_loadd(4, a, kManyLD * 2);
           _tile_dpbf16ps(0, 4, 7);
