@@ -27,15 +27,19 @@
 
 #include <nlohmann/json.hpp>
 
+#include "text/py_json.h"
+
 namespace v4::protocol {
 
 using ojson = nlohmann::ordered_json;
 
 enum class Dialect { ChatCompletions, Completions, Responses, AnthropicMessages };
-const char* dialect_name(Dialect d);
+const char* dialect_name(Dialect d);  // "chat_completions", "completions", "responses", "anthropic_messages"
 
 // Serialises JSON for the wire; ill-formed UTF-8 (model output can hold it) becomes U+FFFD.
-inline std::string wire(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }  // "chat_completions", "completions", "responses", "anthropic_messages"
+// Request values are parsed exactly (text::parse_json_exact keeps big integers), so echoed ones
+// (tool schemas, response formats) are written back digit for digit.
+inline std::string wire(const ojson& j) { return text::json_dump_exact(j); }
 
 // A client's request (or an upstream's answer) that does not fit its dialect: `param` names the
 // field (e.g. "messages[2].content[0].type"), `status` is the HTTP status to answer with.

@@ -5,14 +5,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "protocol/types.h"
+
 namespace v4 {
 
-// Serialises a response. Text that reaches a response (model output, echoed client strings) may
-// hold ill-formed UTF-8; it is replaced with U+FFFD instead of failing the request.
-template <class J>
-std::string wire(const J& j) {
-  return j.dump(-1, ' ', false, J::error_handler_t::replace);
-}
+// Serialises a response: the protocol layer's serialiser (ill-formed UTF-8 in model output or
+// echoed client strings becomes U+FFFD; echoed big integers keep their digits).
+using protocol::wire;
 
 struct ApiError : std::runtime_error {
   int status;

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "server/grammar_ir.h"
+#include "text/py_json.h"
 
 namespace v4 {
 namespace gir {
@@ -171,8 +172,10 @@ bool is_constraint_free_ref(const ojson& s) {
 
 bool value_has_type(const ojson& v, const std::string& t) {
   if (t == "string") return v.is_string();
-  if (t == "integer") return v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
-  if (t == "number") return v.is_number();
+  if (t == "integer")
+    return v.is_number_integer() || text::is_big_integer(v) ||
+           (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  if (t == "number") return v.is_number() || text::is_big_integer(v);
   if (t == "boolean") return v.is_boolean();
   if (t == "null") return v.is_null();
   if (t == "object") return v.is_object();
@@ -201,9 +204,9 @@ std::vector<std::string> type_list(const ojson& s) {
 int64_t get_int_limit(const ojson& s, const char* key, int64_t dflt) {
   if (!s.contains(key)) return dflt;
   const auto& v = s[key];
-  if (!v.is_number() || v.get<double>() < 0)
-    throw InputError(std::string("schema '") + key + "' must be a non-negative number");
-  double d = v.get<double>();
+  const std::optional<double> value = text::number_value(v);
+  if (!value || *value < 0) throw InputError(std::string("schema '") + key + "' must be a non-negative number");
+  const double d = *value;
   return d > 1e15 ? static_cast<int64_t>(1e15) : static_cast<int64_t>(d);
 }
 
@@ -276,6 +279,7 @@ std::string JsonBuilder::dump(const ojson& v) {
       for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + dump(v[i]);
       return s + "]";
     }
+    if (text::is_big_integer(v)) return text::big_integer_text(v);  // as Python writes it
     return v.dump();
   } catch (const nlohmann::json::exception& e) {
     throw InputError(std::string("schema value cannot be serialised: ") + e.what());
@@ -549,8 +553,9 @@ NodeP JsonBuilder::typed(const std::string& t, const ojson& s, const ojson& root
       if (!s.contains(key)) return;
       const auto& v = s[key];
       if (v.is_boolean()) return;  // draft-4 exclusive flags, handled below
-      if (!v.is_number()) throw InputError(std::string("schema '") + key + "' must be a number");
-      double d = v.get<double>();
+      const std::optional<double> value = text::number_value(v);  // big integers too
+      if (!value) throw InputError(std::string("schema '") + key + "' must be a number");
+      const double d = *value;
       bool excl = exclusive_key;
       if (!exclusive_key) {
         const char* ek = is_lo ? "exclusiveMinimum" : "exclusiveMaximum";

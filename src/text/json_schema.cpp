@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include "text/pretokenizer.h"
@@ -24,6 +25,7 @@ std::string type_name(const J& v) {
     case J::value_t::string: return "string";
     case J::value_t::array: return "array";
     case J::value_t::object: return "object";
+    case J::value_t::binary: return is_big_integer(v) ? "integer" : "unknown";
     default: return "unknown";
   }
 }
@@ -34,9 +36,9 @@ bool is_type(const J& v, const std::string& t) {
   if (t == "string") return v.is_string();
   if (t == "array") return v.is_array();
   if (t == "object") return v.is_object();
-  if (t == "number") return v.is_number();
+  if (t == "number") return v.is_number() || is_big_integer(v);
   if (t == "integer") {
-    if (v.is_number_integer() || v.is_number_unsigned()) return true;
+    if (v.is_number_integer() || v.is_number_unsigned() || is_big_integer(v)) return true;
     if (v.is_number_float()) {
       double d = v.get<double>();
       return std::isfinite(d) && d == std::floor(d);
@@ -141,7 +143,7 @@ struct Validator {
     }
     if (auto it = s.find("const"); it != s.end() && *it != v) fail(path, "value must be " + py_json_dumps(*it));
     if (v.is_string()) check_string(v.get_ref<const std::string&>(), s, path);
-    if (v.is_number()) check_number(v.get<double>(), s, path);
+    if (auto d = number_value(v)) check_number(*d, s, path);
     if (v.is_array()) check_array(v, s, path);
     if (v.is_object()) check_object(v, s, path);
     if (auto it = s.find("allOf"); it != s.end() && it->is_array())
@@ -179,27 +181,32 @@ struct Validator {
   }
 
   void check_number(double d, const J& s, const std::string& path) {
-    auto num = [&](const char* k) -> const J* {
+    // A numeric keyword (big integers included, as Python reads them); messages quote its text.
+    struct Keyword {
+      double v;
+      const J* text;
+    };
+    auto num = [&](const char* k) -> std::optional<Keyword> {
       auto it = s.find(k);
-      return it != s.end() && it->is_number() ? &*it : nullptr;
+      if (it == s.end()) return std::nullopt;
+      if (auto v = number_value(*it)) return Keyword{*v, &*it};
+      return std::nullopt;
     };
     bool excl_min_bool = s.contains("exclusiveMinimum") && s["exclusiveMinimum"].is_boolean() && s["exclusiveMinimum"].get<bool>();
     bool excl_max_bool = s.contains("exclusiveMaximum") && s["exclusiveMaximum"].is_boolean() && s["exclusiveMaximum"].get<bool>();
-    if (const J* m = num("minimum")) {
-      if (excl_min_bool ? !(d > m->get<double>()) : d < m->get<double>())
-        fail(path, "value " + py_float_or_int(d) + " is below the minimum " + py_json_dumps(*m));
+    if (auto m = num("minimum")) {
+      if (excl_min_bool ? !(d > m->v) : d < m->v)
+        fail(path, "value " + py_float_or_int(d) + " is below the minimum " + py_json_dumps(*m->text));
     }
-    if (const J* m = num("maximum")) {
-      if (excl_max_bool ? !(d < m->get<double>()) : d > m->get<double>())
-        fail(path, "value " + py_float_or_int(d) + " is above the maximum " + py_json_dumps(*m));
+    if (auto m = num("maximum")) {
+      if (excl_max_bool ? !(d < m->v) : d > m->v)
+        fail(path, "value " + py_float_or_int(d) + " is above the maximum " + py_json_dumps(*m->text));
     }
-    if (const J* m = num("exclusiveMinimum"); m && !(d > m->get<double>()))
-      fail(path, "value must be greater than " + py_json_dumps(*m));
-    if (const J* m = num("exclusiveMaximum"); m && !(d < m->get<double>()))
-      fail(path, "value must be less than " + py_json_dumps(*m));
-    if (const J* m = num("multipleOf"); m && m->get<double>() > 0) {
-      double q = d / m->get<double>();
-      if (std::fabs(q - std::round(q)) > 1e-9) fail(path, "value is not a multiple of " + py_json_dumps(*m));
+    if (auto m = num("exclusiveMinimum"); m && !(d > m->v)) fail(path, "value must be greater than " + py_json_dumps(*m->text));
+    if (auto m = num("exclusiveMaximum"); m && !(d < m->v)) fail(path, "value must be less than " + py_json_dumps(*m->text));
+    if (auto m = num("multipleOf"); m && m->v > 0) {
+      double q = d / m->v;
+      if (std::fabs(q - std::round(q)) > 1e-9) fail(path, "value is not a multiple of " + py_json_dumps(*m->text));
     }
   }
   static std::string py_float_or_int(double d) {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "core/error.h"
@@ -391,8 +392,32 @@ ojson parse_json_exact(std::string_view text, const std::string& what) {
 
 ojson parse_ordered_json(std::string_view text, const std::string& what) { return parse_json_exact(text, what); }
 
+bool contains_big_integer(const ojson& v) {
+  switch (v.type()) {
+    case ojson::value_t::binary: return is_big_integer(v);
+    case ojson::value_t::array:
+    case ojson::value_t::object:
+      for (const auto& e : v)
+        if (contains_big_integer(e)) return true;
+      return false;
+    default: return false;
+  }
+}
+
+std::optional<double> number_value(const ojson& v) {
+  if (v.is_number()) return v.get<double>();
+  if (is_big_integer(v)) return std::strtod(big_integer_text(v).c_str(), nullptr);  // +-HUGE_VAL past range
+  return std::nullopt;
+}
+
 namespace {
 void dump_exact_into(const ojson& v, std::string& out) {
+  // Subtrees without a big integer go to nlohmann's serialiser whole (the common case: one
+  // check, then the library's dump); only the path down to a big integer is walked here.
+  if (!contains_big_integer(v)) {
+    out += v.dump(-1, ' ', false, ojson::error_handler_t::replace);
+    return;
+  }
   switch (v.type()) {
     case ojson::value_t::array:
     case ojson::value_t::object:

@@ -4,6 +4,7 @@
 // JSON values for the places where the encoder formats a non-string into a template.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -46,8 +47,15 @@ bool is_big_integer(const ojson& v);
 std::string big_integer_text(const ojson& v);      // the decimal text; "" if not a big integer
 ojson make_big_integer(std::string_view decimal);  // throws InputError unless -?[1-9][0-9]*
 
+// Whether v holds a big integer anywhere (a walk; no allocation).
+bool contains_big_integer(const ojson& v);
+// A number's value as a double, a big integer's included (rounded, +-inf past the double range);
+// nullopt for anything else. For reading numeric schema keywords and values the way Python does.
+std::optional<double> number_value(const ojson& v);
+
 // Compact JSON text (as nlohmann's dump(): "," ":" separators, \u-escapes only where JSON
-// requires them) with big integers written exactly. For re-emitting parsed request values.
+// requires them) with big integers written exactly. For re-emitting parsed request values; a
+// value without big integers is nlohmann's dump() itself.
 std::string json_dump_exact(const ojson& v);
 
 }  // namespace v4::text

@@ -254,6 +254,20 @@ TEST(Protocol, AnthropicToolUseInputKeepsBigIntegersExact) {
   EXPECT_NE(param_of([&] { anthropic::parse_request(bad); }).find("max_tokens"), std::string::npos);
 }
 
+// A tool schema's big integer (kept exact by text::parse_json_exact) must reach an upstream in
+// every dialect as the same digits, not as nlohmann's binary form.
+TEST(Protocol, BigIntegersInToolSchemasAreForwardedExactly) {
+  const ojson body = v4::text::parse_json_exact(R"({"model": "m", "input": "x", "tools": [{"type": "function", "name": "f",
+      "parameters": {"type": "object", "properties": {"n": {"type": "integer", "maximum": 123456789012345678901234567890}}}}]})",
+                                                "body");
+  const Request r = parse_request(Dialect::Responses, body);
+  for (Dialect d : {Dialect::ChatCompletions, Dialect::Responses, Dialect::AnthropicMessages}) {
+    const std::string text = v4::protocol::wire(emit_request(d, r));
+    EXPECT_NE(text.find("\"maximum\":123456789012345678901234567890"), std::string::npos) << dialect_name(d) << ": " << text;
+    EXPECT_EQ(text.find("subtype"), std::string::npos) << text;
+  }
+}
+
 TEST(Protocol, MalformedRequestsNameTheField) {
   struct Case {
     Dialect d;

@@ -1,6 +1,7 @@
 // Accept/reject tables for every supported schema feature, the DSML tool block, and errors.
 #include "core/error.h"
 #include "test_grammar_util.h"
+#include "text/py_json.h"
 
 using namespace grammar_test;
 using v4::GrammarMatcher;
@@ -73,6 +74,16 @@ TEST(Grammar, Numbers) {
   check_table(ex, {{"0", false}, {"1", true}, {"987654", true}, {"-1", false}});
   auto nb = schema(R"({"type": "number", "minimum": -1.5, "maximum": 2.5})");
   check_table(nb, {{"-1", true}, {"2", true}, {"3", false}, {"-2", false}});
+}
+
+// Request bodies are parsed with big integers kept exact (text::parse_json_exact); a bound or an
+// enum value beyond 64 bits is still a number (it was refused as "must be a number").
+TEST(Grammar, BigIntegerBoundsAndEnumValues) {
+  auto exact = [](const char* text) { return v4::compile_json_schema(v4::text::parse_json_exact(text, "schema")); };
+  auto g = exact(R"({"type": "integer", "minimum": 0, "maximum": 123456789012345678901234567890})");
+  check_table(g, {{"0", true}, {"987654321", true}, {"-1", false}, {"1.5", false}});
+  auto e = exact(R"({"enum": [123456789012345678901234567890, "x"]})");
+  check_table(e, {{"123456789012345678901234567890", true}, {"\"x\"", true}, {"1.2345678901234568e+29", false}});
 }
 
 TEST(Grammar, LiteralsEnumConst) {

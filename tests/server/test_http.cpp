@@ -161,6 +161,31 @@ TEST(Http, ResponseFormatJsonSchemaValidates) {
   }
 }
 
+// Request bodies are parsed with big integers kept exact; where the answer echoes request values
+// (a Responses object's tools) they come back digit for digit, and a schema bound beyond 64 bits
+// is a number (it was refused, and echoed as nlohmann's {"bytes": ...} form).
+TEST(Http, BigIntegersInRequestValuesAreEchoedExactly) {
+  NEED_SERVER();
+  const std::string big = "123456789012345678901234567890";
+  const std::string tool = R"({"type": "function", "name": "f", "parameters": {"type": "object",
+      "properties": {"n": {"type": "integer", "minimum": 0, "maximum": )" + big + "}}}}";
+  auto c = server().client();
+  auto r = c.Post("/v1/responses", R"({"model": "test-model", "input": "hi", "max_output_tokens": 4, "tools": [)" + tool + "]}",
+                  "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+  EXPECT_NE(r->body.find("\"maximum\":" + big), std::string::npos) << r->body;
+  EXPECT_EQ(r->body.find("subtype"), std::string::npos) << r->body;
+  r = c.Post("/v1/chat/completions",
+             R"({"model": "test-model", "messages": [{"role": "user", "content": "x"}], "max_tokens": 24,
+                 "thinking": {"type": "disabled"}, "response_format": {"type": "json_schema", "json_schema": {"name": "n",
+                 "schema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": )" +
+                 big + R"(}}, "required": ["n"]}}}})",
+             "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200) << r->body;
+}
+
 TEST(Http, ToolChoiceNoneKeepsToolsInThePromptButNeverCalls) {
   NEED_SERVER();
   json tool = {{"type", "function"}, {"function", {{"name", "lookup"}, {"parameters", {{"type", "object"}, {"properties", {{"q", {{"type", "string"}}}}}}}}}};

@@ -3,12 +3,14 @@
 // Every expected string below was produced by CPython's json module.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/error.h"
 #include "text/chat_encoding.h"
+#include "text/json_schema.h"
 #include "text/py_json.h"
 
 using namespace v4::text;
@@ -82,6 +84,46 @@ TEST(PyJson, BigIntegerValues) {
   for (const char* bad : {"", "-", "01", "1.0", "1e5", "--1", "12a"}) EXPECT_THROW(make_big_integer(bad), v4::InputError) << bad;
   // parse_ordered_json (the render request) keeps them too.
   EXPECT_EQ(py_json_dumps(parse_ordered_json("{\"x\": 36893488147419103232}", "t")), "{\"x\": 36893488147419103232}");
+}
+
+// Request values are echoed (tool schemas in a Responses object, metadata) and forwarded by the
+// router, through json_dump_exact: the digits must survive, and a value without big integers
+// must be exactly nlohmann's dump.
+TEST(PyJson, BigIntegersSurviveReEmissionAndReadAsNumbers) {
+  const char* text = R"({"tools":[{"parameters":{"properties":{"n":{"maximum":123456789012345678901234567890,"minimum":-5}}}}],"x":[1,2.5,"s"]})";
+  ojson v = parse_json_exact(text, "t");
+  EXPECT_TRUE(contains_big_integer(v));
+  EXPECT_FALSE(contains_big_integer(v["x"]));
+  EXPECT_EQ(json_dump_exact(v), text);
+  ojson plain = parse_json_exact(R"({"a":[1,{"b":"\u00e9\n"}],"c":null})", "t");
+  EXPECT_FALSE(contains_big_integer(plain));
+  EXPECT_EQ(json_dump_exact(plain), plain.dump());
+
+  const ojson& big = v["tools"][0]["parameters"]["properties"]["n"]["maximum"];
+  ASSERT_TRUE(number_value(big).has_value());
+  EXPECT_NEAR(*number_value(big) / 1.2345678901234568e29, 1.0, 1e-12);
+  EXPECT_EQ(*number_value(v["x"][1]), 2.5);
+  EXPECT_FALSE(number_value(v["x"][2]).has_value());
+  EXPECT_TRUE(std::isinf(*number_value(make_big_integer("1" + std::string(400, '0')))));
+}
+
+// Python's jsonschema treats a big integer as an integer and compares it with bounds exactly
+// enough; ours reads it as a double.
+TEST(PyJson, SchemaValidationTakesBigIntegers) {
+  auto errors = [](const char* inst, const char* schema) {
+    return validate_json_schema(parse_json_exact(inst, "i"), parse_json_exact(schema, "s"));
+  };
+  EXPECT_TRUE(errors("123456789012345678901234567890", R"({"type": "integer"})").empty());
+  EXPECT_TRUE(errors("123456789012345678901234567890", R"({"type": "number", "minimum": 0})").empty());
+  EXPECT_TRUE(errors("5", R"({"type": "integer", "maximum": 123456789012345678901234567890})").empty());
+  auto e = errors("123456789012345678901234567890", R"({"type": "integer", "maximum": 100})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].message.find("above the maximum 100"), std::string::npos) << e[0].message;
+  e = errors("-5", R"({"minimum": -12345678901234567890123})");
+  EXPECT_TRUE(e.empty());
+  e = errors("\"s\"", R"({"type": "integer", "minimum": 123456789012345678901234567890})");
+  ASSERT_EQ(e.size(), 1u);
+  EXPECT_NE(e[0].message.find("expected integer"), std::string::npos) << e[0].message;
 }
 
 TEST(PyJson, InvalidJsonStillRejected) {
