@@ -1,7 +1,9 @@
 // A small fixed thread pool with a blocking parallel_for; kernels split work by output rows.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -16,21 +18,29 @@ class ThreadPool {
   int size() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(begin, end) on disjoint chunks of [0, n) across the pool (caller participates).
-  // Chunks are at least `grain` long. Nested calls from inside a task run serially.
+  // Chunks are at least `grain` long and handed out one at a time (a thread that finishes early
+  // takes the next). Nested calls from inside a task run serially.
   void parallel_for(size_t n, size_t grain, const std::function<void(size_t, size_t)>& fn);
 
   static ThreadPool& global();
 
  private:
   void worker_loop(int id);
+  void run_chunks();
   std::vector<std::thread> workers_;
+  // A decode step makes a few thousand calls of tens to hundreds of microseconds each: the
+  // workers spin briefly for the next call and the caller for the end of the current one before
+  // they sleep, since waking a sleeping thread (a halted vCPU here) costs more than many calls.
   std::mutex mu_;
   std::condition_variable cv_, done_cv_;
   const std::function<void(size_t, size_t)>* job_ = nullptr;
-  size_t n_ = 0, chunk_ = 0, next_ = 0;
-  int active_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  size_t n_ = 0, chunk_ = 0;
+  std::atomic<size_t> next_{0};
+  std::atomic<int> active_{0};
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> caller_sleeping_{false};
+  std::atomic<bool> stop_{false};
 };
 
 // Convenience wrapper over the global pool.
