@@ -308,13 +308,45 @@ Verifier parse_verifier(const Ctx& c, const YAML::Node& n, const std::string& w)
 
 Route parse_route(const Ctx& c, const std::string& name, const YAML::Node& n) {
   std::string w = "routes." + name;
-  c.only(n, w, {"chain", "stream", "verify", "residency", "cost_cap", "budget", "retry"});
+  c.only(n, w, {"chain", "stream", "verify", "residency", "cost_cap", "budget", "retry", "balance"});
   Route r;
   r.name = name;
   r.line = line_of(n);
   if (!n["chain"]) c.fail(n, w + ".chain", "required: the upstreams to try, in order");
-  r.chain = c.strings(n["chain"], w + ".chain");
+  const YAML::Node chain = n["chain"];
+  if (chain.IsSequence()) {
+    // An entry is an upstream name, or a nested list: a group of replicas (router/balance.h).
+    for (size_t i = 0; i < chain.size(); ++i) {
+      const std::string f = fmt::format("{}.chain[{}]", w, i);
+      if (!chain[i].IsSequence()) {
+        r.chain.push_back(c.str(chain[i], f));
+        continue;
+      }
+      std::vector<std::string> members = c.strings(chain[i], f);
+      if (members.size() < 2) c.fail(chain[i], f, "a replica group needs at least two upstreams (or write the one name)");
+      r.groups.emplace_back(r.chain.size(), r.chain.size() + members.size());
+      r.chain.insert(r.chain.end(), members.begin(), members.end());
+    }
+  } else {
+    r.chain = c.strings(chain, w + ".chain");
+  }
   if (r.chain.empty()) c.fail(n["chain"], w + ".chain", "must name at least one upstream");
+  if (auto b = n["balance"]) {
+    // `balance: session` or `balance: {by: least_loaded}` / `{by: session, bounded_load: 1.5}`.
+    const YAML::Node by = b.IsMap() ? b["by"] : b;
+    if (b.IsMap()) c.only(b, w + ".balance", {"by", "bounded_load"});
+    if (by) {
+      std::string s = c.str(by, w + ".balance.by");
+      if (s == "session") r.balance.by = Balance::Session;
+      else if (s == "least_loaded") r.balance.by = Balance::LeastLoaded;
+      else c.fail(by, w + ".balance.by", "expected session or least_loaded, got '" + s + "'");
+    }
+    if (b.IsMap() && b["bounded_load"]) {
+      r.balance.bounded_load = c.num(b["bounded_load"], w + ".balance.bounded_load");
+      if (r.balance.bounded_load < 1) c.fail(b["bounded_load"], w + ".balance.bounded_load", "must be >= 1 (1 = strictly even shares)");
+    }
+    if (r.groups.empty()) c.fail(b, w + ".balance", "the chain has no replica group (write one as a nested list: [[a, b], c])");
+  }
   if (n["stream"]) {
     std::string s = c.str(n["stream"], w + ".stream");
     if (s == "buffer") r.stream = StreamMode::Buffer;
@@ -660,6 +692,24 @@ std::string Rule::describe() const {
   return conds.empty() ? "always" : join(conds, " and ");
 }
 
+// "a -> {b | c} (by session) -> d": a replica group in braces, with its balance.
+static std::string chain_text(const Route& r) {
+  std::string s;
+  size_t g = 0;
+  for (size_t i = 0; i < r.chain.size();) {
+    if (!s.empty()) s += " -> ";
+    if (g < r.groups.size() && r.groups[g].first == i) {
+      std::vector<std::string> m(r.chain.begin() + static_cast<std::ptrdiff_t>(i), r.chain.begin() + static_cast<std::ptrdiff_t>(r.groups[g].second));
+      s += "{" + join(m, " | ") + "}" +
+           (r.balance.by == Balance::Session ? fmt::format(" (by session, bounded load {})", r.balance.bounded_load) : std::string(" (least loaded)"));
+      i = r.groups[g++].second;
+    } else {
+      s += r.chain[i++];
+    }
+  }
+  return s;
+}
+
 static std::string budget_text(const Budget& b) {
   std::string s = " budget";
   if (b.day_usd > 0) s += fmt::format(" ${}/day", b.day_usd);
@@ -686,7 +736,7 @@ std::string describe_config(const Config& c) {
   }
   s += "routes (fallback chains):\n";
   for (auto& r : c.routes) {
-    s += fmt::format("  {}: {}  [stream: {}]", r.name, join(r.chain, " -> "), r.stream == StreamMode::Buffer ? "buffer until verified" : "fall back before first byte");
+    s += fmt::format("  {}: {}  [stream: {}]", r.name, chain_text(r), r.stream == StreamMode::Buffer ? "buffer until verified" : "fall back before first byte");
     if (!r.residency.empty()) s += " residency [" + join(r.residency) + "]";
     if (r.cost_cap_usd > 0) s += fmt::format(" cost cap ${} ({})", r.cost_cap_usd, r.over_cap_route.empty() ? "refuse" : "then " + r.over_cap_route);
     if (r.budget.any()) s += budget_text(r.budget);

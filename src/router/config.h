@@ -12,9 +12,11 @@
 #include <optional>
 #include <regex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
+#include "router/balance.h"
 
 namespace v4::router {
 
@@ -108,6 +110,10 @@ struct Retry {
 struct Route {
   std::string name;                 // the alias clients send as "model"
   std::vector<std::string> chain;   // upstream names in order
+  // Replica groups in `chain` (written as nested lists): [begin, end) index ranges whose members
+  // each request orders by `balance` (router/balance.h) before the hops are tried.
+  std::vector<std::pair<size_t, size_t>> groups;
+  Balance balance;
   StreamMode stream = StreamMode::Buffer;
   std::vector<Verifier> verify;
   std::vector<std::string> residency;  // allowed labels ("" list = any)

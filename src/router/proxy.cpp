@@ -23,6 +23,7 @@
 #include "core/thread_priority.h"
 #include "net/http_server.h"
 #include "protocol/protocol.h"
+#include "router/balance.h"
 #include "router/cost.h"
 #include "router/fast_chat.h"
 #include "router/ledger.h"
@@ -119,6 +120,7 @@ struct Exchange {
   std::string client_model;
   const Route* route = nullptr;
   std::string route_why;
+  std::string session_header;  // `session_id` / `x-session-id`, read only when a route has replica groups
   const Principal* key = nullptr;
   const Principal* team = nullptr;
   Features features;
@@ -197,6 +199,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   std::map<std::string, const Principal*> key_by_hash;
   bool has_classifier = false;
   std::set<std::string> rule_headers;  // lower-case header names some rule matches on
+  bool any_groups = false;             // some route's chain holds a replica group
   FILE* access = nullptr;
   std::mutex access_mu;
   std::atomic<bool> realtime_ok{true};  // every loop thread got SCHED_FIFO (io_realtime)
@@ -227,6 +230,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       if (!k.key_env.empty()) key_by_secret[std::getenv(k.key_env.c_str())] = &k;
       if (!k.key_sha256.empty()) key_by_hash[k.key_sha256] = &k;
     }
+    for (auto& r : cfg.routes) any_groups = any_groups || !r.groups.empty();
     for (auto& r : cfg.rules) {
       has_classifier = has_classifier || r.classifier.has_value();
       for (auto& [name, value] : r.match.headers) rule_headers.insert(name);
@@ -254,6 +258,7 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   void describe_metrics() {
     metrics.describe("v4host_route_requests_total", "counter", "Requests by route, answering upstream and outcome");
     metrics.describe("v4host_route_hops_total", "counter", "Upstream attempts by upstream and outcome");
+    metrics.describe("v4host_route_replica_picks_total", "counter", "First choice within a replica group, by route, upstream and what chose it");
     metrics.describe("v4host_route_fallbacks_total", "counter", "Moves to the next hop of a chain, by route, upstream left and reason");
     metrics.describe("v4host_route_verification_failures_total", "counter", "Answers rejected by a verifier, by route, upstream and verifier");
     metrics.describe("v4host_route_spend_usd_total", "counter", "Spend by route, upstream and kind (tariff or amortised)");
@@ -378,6 +383,10 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       ex->features.tag = ex->req.metadata["tag"].get<std::string>();
     if (ex->key) ex->features.key = ex->key->name;
     if (ex->team) ex->features.team = ex->team->name;
+    if (any_groups) {
+      ex->session_header = hreq.header("session_id");
+      if (ex->session_header.empty()) ex->session_header = hreq.header("x-session-id");
+    }
     ex->rec.id = random_id();
     ex->rec.ts = static_cast<double>(std::chrono::duration_cast<std::chrono::microseconds>(
                                          std::chrono::system_clock::now().time_since_epoch()).count()) / 1e6;
@@ -528,7 +537,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       std::string budget_why;
       double reserve_usd = 0;
       bool cap_skipped = false, budget_skipped = false, residency_skipped = false;
-      for (auto& name : ex->route->chain) {
+      std::vector<std::string> ordered;  // the chain with its replica groups in this request's order
+      if (!ex->route->groups.empty()) ordered = order_chain(*ex);
+      for (auto& name : ex->route->groups.empty() ? ex->route->chain : ordered) {
         UpstreamState* s = state(name);
         const Upstream& u = s->cfg;
         if (!residency_ok(*ex, u)) {
@@ -579,6 +590,28 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
       return refuse(ex, 503, "route has no upstream", "no_upstream", "failed");
     }
     try_next(ex);
+  }
+
+  // The route's chain with each replica group ordered for this request (router/balance.h).
+  std::vector<std::string> order_chain(Exchange& ex) {
+    const Route& r = *ex.route;
+    std::vector<std::string> out = r.chain;
+    const char* why = "least loaded";
+    const std::string key = r.balance.by == Balance::Session ? session_key(ex.req, ex.session_header, &why) : std::string();
+    const uint64_t tie = ex.shard->rng();
+    for (auto [begin, end] : r.groups) {
+      std::vector<std::string> members(r.chain.begin() + static_cast<std::ptrdiff_t>(begin), r.chain.begin() + static_cast<std::ptrdiff_t>(end));
+      std::vector<double> load;
+      for (auto& m : members) {
+        UpstreamState* st = state(m);
+        load.push_back(st->in_flight.load(std::memory_order_relaxed) + std::max(0.0, st->pressure().queue_depth));
+      }
+      std::vector<size_t> order = order_replicas(r.balance, key, members, load, tie);
+      for (size_t i = 0; i < order.size(); ++i) out[begin + i] = members[order[i]];
+      metrics.inc("v4host_route_replica_picks_total", {{"route", r.name}, {"upstream", out[begin]}, {"by", why}});
+    }
+    ex.route_why += std::string("; replicas by ") + why;
+    return out;
   }
 
   // ---------------------------------------------------------------- hops
