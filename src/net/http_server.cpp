@@ -249,8 +249,10 @@ class ReplyImpl final : public Reply, public std::enable_shared_from_this<ReplyI
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(HttpServer::Impl* srv, tcp::socket sock, int loop = 0)
-      : srv_(srv), loop_(loop), sock_(std::move(sock)), read_timer_(sock_.get_executor()), write_timer_(sock_.get_executor()),
+  // `own`: the connection runs on an external loop (ServerOptions::loops), which its owner runs
+  // on one thread: no strand, and a reply or stream write made on that thread runs at once.
+  Session(HttpServer::Impl* srv, tcp::socket sock, int loop = 0, asio::io_context* own = nullptr)
+      : srv_(srv), loop_(loop), own_(own), sock_(std::move(sock)), read_timer_(sock_.get_executor()), write_timer_(sock_.get_executor()),
         ka_timer_(sock_.get_executor()) {
     ++srv_->nconn;
     error_code ec;
@@ -273,6 +275,14 @@ class Session : public std::enable_shared_from_this<Session> {
   template <class F>
   void post(F&& f) {
     asio::post(sock_.get_executor(), std::forward<F>(f));
+  }
+  // From a Reply / Stream method: on the connection's own single-threaded loop, now (the write
+  // starts within the producer's handler: no second pass of the loop, no queued handler per
+  // streamed chunk); from any other thread, or on a strand, queued like post().
+  template <class F>
+  void run_or_post(F&& f) {
+    if (own_ && own_->get_executor().running_in_this_thread()) return f();
+    post(std::forward<F>(f));
   }
   // Called on the strand.
   void do_send(std::shared_ptr<ReplyImpl> r);
@@ -617,6 +627,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   HttpServer::Impl* srv_;
   int loop_ = 0;
+  asio::io_context* own_ = nullptr;
   tcp::socket sock_;
   beast::flat_buffer buf_;
   asio::steady_timer read_timer_, write_timer_, ka_timer_;
@@ -649,7 +660,7 @@ void ReplyImpl::send() {
     if (answered_) return;
     answered_ = true;
   }
-  if (auto s = session.lock()) s->post([s, r = shared_from_this()] { s->do_send(r); });
+  if (auto s = session.lock()) s->run_or_post([s, r = shared_from_this()] { s->do_send(r); });
 }
 
 ReplyImpl::Guard::~Guard() {
@@ -685,7 +696,7 @@ std::shared_ptr<Stream> ReplyImpl::start_stream(std::string content_type) {
   }
   auto s = session.lock();
   if (s) {
-    s->post([s, r = shared_from_this()] { s->do_stream_start(r); });
+    s->run_or_post([s, r = shared_from_this()] { s->do_stream_start(r); });
   } else {
     std::lock_guard<std::mutex> lk(st->mu);
     st->broken = true;
@@ -694,7 +705,7 @@ std::shared_ptr<Stream> ReplyImpl::start_stream(std::string content_type) {
 }
 
 void StreamHandle::post_flush() {
-  if (auto s = s_.lock()) s->post([s] { s->do_flush(); });
+  if (auto s = s_.lock()) s->run_or_post([s] { s->do_flush(); });
 }
 
 bool StreamHandle::write(std::string data) {
@@ -922,7 +933,9 @@ void HttpServer::Impl::accept() {
   // With external loops the connection goes to the next loop; the accept itself stays here.
   const int loop = opt.loops.empty() ? 0 : static_cast<int>(next_loop++ % opt.loops.size());
   asio::io_context& where = opt.loops.empty() ? *ioc : *opt.loops[static_cast<size_t>(loop)];
-  acceptor->async_accept(asio::make_strand(where), [this, loop](error_code ec, tcp::socket sock) {
+  // An external loop runs on one thread (its owner's promise): its connections need no strand.
+  // The server's own io_context may run on several threads: each connection gets a strand.
+  auto accepted = [this, loop, own = opt.loops.empty() ? nullptr : &where](error_code ec, tcp::socket sock) {
     if (stopping) return;
     if (ec) {
       // Out of descriptors (or a transient error): wait a little instead of spinning.
@@ -934,9 +947,11 @@ void HttpServer::Impl::accept() {
     }
     error_code e2;
     sock.set_option(tcp::no_delay(true), e2);
-    std::make_shared<Session>(this, std::move(sock), loop)->start();
+    std::make_shared<Session>(this, std::move(sock), loop, own)->start();
     accept();
-  });
+  };
+  if (opt.loops.empty()) acceptor->async_accept(asio::make_strand(where), std::move(accepted));
+  else acceptor->async_accept(where.get_executor(), std::move(accepted));
 }
 
 void HttpServer::Impl::stop() {

@@ -60,8 +60,8 @@ struct ServerOptions {
   // io_contexts (round-robin) and all its handlers run there; Request::loop says which. The owner
   // runs each loop on one thread, keeps them running until this server is destroyed, and may do
   // its own I/O on them: a handler that talks to another server on its connection's loop (the
-  // router) then needs no thread hop, and replies / stream writes from that loop's thread are
-  // queued without waking another thread. The server's own io_threads then only accept.
+  // router) then needs no thread hop, and a reply or stream write made on that loop's thread
+  // starts at once (no strand, no queued handler). The server's own io_threads then only accept.
   std::vector<boost::asio::io_context*> loops;
 };
 

@@ -1,5 +1,7 @@
 #include "router/ledger.h"
 
+#include <pthread.h>
+
 #include <sqlite3.h>
 
 #include <cstdio>
@@ -78,7 +80,10 @@ Ledger::Ledger(const std::string& path, LedgerOptions opt) : path_(path) {
   }
   // Replaces SQLite's automatic checkpoint, which would run inside the commit (see writer_loop).
   sqlite3_wal_hook(db_, &Ledger::on_wal, this);
-  writer_ = std::thread([this] { writer_loop(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "route-ledger");
+    writer_loop();
+  });
 }
 
 int Ledger::on_wal(void* self, sqlite3*, const char*, int pages) {

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "protocol/protocol.h"
+#include "router/wire_edit.h"
 
 namespace v4::router {
 
@@ -43,8 +44,19 @@ std::optional<bool> thinking_on(const protocol::ReasoningRequest& r) {
 
 }  // namespace
 
-WireRequest build_wire_request(const Upstream& u, const protocol::Request& in, const ReasoningMemo& memo) {
+WireRequest build_wire_request(const Upstream& u, const protocol::Request& in, const ReasoningMemo& memo, const ClientBody* client) {
   WireRequest w;
+  // The common case: the client's own bytes with the model, stream and reasoning members set
+  // (a plain body has no tool turn, so the reasoning memo below has nothing to add).
+  if (client && client->json && edit_chat_body(u, in, *client->json, client->raw, w.body)) {
+    w.dialect = protocol::Dialect::ChatCompletions;
+    w.url = u.base_url + "/chat/completions";
+    if (!u.api_key_env.empty())
+      if (const char* k = std::getenv(u.api_key_env.c_str())) w.headers.emplace_back("Authorization", std::string("Bearer ") + k);
+    w.headers.emplace_back("Content-Type", "application/json");
+    w.headers.emplace_back("Accept", "text/event-stream");
+    return w;
+  }
   protocol::Request req = in;
   if (!u.model.empty()) req.model = u.model;
   req.stream = true;

@@ -44,7 +44,13 @@ struct WireRequest {
 
 // Always a streaming request (the router reads every answer as a stream, so it sees the first
 // token, a cut stream and usage the same way for every client API).
-WireRequest build_wire_request(const Upstream& u, const protocol::Request& req, const ReasoningMemo& memo);
+// `client`: the client's body (bytes and parsed), when known: a plain Chat Completions body for a
+// Chat Completions upstream is then edited instead of re-emitted (router/wire_edit.h).
+struct ClientBody {
+  std::string_view raw;
+  const protocol::ojson* json = nullptr;
+};
+WireRequest build_wire_request(const Upstream& u, const protocol::Request& req, const ReasoningMemo& memo, const ClientBody* client = nullptr);
 
 // Parses the pressure an engine reports: /health JSON (v4host: "queued"/"running") or Prometheus
 // text (vllm:num_requests_waiting, sglang:num_queue_reqs, v4host_queue_depth_requests; TTFT from

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <boost/asio/io_context.hpp>
@@ -52,6 +53,36 @@ double cpu_s() {
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
+// CPU seconds of this process's threads whose name starts with `prefix` ("route-loop": the
+// router's event loops; "route-ledger": its ledger writer), from /proc/self/task/*/stat. Unlike
+// the whole-process figure this leaves out the client and the upstream, whose CPU per request
+// moves with the machine's load as much as the router's own does.
+double threads_cpu_s(const std::string& prefix) {
+  static const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  double total = 0;
+  std::error_code ec;
+  for (auto& t : fs::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream comm(t.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::ifstream st(t.path() / "stat");
+    std::string line;
+    std::getline(st, line);
+    size_t p = line.rfind(')');  // fields after the name: state is field 3, utime 14, stime 15
+    if (p == std::string::npos) continue;
+    std::istringstream in(line.substr(p + 2));
+    std::string f;
+    double ut = 0, stm = 0;
+    for (int i = 3; i <= 15 && in >> f; ++i) {
+      if (i == 14) ut = std::atof(f.c_str());
+      if (i == 15) stm = std::atof(f.c_str());
+    }
+    total += (ut + stm) / tick;
+  }
+  return total;
+}
+
 double rss_mb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -67,8 +98,11 @@ struct Sample {
   // minus the client's send minus the scheduled first-token delay (the request's way in).
   std::vector<double> chunk_ms, request_ms;
   uint64_t done = 0, failed = 0;
-  double seconds = 0, peak_rss_mb = 0, cpu = 0;
+  double seconds = 0, peak_rss_mb = 0, cpu = 0, loop_cpu = 0, ledger_cpu = 0;
   double cpu_us_per_req() const { return done ? cpu * 1e6 / static_cast<double>(done) : 0; }
+  // The router's own threads (0 for direct runs): event loops, ledger writer, per request.
+  double loop_us_per_req() const { return done ? loop_cpu * 1e6 / static_cast<double>(done) : 0; }
+  double ledger_us_per_req() const { return done ? ledger_cpu * 1e6 / static_cast<double>(done) : 0; }
 };
 
 double pct(std::vector<double> v, double p) {
@@ -160,7 +194,7 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
     client.start(std::move(r), std::move(h));
   };
   auto t0 = Clock::now();
-  double c0 = cpu_s();
+  double c0 = cpu_s(), l0 = threads_cpu_s("route-loop"), g0 = threads_cpu_s("route-ledger");
   std::vector<std::unique_ptr<boost::asio::steady_timer>> starts;
   for (int i = 0; i < o.conc; ++i) {
     if (o.stagger_ms <= 0) {
@@ -183,6 +217,8 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
   sampler.join();
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   s.cpu = cpu_s() - c0;
+  s.loop_cpu = threads_cpu_s("route-loop") - l0;
+  s.ledger_cpu = threads_cpu_s("route-ledger") - g0;
   auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   FILE* dump = std::getenv("ROUTE_BENCH_DUMP") && o.probe ? std::fopen(std::getenv("ROUTE_BENCH_DUMP"), "a") : nullptr;
   if (dump) std::fprintf(dump, "# %s conc %d\n", url.c_str(), o.conc);
@@ -359,21 +395,21 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   std::printf("\nsummary (goal: p99 added < 1 ms, >= 5000 non-streaming req/s, bounded memory per open stream):\n");
   for (auto& row : paced_rows)
     std::printf("  paced %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu); "
-                "router CPU %.1f us per stream\n",
+                "router CPU %.1f us per stream (loops %.1f, ledger %.1f)\n",
                 row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
                 added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size(),
-                row.r.cpu_us_per_req() - row.d.cpu_us_per_req());
+                row.r.cpu_us_per_req() - row.d.cpu_us_per_req(), row.r.loop_us_per_req(), row.r.ledger_us_per_req());
   for (auto& row : rows)
     std::printf("  saturated %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms, total p50 %+.3f ms p99 %+.3f ms; streams/s router/direct %.2f; "
-                "router CPU %.1f us per stream\n",
+                "router CPU %.1f us per stream (loops %.1f, ledger %.1f)\n",
                 row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), added(row.r.total_ms, row.d.total_ms, 0.5),
                 added(row.r.total_ms, row.d.total_ms, 0.99),
                 (static_cast<double>(row.r.done) / row.r.seconds) / std::max(1e-9, static_cast<double>(row.d.done) / row.d.seconds),
-                row.r.cpu_us_per_req() - row.d.cpu_us_per_req());
+                row.r.cpu_us_per_req() - row.d.cpu_us_per_req(), row.r.loop_us_per_req(), row.r.ledger_us_per_req());
   std::printf("  non-streaming: %.0f req/s through the router, %.0f direct (ratio %.2f); router CPU %.1f us per request "
-              "(%.0f req/s per core of router time)\n",
+              "(%.0f req/s per core of router time; loops %.1f us, ledger %.1f us)\n",
               nr_rps, nd_rps, nr_rps / nd_rps, nr.cpu_us_per_req() - nd.cpu_us_per_req(),
-              1e6 / std::max(1.0, nr.cpu_us_per_req() - nd.cpu_us_per_req()));
+              1e6 / std::max(1.0, nr.cpu_us_per_req() - nd.cpu_us_per_req()), nr.loop_us_per_req(), nr.ledger_us_per_req());
   proxy.stop();
   srv.join();
   fs::remove_all(dir);

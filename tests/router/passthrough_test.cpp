@@ -254,3 +254,44 @@ TEST(RouterPassthrough, RealtimeLoopsWhereAllowedSameBytes) {
   EXPECT_EQ(res.body, up.sse);
   EXPECT_EQ(rt.proxy->io_realtime_granted(), allowed);
 }
+
+// The way in for a plain Chat Completions body: the upstream receives the client's own bytes with
+// the model, stream and usage members set (router/wire_edit.h), and the protocol layer still
+// validates the request first — a bad one gets its 400 and never reaches the upstream.
+TEST(RouterPassthrough, PlainBodyEditedOnItsWayInBadOnesStill400) {
+  FakeUpstream up(kRole + kTok1 + kFinish + kUsage + kDone);
+  Router rt("upstreams:\n" + upstream("a", up, ", model: engine-m") + "routes:\n  r: {chain: [a], stream: first_byte}\n");
+  const std::string msgs = R"("messages" : [ {"role":"user", "content":"caf\u00e9 \"q\""} ])";
+  auto res = rt.post("{ " + msgs + R"(, "model":"r", "stream":false, "temperature":0.5, "metadata":{"tag":"t"} })");
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(ojson::parse(res.body)["model"], "r");  // the client hears its own model name
+  EXPECT_NE(up.last_body.find(msgs), std::string::npos) << up.last_body;  // the client's bytes, spacing and escapes as sent
+  auto sent = ojson::parse(up.last_body);
+  EXPECT_EQ(sent["model"], "engine-m");
+  EXPECT_EQ(sent["stream"], true);
+  EXPECT_EQ(sent["stream_options"]["include_usage"], true);
+  EXPECT_EQ(sent["temperature"], 0.5);
+  EXPECT_FALSE(sent.contains("metadata"));
+  EXPECT_EQ(sent["messages"][0]["content"], "caf\xc3\xa9 \"q\"");
+  const int calls = up.calls;
+  struct Bad {
+    std::string body, param;
+  };
+  for (const Bad& b : std::vector<Bad>{{R"({"model":"r","messages":[]})", "messages"},
+                                       {R"({"model":"r","messages":[{"role":"user","content":"a"}],"temperature":5})", "temperature"},
+                                       {R"({"model":"r","messages":[{"role":"user","content":"a"}],"top_logprobs":2})", "top_logprobs"},
+                                       {R"({"model":"r","messages":[{"role":"wizard","content":"a"}]})", "messages[0].role"},
+                                       {R"({"model":"r","messages":[{"role":"user","content":"a"}],"max_tokens":0})", "max_tokens"},
+                                       {R"({"model":"r","messages":[{"role":"user","content":"a"}],"n":2})", "n"},
+                                       {R"({"model":"r","messages":[{"role":"user","content":"a"}])", ""}}) {
+    res = rt.post(b.body);
+    EXPECT_EQ(res.status, 400) << b.body << " -> " << res.body;
+    auto e = ojson::parse(res.body, nullptr, false);
+    ASSERT_TRUE(e.is_object() && e.contains("error")) << res.body;
+    if (!b.param.empty()) {
+      EXPECT_EQ(e["error"]["param"], b.param) << res.body;
+    }
+    EXPECT_FALSE(e["error"]["message"].get<std::string>().empty());
+  }
+  EXPECT_EQ(up.calls, calls);  // none of them reached the upstream
+}
