@@ -630,6 +630,117 @@ V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0
   }
 }
 
+// ---- FP4, one token, on the FMA units (used where AMX runs the batches, so the one-token path
+// need not give the vdpbf16ps path's bits). 64 bytes of a row (128 columns, four 32-column
+// scale groups) are loaded once as 16 dwords; vpermps reads only the low 4 bits of each index,
+// so the dword shifted right by 4j looks up its nibble j (column 8d + j of dword d) in the 16
+// unscaled e2m1 values: eight shifts and eight lookups per 64 bytes and no byte spreading or
+// per-group table. The eight exact products per lane are summed unscaled, then multiplied by
+// the lane's group scale 2^(e-127) (lanes 4g..4g+3 hold group g; exact) and added: exact
+// products and another summation order, as on the BF16 units. Activations in FP32, per 128
+// columns as [j][d] = column 8d + j (fp4_fma_act); a trailing group of 32 as 16 even, 16 odd.
+alignas(64) const float kFp4Vals[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+alignas(64) const uint8_t kLaneByte[64] = {0, 128, 128, 128, 0, 128, 128, 128, 0, 128, 128, 128, 0, 128, 128, 128,
+                                           1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128,
+                                           2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128,
+                                           3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128};
+
+template <int R>
+V4_BF16 void fp4_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), G = K / 32, B = K / 128, rp = K / 2;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * rp;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * G;
+  const __m512 vals = _mm512_load_ps(kFp4Vals);
+  const __m512i spread = _mm512_load_si512(kLaneByte);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t b = 0; b < B; ++b) {
+    const float* xb = xf + b * 128;
+    __m512 x[8];
+    for (int j = 0; j < 8; ++j) x[j] = _mm512_loadu_ps(xb + 16 * j);
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + b * 64) + ahead, _MM_HINT_T1);
+      const __m512i v = _mm512_loadu_si512(p + r * rp + b * 64);
+      __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(v, vals), x[0]);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), vals), x[1], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), vals), x[2], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), vals), x[3], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), vals), x[4], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), vals), x[5], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), vals), x[6], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), vals), x[7], t);
+      uint32_t s4;
+      std::memcpy(&s4, s + r * G + b * 4, 4);
+      const __m512 sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(s4)), spread), 23));
+      acc[r] = _mm512_fmadd_ps(t, sc, acc[r]);
+    }
+  }
+  if (B * 4 < G) {
+    // Trailing groups of 32 columns: 16 bytes spread to dwords, the low and the high nibble
+    // looked up in the values scaled by the group's 2^(e-127) (exact).
+    __m512 a1[R];
+    for (int r = 0; r < R; ++r) a1[r] = _mm512_setzero_ps();
+    for (size_t g = B * 4; g < G; ++g) {
+      const __m512 xe = _mm512_loadu_ps(xf + g * 32), xo = _mm512_loadu_ps(xf + g * 32 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 t = _mm512_mul_ps(vals, _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(s[r * G + g]) << 23))));
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * rp + g * 16)));
+        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, t), xe, acc[r]);
+        a1[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), t), xo, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_add_ps(acc[r], a1[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.cols / 2;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) fp4_rows_m1_fma<4>(w, xf, y, n, n + 12 <= n1 ? 8 * row_bytes : 0);
+  for (; n < n1; ++n) fp4_rows_m1_fma<1>(w, xf, y, n, 0);
+}
+
+// Packed activations (kernel order) -> the FP32 layout of fp4_rows_m1_fma.
+void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xf) {
+  const int K = w.cols, Kp = bf16_padded_k(w), K128 = K / 128 * 128;
+  thread_local std::vector<int> src;
+  thread_local int src_k = -1;
+  thread_local bool src_lut = false;
+  const bool lut = bf16_lut_available();
+  if (src_k != K || src_lut != lut) {
+    std::vector<int> inv(static_cast<size_t>(K), 0);
+    for (int q = 0; q < Kp; ++q) {
+      const int k = bf16_kernel_k(w, q);
+      if (k < K) inv[static_cast<size_t>(k)] = q;
+    }
+    src.resize(static_cast<size_t>(K));
+    for (int q = 0; q < K; ++q) {
+      int col;
+      if (q < K128) {
+        const int j = (q % 128) / 16, d = q % 16;
+        col = q / 128 * 128 + 8 * d + j;
+      } else {
+        const int i = q % 32;
+        col = q / 32 * 32 + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
+      }
+      src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
+    }
+    src_k = K;
+    src_lut = lut;
+  }
+  xf.resize(static_cast<size_t>(K));
+  for (int q = 0; q < K; ++q) xf[static_cast<size_t>(q)] = bf16_to_f32(xp[src[static_cast<size_t>(q)]]);
+}
+
+bool fp4_fma_enabled() {
+  static const bool on = [] {
+    const char* off = std::getenv("V4HOST_NO_FP4_FMA");
+    return !(off && *off && *off != '0');
+  }();
+  return on && amx_available();
+}
+
 // ---- batched (M > 1): RB rows decoded once into a buffer, then MT tokens x 4 rows register
 // tiles over k blocks of KB columns (the x tile and the weight block stay in L1); accumulators
 // are carried between k blocks in memory, so each (token, row) sees exactly the decode path's
@@ -1214,6 +1325,15 @@ void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int
     const size_t grain = M <= 32 ? (stream_grain + 31) / 32 * 32 : 64;
     parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
       rows_amx(w, xvp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
+    });
+    return;
+  }
+  if (M == 1 && w.format == WFormat::FP4 && fp4_fma_enabled()) {
+    thread_local std::vector<float> xf;
+    fp4_fma_act(w, xp, xf);
+    const float* xfp = xf.data();
+    parallel_for(static_cast<size_t>(w.rows), (stream_grain + 15) / 16 * 16, [&](size_t b, size_t e) {
+      rows_m1_fp4_fma(w, xfp, y, static_cast<int>(b), static_cast<int>(e));
     });
     return;
   }

@@ -76,18 +76,24 @@ TEST_P(Bf16Kernels, MatchFloat32ReferenceAndAreBatchIndependent) {
   // Default dispatch (AMX tiles from kAmxMinTokens tokens where present).
   linear_bf16(w.w, xp.data(), c.M, got.data());
   EXPECT_LT(rel_err(got, ref), 2e-6);
+  // One token by the default dispatch (where AMX runs the batches, FP4 runs on the FMA units).
+  std::vector<float> one(static_cast<size_t>(c.N));
+  for (int m = 0; m < c.M; ++m) {
+    linear_bf16(w.w, xp.data() + static_cast<size_t>(m) * Kp, 1, one.data());
+    std::vector<float> r1(ref.begin() + static_cast<ptrdiff_t>(m) * c.N, ref.begin() + static_cast<ptrdiff_t>(m + 1) * c.N);
+    ASSERT_LT(rel_err(one, r1), 2e-6) << "token " << m;
+  }
   // The vdpbf16ps batched path, and the decode path (M = 1) gives its bits for every token.
   set_amx_disabled(true);
   linear_bf16(w.w, xp.data(), c.M, got.data());
-  set_amx_disabled(false);
   EXPECT_LT(rel_err(got, ref), 2e-6);
-  std::vector<float> one(static_cast<size_t>(c.N));
   for (int m = 0; m < c.M; ++m) {
     linear_bf16(w.w, xp.data() + static_cast<size_t>(m) * Kp, 1, one.data());
     for (int n = 0; n < c.N; ++n)
       ASSERT_EQ(std::bit_cast<uint32_t>(one[static_cast<size_t>(n)]), std::bit_cast<uint32_t>(got[static_cast<size_t>(m) * c.N + n]))
           << "token " << m << " row " << n;
   }
+  set_amx_disabled(false);
   // The fused quantise+pack gives the same packed rows as quantising then packing.
   std::normal_distribution<float> nd(0.f, 2.f);
   std::vector<float> raw(static_cast<size_t>(c.M) * c.K), q(raw.size()), s(static_cast<size_t>((c.K + 127) / 128));
