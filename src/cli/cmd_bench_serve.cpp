@@ -134,7 +134,7 @@ void run_bench_serve(const BenchServeArgs& a) {
   if (a.tokens < 1 || a.prompt < 1) throw InputError("--tokens and --prompt must be >= 1");
   if (a.prefill_chunk < 1) throw InputError("--prefill-chunk must be >= 1");
   Numerics num;
-  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official or cachesim");
+  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official, fast or cachesim");
   const std::vector<int> levels = parse_list(a.concurrency);
   const int cmax = *std::max_element(levels.begin(), levels.end());
   SchedulerOptions so;
@@ -210,7 +210,7 @@ void add_bench_serve_command(CLI::App& app) {
   c->add_option("--prompt", a->prompt, "random prompt tokens per request (default 128)");
   c->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per scheduler step (default 256, as serve)");
   c->add_option("--seed", a->seed, "random seed for the prompts");
-  c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+  c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
   c->add_option("--speculative", a->speculative, "on | off (default) | auto: speculative decoding in the batches, as serve");
   c->add_flag("!--no-warmup", a->warmup, "skip the untimed warm-up request");
   c->add_flag("--json", a->json, "machine-readable output");

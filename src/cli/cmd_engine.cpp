@@ -32,7 +32,7 @@ std::vector<int32_t> read_tokens(const std::string& path) {
 
 Numerics numerics_from(const std::string& s) {
   Numerics n;
-  if (!parse_numerics(s, &n)) throw InputError("--numerics must be exact, official or cachesim (got '" + s + "')");
+  if (!parse_numerics(s, &n)) throw InputError("--numerics must be exact, official, fast or cachesim (got '" + s + "')");
   return n;
 }
 
@@ -232,7 +232,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--context-base", a->opt.context_base, "the short context it is compared with");
     c->add_option("--speculative", a->opt.speculative, "also generate N tokens with speculation (MTP or DSpark drafts; 0 = skip)");
     c->add_option("--seed", a->opt.seed, "random seed for the token ids");
-    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
     c->add_flag("--json", a->json, "machine-readable output");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_bench(*a); });
@@ -275,7 +275,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--out", a->out, "output .npy")->required();
     c->add_option("--prefill", a->prefill, "prefill the first N tokens, decode the rest one at a time");
     c->add_option("--chunk", a->chunk, "prefill in chunks of C tokens");
-    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
     c->add_flag("--mtp", a->mtp, "write the MTP head's logits (row i predicts token i+2)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_logits(*a); });
@@ -290,7 +290,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--temperature", a->temperature, "0 = greedy");
     c->add_option("--top-p", a->top_p, "nucleus sampling");
     c->add_option("--seed", a->seed, "random seed");
-    c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+    c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
     c->add_flag("--speculative", a->speculative, "draft with the MTP head or the DSpark drafter, verify in one batched forward (exact)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_generate(*a); });

@@ -72,7 +72,7 @@ void run_serve(ServeArgs& a) {
     if (a.opt.served_model_name.empty()) a.opt.served_model_name = "v4host-demo";
   }
   Numerics num;
-  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official or cachesim");
+  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official, fast or cachesim");
   if (!parse_spec_mode(a.speculative, &a.opt.sched.speculative)) throw InputError("--speculative must be on, off or auto");
   if (a.opt.sched.spec_drafts < 0) throw InputError("--speculative-drafts must be 0 (the drafter's own) or positive");
   if (a.opt.sched.ctx < 16) throw InputError("--ctx must be at least 16");
@@ -149,7 +149,7 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--cors", a->opt.cors_origin, "allow browser requests from ORIGIN ('*' = any): preflights answered, CORS headers added");
   c->add_option("--prefill-chunk", a->opt.sched.prefill_chunk, "prompt tokens per scheduler step");
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
-  c->add_option("--numerics", a->numerics, "exact | official | cachesim");
+  c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
   c->add_option("--speculative", a->speculative,
                  "on | off | auto (default): draft with the checkpoint's MTP head or DSpark drafter, verify exactly in the batch; "
                  "auto drafts per request while its acceptance pays");

@@ -243,7 +243,7 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
       const size_t r0 = static_cast<size_t>(g) * olr;
       v.data = static_cast<const uint8_t*>(A.wo_a.data) + r0 * gK * (fa == WFormat::BF16 ? 2 : 1);
       if (fa == WFormat::FP8) v.scale = static_cast<const uint8_t*>(A.wo_a.scale) + r0 / 128 * kb;
-      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr);
+      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr, c.bf16->wo_a_bf16 ? 1 : 3);
     }
     linear_act(c, A.wo_b, z.data(), M, out);
     return;

@@ -20,6 +20,7 @@ bool parse_numerics(const std::string& s, Numerics* out) {
   if (s == "exact") *out = Numerics::Exact;
   else if (s == "official") *out = Numerics::Official;
   else if (s == "cachesim") *out = Numerics::CacheSim;
+  else if (s == "fast") *out = Numerics::Fast;
   else return false;
   return true;
 }
@@ -34,7 +35,9 @@ Engine::Engine(const ModelWeights& w, Numerics numerics) : w_(w), numerics_(nume
   impl_->rope_plain.init(c.rope_dim, c.rope_theta, false, 1, c.original_seq_len, c.beta_fast, c.beta_slow);
   impl_->rope_comp.init(c.rope_dim, c.compress_rope_theta, true, c.rope_factor, c.original_seq_len, c.beta_fast, c.beta_slow);
   const char* off = std::getenv("V4HOST_NO_BF16");
-  impl_->bf16.enabled = numerics == Numerics::Official && bf16_dot_available() && !(off && *off && *off != '0');
+  const bool quant = numerics == Numerics::Official || numerics == Numerics::Fast;
+  impl_->bf16.enabled = quant && bf16_dot_available() && !(off && *off && *off != '0');
+  impl_->bf16.wo_a_bf16 = numerics == Numerics::Fast;
 }
 
 bool Engine::bf16_dot() const { return impl_->bf16.enabled; }
@@ -214,7 +217,7 @@ void Engine::forward(std::span<Segment> segs, Trace* trace) {
     }
     if (M == 0) break;
     const bool trace_seg0 = trace && which[0] == 0 && first_round;
-    Ctx c{cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp,
+    Ctx c{cfg, act_quant(), numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp,
           trace_seg0 ? trace : nullptr, trace_seg0, &impl_->bf16};
     std::vector<float> X(static_cast<size_t>(M) * hc * D);
     parallel_for(static_cast<size_t>(M), 16, [&](size_t t0, size_t t1) {
@@ -281,7 +284,7 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
     M += s.n;
   }
   if (M == 0) return;
-  Ctx c{cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
+  Ctx c{cfg, act_quant(), numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
   // e = e_proj(enorm(embed[t_{i+1}])) broadcast over streams; h = h_proj(hnorm(H_prev[s])).
   std::vector<float> e(static_cast<size_t>(M) * D), ep(static_cast<size_t>(M) * D), h(static_cast<size_t>(M) * hc * D),
       X(static_cast<size_t>(M) * hc * D);
@@ -326,7 +329,7 @@ void Engine::forward_mtp(std::span<MtpSegment> segs) {
 }
 
 detail::Ctx Engine::drafter_ctx() const {
-  return Ctx{w_.cfg, numerics_ == Numerics::Official, numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
+  return Ctx{w_.cfg, act_quant(), numerics_ != Numerics::Exact, impl_->rope_plain, impl_->rope_comp, nullptr, false, &impl_->bf16};
 }
 
 void detail::head_rows(const Ctx& c, const HeadWeights& hw, const LinearWeight& lm, const float* X, const std::vector<int>& rows,

@@ -20,6 +20,8 @@ enum class Numerics {
   Exact,     // exactly dequantised weights, float32 activations (matches golden noaq)
   Official,  // + FP8 activation quantisation before FP8/FP4 GEMMs, FP8 KV and FP4 indexer simulation
   CacheSim,  // only the FP8 KV / FP4 indexer simulation (golden cachesim)
+  Fast,      // official, but wo_a takes its FP32 activations rounded once to BF16 (the official
+             // code's BF16 einsum) instead of exactly: a third of wo_a's tile work in a prefill
 };
 bool parse_numerics(const std::string& s, Numerics* out);
 
@@ -81,6 +83,8 @@ class Engine {
   const ModelConfig& config() const { return w_.cfg; }
   const ModelWeights& weights() const { return w_; }
   Numerics numerics() const { return numerics_; }
+  // FP8 activation quantisation before the FP8/FP4 GEMMs (`official`, `fast`).
+  bool act_quant() const { return numerics_ == Numerics::Official || numerics_ == Numerics::Fast; }
   bool has_mtp() const { return w_.mtp.has_value(); }
   bool has_dspark() const { return w_.dspark.has_value(); }
   // Whether `official` numerics run their FP8/FP4 GEMMs on the BF16 dot-product units (same

@@ -23,6 +23,7 @@ struct SegCtx {
 // every scale). Owned by the engine; keys are the model's LinearWeight objects.
 struct Bf16Choice {
   bool enabled = false;  // official numerics, CPU support, not disabled by V4HOST_NO_BF16
+  bool wo_a_bf16 = false;  // `fast`: wo_a on activations rounded once to BF16 (one part, not three)
   std::mutex mu;
   std::unordered_map<const LinearWeight*, bool> ok;
   bool usable(const LinearWeight& w);

@@ -90,6 +90,49 @@ V4_AVX512 float dot_avx512(const float* a, const float* b, int d) {
   return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+// sc[h*ldsc + i] = scale · (q_h · key_i) for h in [0, hn ≤ 4), i in [0, nk): four heads share
+// each key load and two keys each query load; every dot is summed exactly as dot_avx512 sums it
+// (two accumulators over 32-wide steps, a masked tail into the first), so the scores are the
+// same bits as one dot at a time.
+V4_AVX512 void scores4_avx512(const float* q, int hn, int d, const float* const* keys, int nk, float scale, float* sc, int ldsc) {
+  const int d32 = d / 32 * 32;
+  const float* qh[4];
+  for (int j = 0; j < 4; ++j) qh[j] = q + static_cast<size_t>(std::min(j, hn - 1)) * d;
+  int i = 0;
+  for (; i + 2 <= nk; i += 2) {
+    const float* ka = keys[i];
+    const float* kb = keys[i + 1];
+    __m512 a0[4], a1[4], b0[4], b1[4];
+    for (int j = 0; j < 4; ++j) a0[j] = a1[j] = b0[j] = b1[j] = _mm512_setzero_ps();
+    for (int e = 0; e < d32; e += 32) {
+      const __m512 ka0 = _mm512_loadu_ps(ka + e), ka1 = _mm512_loadu_ps(ka + e + 16);
+      const __m512 kb0 = _mm512_loadu_ps(kb + e), kb1 = _mm512_loadu_ps(kb + e + 16);
+      for (int j = 0; j < 4; ++j) {
+        const __m512 q0 = _mm512_loadu_ps(qh[j] + e), q1 = _mm512_loadu_ps(qh[j] + e + 16);
+        a0[j] = _mm512_fmadd_ps(q0, ka0, a0[j]);
+        a1[j] = _mm512_fmadd_ps(q1, ka1, a1[j]);
+        b0[j] = _mm512_fmadd_ps(q0, kb0, b0[j]);
+        b1[j] = _mm512_fmadd_ps(q1, kb1, b1[j]);
+      }
+    }
+    for (int e = d32; e < d; e += 16) {
+      const __mmask16 m = e + 16 <= d ? 0xFFFF : static_cast<__mmask16>((1u << (d - e)) - 1);
+      const __m512 ka0 = _mm512_maskz_loadu_ps(m, ka + e), kb0 = _mm512_maskz_loadu_ps(m, kb + e);
+      for (int j = 0; j < 4; ++j) {
+        const __m512 q0 = _mm512_maskz_loadu_ps(m, qh[j] + e);
+        a0[j] = _mm512_fmadd_ps(q0, ka0, a0[j]);
+        b0[j] = _mm512_fmadd_ps(q0, kb0, b0[j]);
+      }
+    }
+    for (int j = 0; j < hn; ++j) {
+      sc[static_cast<size_t>(j) * ldsc + i] = _mm512_reduce_add_ps(_mm512_add_ps(a0[j], a1[j])) * scale;
+      sc[static_cast<size_t>(j) * ldsc + i + 1] = _mm512_reduce_add_ps(_mm512_add_ps(b0[j], b1[j])) * scale;
+    }
+  }
+  for (; i < nk; ++i)
+    for (int j = 0; j < hn; ++j) sc[static_cast<size_t>(j) * ldsc + i] = dot_avx512(qh[j], keys[i], d) * scale;
+}
+
 // o[0..d) += Σ_i p[i] · key_i, two heads at a time sharing the key loads.
 V4_AVX512 void weighted_sum2_avx512(const float* p0, const float* p1, const float* const* keys, int nk, int d, float* o0, float* o1) {
   for (int c = 0; c < d; c += 128) {
@@ -157,12 +200,15 @@ void mqa_attend(const float* q, int H, int d, const float* const* keys, int nk, 
                 std::vector<float>& scratch) {
   scratch.resize(static_cast<size_t>(H) * static_cast<size_t>(std::max(nk, 1)));
   const bool simd = use_avx512();
+  if (simd)
+    for (int h = 0; h < H; h += 4)
+      scores4_avx512(q + static_cast<size_t>(h) * d, std::min(4, H - h), d, keys, nk, scale, scratch.data() + static_cast<size_t>(h) * nk, nk);
   for (int h = 0; h < H; ++h) {
     const float* qh = q + static_cast<size_t>(h) * d;
     float* sc = scratch.data() + static_cast<size_t>(h) * nk;
     float mx = -INFINITY;
     for (int i = 0; i < nk; ++i) {
-      sc[i] = (simd ? dot_avx512(qh, keys[i], d) : dot_portable(qh, keys[i], d)) * scale;
+      if (!simd) sc[i] = dot_portable(qh, keys[i], d) * scale;
       mx = std::max(mx, sc[i]);
     }
     float den = std::exp(sink[h] - mx);

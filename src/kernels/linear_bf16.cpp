@@ -1113,8 +1113,8 @@ void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out) { decode_row_i
 
 namespace {
 // x = h1 + h2 + h3 exactly (BF16 keeps 8 of FP32's 24 significant bits; each remainder is exact
-// in FP32 and has at most 16, then 8, significant bits).
-V4_BF16 void split3_rows(WFormat f, const float* x, int M, int ldx, int K, int Kp, uint16_t* out) {
+// in FP32 and has at most 16, then 8, significant bits). With parts = 1 only h1 = bf16(x).
+V4_BF16 void split_rows(WFormat f, const float* x, int M, int ldx, int K, int Kp, int parts, uint16_t* out) {
   thread_local std::vector<float> part;
   part.resize(static_cast<size_t>(3) * Kp);
   for (int m = 0; m < M; ++m) {
@@ -1122,7 +1122,7 @@ V4_BF16 void split3_rows(WFormat f, const float* x, int M, int ldx, int K, int K
     for (int k = 0; k < Kp; k += 16) {
       const __mmask16 mk = k + 16 <= K ? 0xFFFF : k < K ? static_cast<__mmask16>((1u << (K - k)) - 1) : 0;
       __m512 r = _mm512_maskz_loadu_ps(mk, xm + k);
-      for (int i = 0; i < 3; ++i) {
+      for (int i = 0; i < parts; ++i) {
         const __m256bh h = _mm512_cvtneps_pbh(r);
         const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(reinterpret_cast<const __m256i&>(h)), 16));
         _mm512_storeu_ps(part.data() + static_cast<size_t>(i) * Kp + k, hv);
@@ -1130,8 +1130,8 @@ V4_BF16 void split3_rows(WFormat f, const float* x, int M, int ldx, int K, int K
       }
     }
     // Each part is exact in BF16; packed in the weight format's kernel order.
-    for (int i = 0; i < 3; ++i)
-      pack_row(f, part.data() + static_cast<size_t>(i) * Kp, K, Kp, out + static_cast<size_t>(3 * m + i) * Kp);
+    for (int i = 0; i < parts; ++i)
+      pack_row(f, part.data() + static_cast<size_t>(i) * Kp, K, Kp, out + static_cast<size_t>(parts * m + i) * Kp);
   }
 }
 }  // namespace
@@ -1240,7 +1240,8 @@ V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int
 }
 }  // namespace
 
-void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy) {
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy, int parts) {
+  parts = parts == 1 ? 1 : 3;
   const int K = w.cols, Kp = bf16_padded_k(w), N = w.rows;
   if (ldx <= 0) ldx = K;
   if (ldy <= 0) ldy = N;
@@ -1263,7 +1264,7 @@ void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, i
     xf.resize(static_cast<size_t>(Kp));
     for (int p = 0; p < Kp; ++p) {
       const int k = src[static_cast<size_t>(p)];
-      xf[static_cast<size_t>(p)] = k < K ? x[k] : 0.f;
+      xf[static_cast<size_t>(p)] = k < K ? (parts == 1 ? bf16_to_f32(f32_to_bf16(x[k])) : x[k]) : 0.f;
     }
     const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(N));
     const size_t grain = std::max<size_t>(16, (256u << 10) / row_bytes);
@@ -1275,9 +1276,14 @@ void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, i
   }
   thread_local std::vector<uint16_t> xs;
   thread_local std::vector<float> ys;
-  xs.resize(static_cast<size_t>(3 * M) * Kp);
+  xs.resize(static_cast<size_t>(parts * M) * Kp);
+  if (parts == 1) {
+    split_rows(w.format, x, M, ldx, K, Kp, 1, xs.data());
+    linear_bf16(w, xs.data(), M, y, ldy);
+    return;
+  }
   ys.resize(static_cast<size_t>(3 * M) * N);
-  split3_rows(w.format, x, M, ldx, K, Kp, xs.data());
+  split_rows(w.format, x, M, ldx, K, Kp, 3, xs.data());
   linear_bf16(w, xs.data(), 3 * M, ys.data());
   for (int m = 0; m < M; ++m) {
     const float* a = ys.data() + static_cast<size_t>(3 * m) * N;

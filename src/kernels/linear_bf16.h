@@ -61,8 +61,9 @@ void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y
 // BF16 (or FP8 with qualifying UE8M0 scales: exact in BF16) weights times FP32 activations with
 // exactly the FP32 products: each activation is split into three BF16 parts that sum to it
 // exactly, the three GEMMs run on the dot-product units and their results are added (another
-// summation order than the float32 kernels, same products).
-void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx = 0, int ldy = 0);
+// summation order than the float32 kernels, same products). parts = 1: the activations rounded
+// once to BF16 instead (a plain BF16 GEMM, a third of the work; the `fast` numerics' wo_a).
+void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx = 0, int ldy = 0, int parts = 3);
 // Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);
 
