@@ -11,6 +11,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -645,8 +646,8 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<http::response<http::string_body>> res_;
   std::unique_ptr<http::response_serializer<http::string_body>> res_sr_;
   std::unique_ptr<http::response<http::empty_body>> sres_;
-  std::unique_ptr<http::response_serializer<http::empty_body>> sres_sr_;
   std::shared_ptr<StreamState> stream_;
+  std::string head_;  // a stream's header, serialised to go out with its first bytes
   std::string chunk_;
   bool last_sent_ = false;
   bool stream_started_ = false;  // the stream's header has been written
@@ -696,7 +697,10 @@ std::shared_ptr<Stream> ReplyImpl::start_stream(std::string content_type) {
   }
   auto s = session.lock();
   if (s) {
-    s->run_or_post([s, r = shared_from_this()] { s->do_stream_start(r); });
+    // Queued even on the connection's own loop: the producer's first frames, written right after
+    // this call, then go out in the same write as the header (one segment, one wake-up of the
+    // reader for the first token).
+    s->post([s, r = shared_from_this()] { s->do_stream_start(r); });
   } else {
     std::lock_guard<std::mutex> lk(st->mu);
     st->broken = true;
@@ -795,18 +799,41 @@ void Session::do_stream_start(std::shared_ptr<ReplyImpl> r) {
   sres_ = std::make_unique<http::response<http::empty_body>>();
   fill_head(*sres_, *r);
   sres_->chunked(true);
-  sres_sr_ = std::make_unique<http::response_serializer<http::empty_body>>(*sres_);
+  {
+    std::ostringstream os;
+    os << sres_->base();  // the status line and fields, as the serializer writes them
+    head_ = os.str();
+  }
+  // Whatever the producer queued meanwhile goes in the same write as the header.
+  {
+    std::lock_guard<std::mutex> lk(stream_->mu);
+    if (!stream_->broken && !stream_->pending.empty()) {
+      chunk_.swap(stream_->pending);
+      stream_->pending.clear();
+      stream_->inflight = chunk_.size();
+    }
+    stream_->flush_posted = false;
+  }
   writing_ = true;
   last_sent_ = false;
   arm_write();
-  http::async_write_header(sock_, *sres_sr_, [self = shared_from_this(), st = stream_](error_code ec, size_t) {
+  auto done = [self = shared_from_this(), st = stream_](error_code ec, size_t) {
     self->writing_ = false;
     self->disarm_write();
+    {
+      std::lock_guard<std::mutex> lk(st->mu);
+      st->inflight = 0;
+    }
     if (ec) return self->abort();
     self->stream_started_ = true;
+    self->bytes_out_ += self->chunk_.size();
+    self->chunk_.clear();
+    self->head_.clear();
     self->arm_keepalive();
     self->do_flush();
-  });
+  };
+  if (chunk_.empty()) asio::async_write(sock_, asio::buffer(head_), std::move(done));
+  else asio::async_write(sock_, beast::buffers_cat(asio::buffer(head_), http::make_chunk(asio::buffer(chunk_))), std::move(done));
 }
 
 void Session::do_flush() {
