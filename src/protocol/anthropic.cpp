@@ -156,13 +156,25 @@ Request parse_request(const ojson& body, bool for_count) {
           if (any_text) u.text += "\n";
           u.text += b["text"].get<std::string>();
           any_text = true;
+        } else if (t == "image" && b.contains("source") && b["source"].is_object()) {
+          // source {type: base64, media_type, data} is carried as a data: URL, {type: url, url} as is.
+          const ojson& src = b["source"];
+          const std::string st = src.value("type", "");
+          Image img;
+          if (st == "base64" && src.contains("data") && src["data"].is_string() && src.contains("media_type") && src["media_type"].is_string())
+            img.url = "data:" + src["media_type"].get<std::string>() + ";base64," + src["data"].get<std::string>();
+          else if (st == "url" && src.contains("url") && src["url"].is_string())
+            img.url = src["url"];
+          else
+            throw ProtocolError(bw + ".source", "an image source must be {type: base64, media_type, data} or {type: url, url}");
+          u.images.push_back(std::move(img));
         } else if (t == "image" || t == "document" || t == "search_result") {
           u.dropped.push_back(t);
         } else {
           throw ProtocolError(bw + ".type", "content block type '" + t + "' is not supported (text, tool_result, image, document)");
         }
       }
-      if (any_text || !u.dropped.empty()) r.messages.push_back(std::move(u));
+      if (any_text || !u.dropped.empty() || !u.images.empty()) r.messages.push_back(std::move(u));
     } else {
       Message a;
       a.role = Role::Assistant;
@@ -307,6 +319,21 @@ Response parse_response(const ojson& body) {
   return r;
 }
 
+namespace {
+// An image as an Anthropic block: a data: URL becomes a base64 source, anything else a url source.
+ojson image_block(const Image& img) {
+  const std::string& u = img.url;
+  const size_t comma = u.find(',');
+  if (u.rfind("data:", 0) == 0 && comma != std::string::npos) {
+    const std::string meta = u.substr(5, comma - 5);  // "image/png;base64"
+    const size_t semi = meta.find(';');
+    if (semi != std::string::npos && meta.substr(semi + 1) == "base64")
+      return {{"type", "image"}, {"source", {{"type", "base64"}, {"media_type", meta.substr(0, semi)}, {"data", u.substr(comma + 1)}}}};
+  }
+  return {{"type", "image"}, {"source", {{"type", "url"}, {"url", u}}}};
+}
+}  // namespace
+
 ojson emit_request(const Request& r) {
   ojson b = ojson::object();
   b["model"] = r.model;
@@ -332,9 +359,12 @@ ojson emit_request(const Request& r) {
       case Role::Developer:
         msgs.push_back({{"role", "system"}, {"content", m.text}});
         break;
-      case Role::User:
-        user_turn().push_back({{"type", "text"}, {"text", m.text}});
+      case Role::User: {
+        ojson& turn = user_turn();
+        for (const Image& img : m.images) turn.push_back(image_block(img));
+        if (!m.text.empty() || m.images.empty()) turn.push_back({{"type", "text"}, {"text", m.text}});
         break;
+      }
       case Role::Tool: {
         ojson tr = {{"type", "tool_result"}, {"tool_use_id", m.tool_call_id}, {"content", m.text}};
         if (m.is_error) tr["is_error"] = true;

@@ -37,8 +37,18 @@ void read_content(const ojson& c, const std::string& where, Message& m) {
       if (!first) m.text += "\n";
       first = false;
       m.text += p.value("refusal", "");
-    } else if (t == "image_url" || t == "input_audio" || t == "file" || t == "input_image") {
-      throw ProtocolError(at(where, i) + ".type", "content part type '" + t + "' is not supported (this model reads text only)");
+    } else if (t == "image_url") {
+      // {"type": "image_url", "image_url": {"url": "https://…" | "data:image/png;base64,…", "detail": "auto"}}
+      const ojson& iu = p.contains("image_url") ? p["image_url"] : ojson(nullptr);
+      const ojson& url = iu.is_object() && iu.contains("url") ? iu["url"] : iu;
+      if (!url.is_string() || url.get_ref<const std::string&>().empty())
+        throw ProtocolError(at(where, i) + ".image_url.url", "an image_url part needs a string 'image_url.url'");
+      Image img;
+      img.url = url.get<std::string>();
+      if (iu.is_object() && iu.contains("detail") && iu["detail"].is_string()) img.detail = iu["detail"];
+      m.images.push_back(std::move(img));
+    } else if (t == "input_audio" || t == "file" || t == "input_image") {
+      throw ProtocolError(at(where, i) + ".type", "content part type '" + t + "' is not supported (text and image_url)");
     } else {
       throw ProtocolError(at(where, i) + ".type", "content part type '" + t + "' is not supported (text only)");
     }
@@ -263,6 +273,15 @@ ojson emit_request(const Request& r) {
     } else if (m.role == Role::Tool) {
       o["tool_call_id"] = m.tool_call_id;
       o["content"] = m.is_error ? "Error: " + m.text : m.text;
+    } else if (!m.images.empty()) {
+      ojson parts = ojson::array();
+      for (const Image& img : m.images) {
+        ojson iu = {{"url", img.url}};
+        if (!img.detail.empty()) iu["detail"] = img.detail;
+        parts.push_back({{"type", "image_url"}, {"image_url", iu}});
+      }
+      if (!m.text.empty()) parts.push_back({{"type", "text"}, {"text", m.text}});
+      o["content"] = parts;
     } else {
       o["content"] = m.text;
     }

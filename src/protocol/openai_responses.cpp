@@ -12,7 +12,8 @@ using namespace fields;
 namespace {
 
 // Text of a message item's content: a string or input_text / output_text / refusal parts.
-std::string parts_text(const ojson& c, const std::string& where, std::vector<std::string>& dropped) {
+std::string parts_text(const ojson& c, const std::string& where, std::vector<std::string>& dropped,
+                       std::vector<Image>* images = nullptr) {
   if (c.is_string()) return c;
   if (c.is_null()) return "";
   if (!c.is_array()) throw ProtocolError(where, "'" + where + "' must be a string or an array of content parts");
@@ -29,6 +30,14 @@ std::string parts_text(const ojson& c, const std::string& where, std::vector<std
       text = p["text"];
     } else if (t == "refusal") {
       text = p.value("refusal", "");
+    } else if (t == "input_image" && images && p.contains("image_url") && p["image_url"].is_string()) {
+      // {"type": "input_image", "image_url": "https://…" | "data:…", "detail": "auto"}; a file_id
+      // image names a file the router cannot fetch, so it is dropped (noted) like other files.
+      Image img;
+      img.url = p["image_url"];
+      if (p.contains("detail") && p["detail"].is_string()) img.detail = p["detail"];
+      images->push_back(std::move(img));
+      continue;
     } else if (t == "input_image" || t == "input_file" || t == "input_audio") {
       dropped.push_back(t);
       continue;
@@ -236,7 +245,7 @@ Request parse_request(const ojson& body) {
         else if (role == "system") m.role = Role::System;
         else if (role == "developer") m.role = Role::Developer;
         else throw ProtocolError(w + ".role", "unsupported role '" + role + "' (user, assistant, system or developer)");
-        m.text = parts_text(it.contains("content") ? it["content"] : ojson(""), w + ".content", m.dropped);
+        m.text = parts_text(it.contains("content") ? it["content"] : ojson(""), w + ".content", m.dropped, &m.images);
         if (m.role == Role::Assistant) {
           if (!reasoning && !r.messages.empty() && r.messages.back().role == Role::Assistant &&
               !r.messages.back().has_text && r.messages.back().tool_calls.empty()) {
@@ -402,7 +411,11 @@ ojson emit_request(const Request& r) {
       case Role::Developer:
       case Role::User: {
         const char* role = m.role == Role::User ? "user" : m.role == Role::System ? "system" : "developer";
-        input.push_back({{"type", "message"}, {"role", role}, {"content", ojson::array({{{"type", "input_text"}, {"text", m.text}}})}});
+        ojson content = ojson::array();
+        for (const Image& img : m.images)
+          content.push_back({{"type", "input_image"}, {"image_url", img.url}, {"detail", img.detail.empty() ? "auto" : img.detail}});
+        if (!m.text.empty() || m.images.empty()) content.push_back({{"type", "input_text"}, {"text", m.text}});
+        input.push_back({{"type", "message"}, {"role", role}, {"content", content}});
         break;
       }
       case Role::Tool:

@@ -61,6 +61,14 @@ struct ToolCall {
   std::string arguments;  // function: a JSON object as text; custom: the raw input
 };
 
+// An image part of a message. V4 reads text only: `serve` refuses (Chat Completions) or drops
+// (Responses, Messages, with a warning) them; the router carries them to upstreams that take
+// images, where an `images: true` rule sends such requests.
+struct Image {
+  std::string url;     // http(s) URL, or a data: URL (an Anthropic base64 source is carried as one)
+  std::string detail;  // OpenAI's "auto" | "low" | "high"; "" = not given
+};
+
 struct Message {
   Role role = Role::User;
   std::string text;          // text content (parts joined with "\n"); tool result text for Role::Tool
@@ -76,7 +84,8 @@ struct Message {
   bool is_error = false;             // Anthropic tool_result is_error
   bool custom_output = false;        // Responses custom_tool_call_output
   std::string name;                  // optional participant / tool name
-  std::vector<std::string> dropped;  // content the dialect had but text models cannot take ("image", ...)
+  std::vector<Image> images;         // user (and system) content images, in order, before the text
+  std::vector<std::string> dropped;  // content the dialect had but cannot be carried ("input_audio", "document", ...)
 };
 
 struct Tool {

@@ -30,9 +30,11 @@ Features request_features(const protocol::Request& r, const text::Tokenizer* tok
   Features f;
   f.model = r.model;
   f.tools = !r.tools.empty();
-  for (auto& m : r.messages)
-    for (auto& d : m.dropped)
+  for (auto& m : r.messages) {
+    f.images = f.images || !m.images.empty();
+    for (auto& d : m.dropped)  // an image the protocol layer could not carry (a Responses file_id) still counts
       if (d.find("image") != std::string::npos) f.images = true;
+  }
   f.reasoning_effort = r.reasoning.effort;
   if (f.reasoning_effort.empty() && r.reasoning.enabled) f.reasoning_effort = *r.reasoning.enabled ? "" : "none";
   f.prompt_tokens = count_prompt_tokens(r, tok);

@@ -132,6 +132,9 @@ ChatParams chat_params_from(const protocol::Request& r, bool default_thinking) {
   p.model = r.model;
   p.notes = r.notes;
   if (r.messages.empty()) throw bad_param("messages", "the conversation is empty");
+  size_t images = 0;
+  for (const Message& m : r.messages) images += m.images.size();
+  if (images) p.notes.push_back(std::to_string(images) + " image part(s) dropped: this model reads text only");
 
   // Reasoning mode: explicit switches, then the effort (last word).
   bool thinking = r.reasoning.enabled.value_or(default_thinking);

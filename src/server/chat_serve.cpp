@@ -136,6 +136,11 @@ void Service::handle_chat(const net::Request& req, net::Reply& res) {
   } catch (const protocol::ProtocolError& e) {
     rethrow_protocol(e);
   }
+  // V4 reads text only. Chat Completions clients hear so (as from other text-only servers);
+  // Responses and Messages clients get the text answered and a warning (chat_params_from).
+  for (size_t i = 0; i < o.request.messages.size(); ++i)
+    if (!o.request.messages[i].images.empty())
+      throw bad_param("messages[" + std::to_string(i) + "].content", "image parts are not supported: this model reads text only");
   o.id_prefix = "chatcmpl-";
   o.default_thinking = opt_.default_thinking;
   serve_chat(*this, res, std::move(o));

@@ -268,6 +268,43 @@ TEST(Protocol, BigIntegersInToolSchemasAreForwardedExactly) {
   }
 }
 
+// Images are carried between dialects (for upstreams that take them; serve refuses or drops
+// them): URLs and base64 data, with OpenAI's detail, before the message's text.
+TEST(Protocol, ImagesTranslateBetweenEveryDialect) {
+  const std::string png = "data:image/png;base64,iVBORw0KGgo=";
+  const Request chat = parse_request(Dialect::ChatCompletions, J(R"({"model": "m", "messages": [{"role": "user", "content": [
+      {"type": "text", "text": "what is this?"},
+      {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg", "detail": "high"}},
+      {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}]}]})"));
+  ASSERT_EQ(chat.messages.size(), 1u);
+  ASSERT_EQ(chat.messages[0].images.size(), 2u);
+  EXPECT_EQ(chat.messages[0].images[0].url, "https://example.com/cat.jpg");
+  EXPECT_EQ(chat.messages[0].images[0].detail, "high");
+  EXPECT_EQ(chat.messages[0].text, "what is this?");
+  for (Dialect d : {Dialect::ChatCompletions, Dialect::Responses, Dialect::AnthropicMessages}) {
+    const ojson wire_body = emit_request(d, chat);
+    const Request back = parse_request(d, wire_body);
+    ASSERT_EQ(back.messages.size(), 1u) << dialect_name(d) << wire_body.dump();
+    ASSERT_EQ(back.messages[0].images.size(), 2u) << dialect_name(d) << wire_body.dump();
+    EXPECT_EQ(back.messages[0].images[0].url, "https://example.com/cat.jpg") << dialect_name(d);
+    EXPECT_EQ(back.messages[0].images[1].url, png) << dialect_name(d) << wire_body.dump();
+    EXPECT_EQ(back.messages[0].text, "what is this?") << dialect_name(d);
+    if (d != Dialect::AnthropicMessages) {  // Anthropic has no detail
+      EXPECT_EQ(back.messages[0].images[0].detail, "high") << dialect_name(d);
+    }
+  }
+  // Anthropic's base64 source becomes a data URL and goes back as a base64 source.
+  const ojson anth = emit_request(Dialect::AnthropicMessages, chat);
+  EXPECT_EQ(anth["messages"][0]["content"][1]["source"],
+            J(R"({"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="})"));
+  EXPECT_EQ(anth["messages"][0]["content"][0]["source"], J(R"({"type": "url", "url": "https://example.com/cat.jpg"})"));
+  // A Responses file_id image cannot be carried: dropped and noted (an images rule still sees it).
+  const Request fid = parse_request(Dialect::Responses, J(R"({"model": "m", "input": [{"role": "user", "content": [
+      {"type": "input_text", "text": "x"}, {"type": "input_image", "file_id": "file-1"}]}]})"));
+  EXPECT_TRUE(fid.messages[0].images.empty());
+  EXPECT_EQ(fid.messages[0].dropped, std::vector<std::string>{"input_image"});
+}
+
 TEST(Protocol, MalformedRequestsNameTheField) {
   struct Case {
     Dialect d;
@@ -278,7 +315,9 @@ TEST(Protocol, MalformedRequestsNameTheField) {
       {Dialect::ChatCompletions, R"({"messages": [{"role": "user", "content": "x"}]})", "model"},
       {Dialect::ChatCompletions, R"({"model": "m", "messages": []})", "messages"},
       {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "wizard", "content": "x"}]})", "messages[0].role"},
-      {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages[0].content[0].type"},
+      {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", "messages[0].content[0].image_url.url"},
+      {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio"}]}]})", "messages[0].content[0].type"},
+      {Dialect::AnthropicMessages, R"({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "image", "source": {"type": "file"}}]}]})", "messages[0].content[0].source"},
       {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "temperature": 7})", "temperature"},
       {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {}}]})", "tools[0].function.name"},
       {Dialect::ChatCompletions, R"({"model": "m", "messages": [{"role": "tool", "content": "x"}]})", "messages[0].tool_call_id"},

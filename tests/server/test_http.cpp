@@ -186,6 +186,30 @@ TEST(Http, BigIntegersInRequestValuesAreEchoedExactly) {
   EXPECT_EQ(r->status, 200) << r->body;
 }
 
+// V4 reads text only: an image in Chat Completions is a 400 naming the message; Messages and
+// Responses clients get the text answered with a warning that the images were dropped.
+TEST(Http, ImagesRefusedInChatAndDroppedWithAWarningElsewhere) {
+  NEED_SERVER();
+  int status = 0;
+  json r = post("/v1/chat/completions",
+                chat({{"messages", json::parse(R"([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yes?"},
+                       {"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "https://e/x.png"}}]}])")}}),
+                &status);
+  EXPECT_EQ(status, 400) << r.dump();
+  EXPECT_EQ(r["error"]["param"], "messages[2].content") << r.dump();
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("text only"), std::string::npos) << r.dump();
+  auto c = server().client();
+  auto res = c.Post("/v1/messages",
+                    R"({"model": "test-model", "max_tokens": 4, "messages": [{"role": "user", "content": [
+                        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                        {"type": "text", "text": "describe"}]}]})",
+                    "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_NE(res->header("x-v4host-warning").find("1 image part(s) dropped"), std::string::npos)
+      << res->header("x-v4host-warning");
+}
+
 TEST(Http, ToolChoiceNoneKeepsToolsInThePromptButNeverCalls) {
   NEED_SERVER();
   json tool = {{"type", "function"}, {"function", {{"name", "lookup"}, {"parameters", {{"type", "object"}, {"properties", {{"q", {{"type", "string"}}}}}}}}}};
