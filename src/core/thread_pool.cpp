@@ -4,12 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
-#define V4_PAUSE() _mm_pause()
-#else
-#define V4_PAUSE() std::this_thread::yield()
-#endif
+#include <sched.h>
 
 namespace v4 {
 
@@ -17,19 +12,29 @@ namespace {
 thread_local bool t_in_pool_task = false;
 
 // How long a worker spins for the next call, and the caller for the last chunk of its call,
-// before sleeping. The calls of a decode step follow each other within microseconds; between
-// steps or requests the threads sleep, so an idle pool costs no CPU.
-constexpr auto kWorkerSpin = std::chrono::microseconds(300);
-constexpr auto kCallerSpin = std::chrono::microseconds(200);
+// before sleeping (V4HOST_POOL_SPIN_US sets both; 0 = sleep at once). The calls of a decode
+// step follow each other within microseconds; between steps or requests the threads sleep, so
+// an idle pool costs no CPU.
+std::chrono::microseconds spin_limit(int deflt) {
+  static const int us = [] {
+    const char* e = std::getenv("V4HOST_POOL_SPIN_US");
+    return e && *e ? std::max(0, std::atoi(e)) : -1;
+  }();
+  return std::chrono::microseconds(us >= 0 ? us : deflt);
+}
 
-// Spins until pred() or the deadline; the clock is read every 64 pauses.
+// Spins until pred() or the deadline, yielding the core on every turn: on a machine whose cores
+// are oversubscribed a spinning thread would take the core from the very thread it waits for
+// (the pool's other thread or the caller), so it steps aside whenever anything else is runnable
+// and costs a system call per turn when nothing is.
 template <class P>
 bool spin_until(P pred, std::chrono::microseconds limit) {
+  if (limit.count() == 0) return pred();
   const auto end = std::chrono::steady_clock::now() + limit;
   for (;;) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 4; ++i) {
       if (pred()) return true;
-      V4_PAUSE();
+      sched_yield();
     }
     if (std::chrono::steady_clock::now() >= end) return pred();
   }
@@ -96,7 +101,7 @@ void ThreadPool::parallel_for(size_t n, size_t grain, const std::function<void(s
   run_chunks();
   t_in_pool_task = false;
   auto done = [&] { return active_.load(std::memory_order_seq_cst) == 0; };
-  if (!spin_until(done, kCallerSpin)) {
+  if (!spin_until(done, spin_limit(100))) {
     std::unique_lock<std::mutex> lk(mu_);
     caller_sleeping_.store(true, std::memory_order_seq_cst);
     done_cv_.wait(lk, done);
@@ -110,7 +115,7 @@ void ThreadPool::worker_loop(int) {
   t_in_pool_task = true;
   for (;;) {
     auto ready = [&] { return stop_.load(std::memory_order_acquire) || generation_.load(std::memory_order_seq_cst) != seen; };
-    if (!spin_until(ready, kWorkerSpin)) {
+    if (!spin_until(ready, spin_limit(200))) {
       std::unique_lock<std::mutex> lk(mu_);
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
       cv_.wait(lk, ready);
