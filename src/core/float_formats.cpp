@@ -31,18 +31,4 @@ uint8_t f32_to_e4m3(float f) {
   return sign | static_cast<uint8_t>((be << 3) | m);
 }
 
-uint8_t f32_to_e2m1(float f) {
-  static constexpr float kMag[8] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f};
-  const uint8_t sign = std::signbit(f) ? 8 : 0;
-  float a = std::min(std::fabs(f), 6.0f);
-  if (std::isnan(f)) a = 6.0f;
-  // Nearest, ties to the even code (even mantissa bit = even index).
-  int best = 0;
-  for (int i = 1; i < 8; ++i) {
-    float d0 = std::fabs(a - kMag[best]), d1 = std::fabs(a - kMag[i]);
-    if (d1 < d0 || (d1 == d0 && (i % 2 == 0))) best = i;
-  }
-  return sign | static_cast<uint8_t>(best);
-}
-
 }  // namespace v4

@@ -39,8 +39,17 @@ inline float e2m1_to_f32(uint8_t code) {
   float v = kMag[code & 7];
   return (code & 8) ? -v : v;
 }
-// Round-to-nearest-even to the e2m1 grid, saturating to +-6. Returns the 4-bit code.
-uint8_t f32_to_e2m1(float f);
+// Round-to-nearest-even to the e2m1 grid, saturating to +-6 (NaN to 6, keeping its sign bit).
+// Returns the 4-bit code. Ties go to the even code: the thresholds are the midpoints, inclusive
+// where the lower neighbour's code is even. Inline and branch-light: the indexer's FP4
+// simulation runs it on every query element (the former search over the 8 magnitudes gave the
+// same code for every one of the 2^32 floats, checked exhaustively).
+inline uint8_t f32_to_e2m1(float f) {
+  const uint8_t sign = std::signbit(f) ? 8 : 0;
+  const float a = std::isnan(f) ? 6.0f : std::fabs(f);
+  const uint8_t c = a <= 0.25f ? 0 : a < 0.75f ? 1 : a <= 1.25f ? 2 : a < 1.75f ? 3 : a <= 2.5f ? 4 : a < 3.5f ? 5 : a <= 5.0f ? 6 : 7;
+  return static_cast<uint8_t>(sign | c);
+}
 inline float round_e2m1(float f) { return e2m1_to_f32(f32_to_e2m1(f)); }
 
 // UE8M0 scale byte b => 2^(b-127); 0xff is NaN.
