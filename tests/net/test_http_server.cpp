@@ -10,6 +10,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
+#include <memory>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -457,3 +463,76 @@ TEST(HttpExchange, HeadersQueryAndDecoding) {
 }
 
 }  // namespace
+
+// ServerOptions::loops: connections on an external loop (one thread, as the router runs them)
+// have no strand, and a reply or stream write made on that thread starts at once. The bytes are
+// the same; a reader that reads nothing is still cut off at the stream's cap.
+namespace {
+struct OnOwnLoop {
+  boost::asio::io_context loop{1};
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> guard{loop.get_executor()};
+  std::thread th{[this] { loop.run(); }};
+  std::unique_ptr<Server> s;
+  OnOwnLoop() {
+    net::ServerOptions o = Server::opts();
+    o.loops = {&loop};
+    s = std::make_unique<Server>(o);
+    s->srv.route("GET", "/burst", [](const net::Request& q, net::Reply& r) {
+      // On the connection's loop: header, three writes and the end, all from this handler.
+      auto st = r.start_stream("text/event-stream");
+      for (int i = 1; i <= 3; ++i) EXPECT_TRUE(st->write("data: " + std::to_string(i) + "\n\n"));
+      EXPECT_EQ(q.loop, 0);
+      st->close();
+    });
+  }
+  ~OnOwnLoop() {
+    s.reset();
+    guard.reset();
+    loop.stop();
+    th.join();
+  }
+};
+}  // namespace
+
+TEST(HttpServer, OwnLoopStreamsAndRepliesStartAtOnceSameBytes) {
+  OnOwnLoop o;
+  Raw k(o.s->port);
+  ASSERT_TRUE(k.send("GET /burst HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got = k.read(2s, "0\r\n\r\n");
+  EXPECT_EQ(status_of(got), 200) << got;
+  EXPECT_NE(got.find("Transfer-Encoding: chunked"), std::string::npos) << got;
+  // The header, then the three frames (queued before the header went out: one chunk), then the end.
+  const size_t body = got.find("\r\n\r\n");
+  ASSERT_NE(body, std::string::npos);
+  EXPECT_EQ(got.substr(body + 4), "1b\r\ndata: 1\n\ndata: 2\n\ndata: 3\n\n\r\n0\r\n\r\n") << got;
+  // Plain replies and the next request on the same connection.
+  ASSERT_TRUE(k.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(status_of(k.read(2s, "hi")), 200);
+  auto r = o.s->client().Post("/echo", "abc", "text/plain");
+  EXPECT_EQ(r->body, "abc");
+  ASSERT_TRUE(o.s->eventually([&] { return o.s->log.find("GET /burst").has_value(); }));
+  EXPECT_FALSE(o.s->log.find("GET /burst")->disconnected);
+}
+
+TEST(HttpServer, OwnLoopSlowStreamReaderIsDroppedNotBuffered) {
+  OnOwnLoop o;  // stream_buffer_bytes 64 KiB, write timeout 1 s
+  Raw k(o.s->port);
+  int small = 4096;
+  ::setsockopt(k.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  ASSERT_TRUE(k.send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"));
+  auto st = o.s->wait_stream();
+  ASSERT_TRUE(st);
+  // The writes run on the connection's own loop (the inline path); the client reads nothing.
+  const std::string chunk(16 * 1024, 'x');
+  std::atomic<bool> refused{false};
+  for (int i = 0; i < 2000 && !refused; ++i) {
+    boost::asio::post(o.loop, [&] { refused = refused || !st->write(chunk); });
+    std::this_thread::sleep_for(2ms);
+  }
+  EXPECT_TRUE(refused) << "write() kept accepting for a reader that reads nothing";
+  EXPECT_LE(st->buffered(), size_t(64 * 1024 + chunk.size()));
+  EXPECT_TRUE(o.s->eventually([&] { return o.s->disconnects == 1; }));
+  std::promise<void> drained;  // nothing queued on the loop refers to `st` or `refused` any more
+  boost::asio::post(o.loop, [&] { drained.set_value(); });
+  drained.get_future().wait();
+}
