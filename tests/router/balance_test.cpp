@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "router/balance.h"
+#include "config_errors.h"
 #include "router/config.h"
 
 using namespace v4::router;
@@ -22,14 +23,7 @@ std::string first(const Balance& b, const std::string& key, const std::vector<st
   return m[order_replicas(b, key, m, load, tie)[0]];
 }
 
-std::string error_of(const std::string& yaml) {
-  try {
-    load_config_text(yaml, "t.yaml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::string& yaml) { return router_test::config_error(yaml); }
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 
+#include "config_errors.h"
 #include "router/config.h"
 #include "router/cost.h"
 
@@ -52,14 +53,7 @@ rules:
 
 std::string with(const std::string& extra) { return std::string(kBase) + extra; }
 
-std::string error_of(const std::string& yaml) {
-  try {
-    load_config_text(yaml, "t.yaml");
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "";
-}
+std::string error_of(const std::string& yaml) { return router_test::config_error(yaml); }
 
 }  // namespace
 
