@@ -244,6 +244,20 @@ TEST(HttpClient, MalformedResponseAndEarlyClose) {
   }
 }
 
+// A body that arrives at once, larger than one read, on a connection the server keeps open: with
+// kernel receive timestamps each read first waits for readability, so bytes already buffered must
+// still complete that wait (an edge-triggered wait that did not would stall until the server's
+// next bytes or close; here the total timeout would fire first). This guards it.
+TEST(HttpClient, LargeBodyArrivingAtOnceIsReadToTheEnd) {
+  const std::string body(300 * 1024 + 17, 'x');
+  RawServer srv("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body, 1500);
+  Timeouts t;
+  t.total = std::chrono::milliseconds(1000);
+  auto r = get(srv.url(), {}, t);
+  ASSERT_TRUE(r.ok()) << r.error_message;
+  EXPECT_EQ(r.body.size(), body.size());
+}
+
 TEST(HttpClient, CancelStopsAStream) {
   ScriptedEndpoint ep(schedule(5, 50, 100));
   int pieces = 0;
