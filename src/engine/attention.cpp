@@ -69,8 +69,8 @@ void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, i
   const int W = cw.wkv.rows, d = cw.dim, rd = c.cfg.rope_dim;
   std::vector<float> a(static_cast<size_t>(M) * W), g(static_cast<size_t>(M) * W), entry(static_cast<size_t>(d)),
       normed(static_cast<size_t>(d));
-  linear_w(c, cw.wkv, x, M, a.data());
-  linear_w(c, cw.wgate, x, M, g.data());
+  linear_w(c, cw.wkv, x, M, a.data(), /*fast_part=*/true);
+  linear_w(c, cw.wgate, x, M, g.data(), /*fast_part=*/true);
   for (auto& s : segs) {
     CompressorState& st = indexer ? s.ls->idx_state : s.ls->comp_state;
     for (int t = 0; t < s.n; ++t) {
@@ -243,7 +243,7 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
       const size_t r0 = static_cast<size_t>(g) * olr;
       v.data = static_cast<const uint8_t*>(A.wo_a.data) + r0 * gK * (fa == WFormat::BF16 ? 2 : 1);
       if (fa == WFormat::FP8) v.scale = static_cast<const uint8_t*>(A.wo_a.scale) + r0 / 128 * kb;
-      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr, c.bf16->wo_a_bf16 ? 1 : 3);
+      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr, c.bf16->one_part ? 1 : 3);
     }
     linear_act(c, A.wo_b, z.data(), M, out);
     return;

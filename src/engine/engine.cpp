@@ -37,7 +37,7 @@ Engine::Engine(const ModelWeights& w, Numerics numerics) : w_(w), numerics_(nume
   const char* off = std::getenv("V4HOST_NO_BF16");
   const bool quant = numerics == Numerics::Official || numerics == Numerics::Fast;
   impl_->bf16.enabled = quant && bf16_dot_available() && !(off && *off && *off != '0');
-  impl_->bf16.wo_a_bf16 = numerics == Numerics::Fast;
+  impl_->bf16.one_part = numerics == Numerics::Fast;
 }
 
 bool Engine::bf16_dot() const { return impl_->bf16.enabled; }

@@ -20,8 +20,8 @@ enum class Numerics {
   Exact,     // exactly dequantised weights, float32 activations (matches golden noaq)
   Official,  // + FP8 activation quantisation before FP8/FP4 GEMMs, FP8 KV and FP4 indexer simulation
   CacheSim,  // only the FP8 KV / FP4 indexer simulation (golden cachesim)
-  Fast,      // official, but wo_a takes its FP32 activations rounded once to BF16 (the official
-             // code's BF16 einsum) instead of exactly: a third of wo_a's tile work in a prefill
+  Fast,      // official, but wo_a and the compressor projections take their FP32 activations
+             // rounded once to BF16 instead of exactly split in three: a third of their tile work
 };
 bool parse_numerics(const std::string& s, Numerics* out);
 

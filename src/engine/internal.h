@@ -23,7 +23,7 @@ struct SegCtx {
 // every scale). Owned by the engine; keys are the model's LinearWeight objects.
 struct Bf16Choice {
   bool enabled = false;  // official numerics, CPU support, not disabled by V4HOST_NO_BF16
-  bool wo_a_bf16 = false;  // `fast`: wo_a on activations rounded once to BF16 (one part, not three)
+  bool one_part = false;  // `fast`: wo_a and the compressor projections on activations rounded once to BF16 (one part, not three)
   std::mutex mu;
   std::unordered_map<const LinearWeight*, bool> ok;
   bool usable(const LinearWeight& w);
@@ -43,7 +43,8 @@ struct Ctx {
 
 // y = x·Wᵀ for weights used without activation quantisation; in `official` with the BF16 units
 // enabled, BF16 weights run there on exactly split activations (same products).
-void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
+// `fast_part`: a projection `fast` runs on one BF16 part (the compressor's).
+void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y, bool fast_part = false);
 // y = x·Wᵀ, with the official FP8 activation quantisation of x when enabled and W is FP8/FP4.
 void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y);
 // Two weights over the same input (the experts' w1 and w3): the input is quantised once.

@@ -35,8 +35,9 @@ bool quantised(const Ctx& c, const LinearWeight& w) {
 
 }  // namespace
 
-void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y) {
-  if (c.act_quant && c.bf16 && c.bf16->enabled && w.format == WFormat::BF16) linear_bf16_split(w, x, M, y);
+void linear_w(const Ctx& c, const LinearWeight& w, const float* x, int M, float* y, bool fast_part) {
+  if (c.act_quant && c.bf16 && c.bf16->enabled && w.format == WFormat::BF16)
+    linear_bf16_split(w, x, M, y, 0, 0, fast_part && c.bf16->one_part ? 1 : 3);
   else linear(w, x, M, y);
 }
 
