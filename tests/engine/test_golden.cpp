@@ -321,10 +321,11 @@ TEST_P(Golden, Bf16DotPathAgreesWithExactAsWellAsFloat32Official) {
   unsetenv("V4HOST_NO_BF16");
   ASSERT_FALSE(slow.eng->bf16_dot());
   auto b = agree(run_logits(slow, N, N));
-  // `fast` (wo_a on BF16-rounded activations, the rest as official on the BF16 units): the one
-  // faster mode; its accuracy against exact is reported and held to official's own. (It is a
-  // different function from the golden `official/` set's, whose wo_a took FP32 activations: it
-  // misses that set's noise floor, e.g. Pearson 0.957 against 0.976 on tiny-all.)
+  // `fast` (wo_a and the compressor projections on BF16-rounded activations, the rest as
+  // official on the BF16 units): the one faster mode; its accuracy against exact is reported
+  // and held to official's own. (It is a different function from the golden `official/` set's,
+  // whose wo_a took FP32 activations: it misses that set's noise floor, e.g. Pearson 0.957
+  // against 0.976 on tiny-all with wo_a alone on one part.)
   GoldenRun fm = open(G, Numerics::Fast);
   auto f = agree(run_logits(fm, N, N));
   std::printf("[ golden %s ] vs exact: official/bf16-dot top-1 %.4f KL %.3g; official/fp32 top-1 %.4f KL %.3g; fast top-1 %.4f KL %.3g\n",
