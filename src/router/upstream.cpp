@@ -34,29 +34,31 @@ bool ReasoningMemo::get(const std::string& id, std::string* out) const {
   return true;
 }
 
-namespace {
-
-// Whether the request asks for reasoning on (true), off (false) or leaves it to the upstream.
 std::optional<bool> thinking_on(const protocol::ReasoningRequest& r) {
   if (!r.effort.empty()) return r.effort != "none";
   return r.enabled;
 }
 
-}  // namespace
-
-WireRequest build_wire_request(const Upstream& u, const protocol::Request& in, const ReasoningMemo& memo, const ClientBody* client) {
-  WireRequest w;
-  // The common case: the client's own bytes with the model, stream and reasoning members set
-  // (a plain body has no tool turn, so the reasoning memo below has nothing to add).
-  if (client && client->json && edit_chat_body(u, in, *client->json, client->raw, w.body)) {
-    w.dialect = protocol::Dialect::ChatCompletions;
-    w.url = u.base_url + "/chat/completions";
-    if (!u.api_key_env.empty())
-      if (const char* k = std::getenv(u.api_key_env.c_str())) w.headers.emplace_back("Authorization", std::string("Bearer ") + k);
-    w.headers.emplace_back("Content-Type", "application/json");
-    w.headers.emplace_back("Accept", "text/event-stream");
-    return w;
+ojson reasoning_members(const Upstream& u, std::optional<bool> on, const std::string& effort) {
+  ojson m = ojson::object();
+  if (!on) return m;
+  switch (u.dialect) {
+    case ReasoningDialect::Thinking: m["thinking"] = {{"type", *on ? "enabled" : "disabled"}}; break;
+    case ReasoningDialect::ChatTemplateKwargs:
+      m["chat_template_kwargs"]["thinking"] = *on;
+      if (*on && !effort.empty()) m["chat_template_kwargs"]["reasoning_effort"] = effort;
+      break;
+    case ReasoningDialect::ReasoningEffort: m["reasoning_effort"] = *on ? (effort.empty() ? "high" : effort) : "none"; break;
+    case ReasoningDialect::None: break;
   }
+  return m;
+}
+
+namespace {
+
+// The wire body re-emitted from the neutral form: sets w.dialect, w.body and w.note, and for an
+// Anthropic upstream its URL and headers.
+void emit_wire(const Upstream& u, const protocol::Request& in, const ReasoningMemo& memo, WireRequest& w) {
   protocol::Request req = in;
   if (!u.model.empty()) req.model = u.model;
   req.stream = true;
@@ -89,31 +91,36 @@ WireRequest build_wire_request(const Upstream& u, const protocol::Request& in, c
     w.headers.emplace_back("anthropic-version", "2023-06-01");
     if (!u.api_key_env.empty())
       if (const char* k = std::getenv(u.api_key_env.c_str())) w.headers.emplace_back("x-api-key", k);
-  } else {
-    // Legacy completions go to the upstream's /completions (every OpenAI-compatible engine has it).
-    w.dialect = req.dialect == protocol::Dialect::Completions ? protocol::Dialect::Completions : protocol::Dialect::ChatCompletions;
-    ojson b = protocol::emit_request(w.dialect, req);
-    b.erase("thinking");
-    b.erase("reasoning_effort");
-    if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].is_object()) b["chat_template_kwargs"].erase("thinking");
-    const std::string& effort = req.reasoning.effort;
-    if (on) {
-      switch (u.dialect) {
-        case ReasoningDialect::Thinking: b["thinking"] = {{"type", *on ? "enabled" : "disabled"}}; break;
-        case ReasoningDialect::ChatTemplateKwargs:
-          b["chat_template_kwargs"]["thinking"] = *on;
-          if (*on && !effort.empty()) b["chat_template_kwargs"]["reasoning_effort"] = effort;
-          break;
-        case ReasoningDialect::ReasoningEffort: b["reasoning_effort"] = *on ? (effort.empty() ? "high" : effort) : "none"; break;
-        case ReasoningDialect::None: break;
-      }
-    }
-    if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].empty()) b.erase("chat_template_kwargs");
-    // Upstreams that do not demand reasoning_content back ignore it; strip it to keep requests small.
-    if (!u.echo_reasoning_content && b.contains("messages"))
-      for (auto& m : b["messages"])
-        if (m.is_object()) m.erase("reasoning_content");
-    w.body = protocol::wire(b);
+    return;
+  }
+  // Legacy completions go to the upstream's /completions (every OpenAI-compatible engine has it).
+  w.dialect = req.dialect == protocol::Dialect::Completions ? protocol::Dialect::Completions : protocol::Dialect::ChatCompletions;
+  ojson b = protocol::emit_request(w.dialect, req);
+  b.erase("thinking");
+  b.erase("reasoning_effort");
+  if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].is_object()) b["chat_template_kwargs"].erase("thinking");
+  const ojson set = reasoning_members(u, on, req.reasoning.effort);
+  for (auto& [k, v] : set.items()) {
+    if (v.is_object() && b.contains(k) && b[k].is_object()) b[k].update(v);  // the client's other template kwargs stay
+    else b[k] = v;
+  }
+  if (b.contains("chat_template_kwargs") && b["chat_template_kwargs"].empty()) b.erase("chat_template_kwargs");
+  // Upstreams that do not demand reasoning_content back ignore it; strip it to keep requests small.
+  if (!u.echo_reasoning_content && b.contains("messages"))
+    for (auto& m : b["messages"])
+      if (m.is_object()) m.erase("reasoning_content");
+  w.body = protocol::wire(b);
+}
+
+}  // namespace
+
+WireRequest build_wire_request(const Upstream& u, const protocol::Request& in, const ReasoningMemo& memo, const ClientBody* client) {
+  WireRequest w;
+  // The common case: the client's own bytes with the model, stream and reasoning members set
+  // (a plain body has no tool turn, so the reasoning memo has nothing to add).
+  if (client && client->json && edit_chat_body(u, in, *client->json, client->raw, w.body)) w.dialect = protocol::Dialect::ChatCompletions;
+  else emit_wire(u, in, memo, w);
+  if (w.dialect != protocol::Dialect::AnthropicMessages) {
     w.url = u.base_url + (w.dialect == protocol::Dialect::Completions ? "/completions" : "/chat/completions");
     if (!u.api_key_env.empty())
       if (const char* k = std::getenv(u.api_key_env.c_str())) w.headers.emplace_back("Authorization", std::string("Bearer ") + k);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
@@ -41,6 +42,13 @@ struct WireRequest {
   protocol::Dialect dialect = protocol::Dialect::ChatCompletions;  // the upstream's stream format
   std::string note;  // e.g. "thinking off: reasoning_content of an earlier tool turn unknown"
 };
+
+// Whether the request asks for reasoning on (true), off (false) or leaves it to the upstream.
+std::optional<bool> thinking_on(const protocol::ReasoningRequest& r);
+// The reasoning switch in upstream `u`'s dialect, as the members to set on a Chat Completions
+// body ({"thinking": …}, {"chat_template_kwargs": {…}} or {"reasoning_effort": …}; empty when
+// `on` is unset or the dialect is None). Shared by the emit path and the edited way in.
+protocol::ojson reasoning_members(const Upstream& u, std::optional<bool> on, const std::string& effort);
 
 // Always a streaming request (the router reads every answer as a stream, so it sees the first
 // token, a cut stream and usage the same way for every client API).

@@ -5,6 +5,8 @@
 #include <optional>
 #include <vector>
 
+#include "router/upstream.h"
+
 namespace v4::router {
 
 using protocol::ojson;
@@ -149,9 +151,6 @@ bool edit_chat_body(const Upstream& u, const protocol::Request& req, const ojson
     if (!plain_message(m)) return false;
 
   // What the emit path then sets: the model, the stream with usage, the reasoning switch.
-  std::optional<bool> on;
-  if (!req.reasoning.effort.empty()) on = req.reasoning.effort != "none";
-  else on = req.reasoning.enabled;
   out.clear();
   out.reserve(raw.size() + 128);
   out += '{';
@@ -163,19 +162,12 @@ bool edit_chat_body(const Upstream& u, const protocol::Request& req, const ojson
   out += "\"model\":";
   out += protocol::wire(ojson(u.model.empty() ? req.model : u.model));
   out += ",\"stream\":true,\"stream_options\":{\"include_usage\":true}";
-  const std::string& effort = req.reasoning.effort;
-  if (on) {
-    switch (u.dialect) {
-      case ReasoningDialect::Thinking: out += *on ? ",\"thinking\":{\"type\":\"enabled\"}" : ",\"thinking\":{\"type\":\"disabled\"}"; break;
-      case ReasoningDialect::ChatTemplateKwargs: {
-        ojson k = {{"thinking", *on}};
-        if (*on && !effort.empty()) k["reasoning_effort"] = effort;
-        out += ",\"chat_template_kwargs\":" + protocol::wire(k);
-        break;
-      }
-      case ReasoningDialect::ReasoningEffort: out += ",\"reasoning_effort\":" + protocol::wire(ojson(*on ? (effort.empty() ? "high" : effort) : "none")); break;
-      case ReasoningDialect::None: break;
-    }
+  const ojson set = reasoning_members(u, thinking_on(req.reasoning), req.reasoning.effort);
+  for (auto& [k, v] : set.items()) {
+    out += ',';
+    out += protocol::wire(ojson(k));
+    out += ':';
+    out += protocol::wire(v);
   }
   out += '}';
   return true;
