@@ -134,7 +134,7 @@ void run_bench_serve(const BenchServeArgs& a) {
   if (a.tokens < 1 || a.prompt < 1) throw InputError("--tokens and --prompt must be >= 1");
   if (a.prefill_chunk < 1) throw InputError("--prefill-chunk must be >= 1");
   Numerics num;
-  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official, fast or cachesim");
+  if (!parse_numerics(a.numerics, &num)) throw InputError(std::string("--numerics must be ") + kNumericsChoices);
   const std::vector<int> levels = parse_list(a.concurrency);
   const int cmax = *std::max_element(levels.begin(), levels.end());
   SchedulerOptions so;

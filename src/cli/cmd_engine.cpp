@@ -32,7 +32,7 @@ std::vector<int32_t> read_tokens(const std::string& path) {
 
 Numerics numerics_from(const std::string& s) {
   Numerics n;
-  if (!parse_numerics(s, &n)) throw InputError("--numerics must be exact, official, fast or cachesim (got '" + s + "')");
+  if (!parse_numerics(s, &n)) throw InputError(std::string("--numerics must be ") + kNumericsChoices + " (got '" + s + "')");
   return n;
 }
 

@@ -72,7 +72,7 @@ void run_serve(ServeArgs& a) {
     if (a.opt.served_model_name.empty()) a.opt.served_model_name = "v4host-demo";
   }
   Numerics num;
-  if (!parse_numerics(a.numerics, &num)) throw InputError("--numerics must be exact, official, fast or cachesim");
+  if (!parse_numerics(a.numerics, &num)) throw InputError(std::string("--numerics must be ") + kNumericsChoices);
   if (!parse_spec_mode(a.speculative, &a.opt.sched.speculative)) throw InputError("--speculative must be on, off or auto");
   if (a.opt.sched.spec_drafts < 0) throw InputError("--speculative-drafts must be 0 (the drafter's own) or positive");
   if (a.opt.sched.ctx < 16) throw InputError("--ctx must be at least 16");

@@ -129,10 +129,7 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
   r.threads = ThreadPool::global().size();
   r.kernels = cpu_summary();
   r.bf16_dot = eng.bf16_dot();
-  r.numerics = eng.numerics() == Numerics::Exact      ? "exact"
-               : eng.numerics() == Numerics::Official ? "official"
-               : eng.numerics() == Numerics::Fast     ? "fast"
-                                                      : "cachesim";
+  r.numerics = numerics_name(eng.numerics());
   const WeightTraffic wt = weight_traffic(eng.weights());
   r.prefill_flop_per_token = wt.prefill_flop();
   auto note = [&](const char* fmt, double a, double b) {

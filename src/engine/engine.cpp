@@ -16,13 +16,23 @@ namespace v4 {
 using detail::Ctx;
 using detail::SegCtx;
 
+const char* numerics_name(Numerics n) {
+  switch (n) {
+    case Numerics::Exact: return "exact";
+    case Numerics::Official: return "official";
+    case Numerics::CacheSim: return "cachesim";
+    case Numerics::Fast: return "fast";
+  }
+  return "exact";
+}
+
 bool parse_numerics(const std::string& s, Numerics* out) {
-  if (s == "exact") *out = Numerics::Exact;
-  else if (s == "official") *out = Numerics::Official;
-  else if (s == "cachesim") *out = Numerics::CacheSim;
-  else if (s == "fast") *out = Numerics::Fast;
-  else return false;
-  return true;
+  for (Numerics n : {Numerics::Exact, Numerics::Official, Numerics::CacheSim, Numerics::Fast})
+    if (s == numerics_name(n)) {
+      *out = n;
+      return true;
+    }
+  return false;
 }
 
 struct Engine::Impl {

@@ -24,6 +24,8 @@ enum class Numerics {
              // rounded once to BF16 instead of exactly split in three: a third of their tile work
 };
 bool parse_numerics(const std::string& s, Numerics* out);
+const char* numerics_name(Numerics n);  // the name parse_numerics reads
+inline constexpr const char* kNumericsChoices = "exact, official, fast or cachesim";  // for messages
 
 // Optional per-call recording of internals (tests and debugging); applies to segment 0.
 struct Trace {
