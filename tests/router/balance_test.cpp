@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "router/balance.h"
-#include "config_errors.h"
+#include "config_fixtures.h"
 #include "router/config.h"
 
 using namespace v4::router;

@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "config_errors.h"
+#include "config_fixtures.h"
 #include "router/config.h"
 #include "router/cost.h"
 

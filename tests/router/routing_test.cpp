@@ -4,6 +4,7 @@
 
 #include <chrono>
 
+#include "config_fixtures.h"
 #include "protocol/protocol.h"
 #include "router/config.h"
 #include "router/rules.h"
@@ -17,12 +18,7 @@ namespace protocol = v4::protocol;
 
 namespace {
 
-const char* kCfg = R"(upstreams:
-  flash: {kind: v4host, base_url: "http://127.0.0.1:1/v1", residency: on-prem}
-  vllm: {kind: vllm, base_url: "http://127.0.0.1:2/v1", model: deepseek-ai/DeepSeek-V4-Flash}
-  pro: {kind: deepseek, base_url: "https://api.deepseek.com", model: deepseek-v4-pro, api_key_env: ROUTER_TEST_DS_KEY}
-  claude: {kind: anthropic, base_url: "https://api.anthropic.com", model: claude-x}
-routes:
+const std::string kCfg = std::string(router_test::kFourUpstreams) + R"(routes:
   auto: {chain: [flash, pro]}
   hard: {chain: [pro]}
   big: {chain: [pro]}

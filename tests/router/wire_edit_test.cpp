@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "config_fixtures.h"
 #include "protocol/protocol.h"
 #include "router/config.h"
 #include "router/upstream.h"
@@ -16,12 +17,7 @@ namespace protocol = v4::protocol;
 
 namespace {
 
-const char* kCfg = R"(upstreams:
-  flash: {kind: v4host, base_url: "http://127.0.0.1:1/v1", residency: on-prem}
-  vllm: {kind: vllm, base_url: "http://127.0.0.1:2/v1", model: deepseek-ai/DeepSeek-V4-Flash}
-  pro: {kind: deepseek, base_url: "https://api.deepseek.com", model: deepseek-v4-pro, api_key_env: ROUTER_WE_KEY}
-  claude: {kind: anthropic, base_url: "https://api.anthropic.com", model: claude-x}
-routes:
+const std::string kCfg = std::string(router_test::kFourUpstreams) + R"(routes:
   auto: {chain: [flash, vllm, pro, claude]}
 )";
 
@@ -59,7 +55,7 @@ void same_request(const Both& b, const std::string& what) {
 }  // namespace
 
 TEST(RouterWireEdit, PlainBodiesAreEditedIntoTheEmitPathsRequest) {
-  setenv("ROUTER_WE_KEY", "sk-we", 1);
+  setenv("ROUTER_TEST_DS_KEY", "sk-we", 1);
   Config c = load_config_text(kCfg, "t.yaml");
   const std::vector<std::string> plain = {
       R"({"model":"auto","messages":[{"role":"user","content":"hi"}]})",
