@@ -197,8 +197,11 @@ void run_bench(BenchArgs a) {
   std::printf("model            %s (%.2f GB of weights), numerics %s%s\n", a.model.c_str(),
               static_cast<double>(w->weight_bytes()) / 1e9, r.numerics.c_str(), r.bf16_dot ? " on the BF16 dot-product units" : "");
   std::printf("threads          %d   kernels: %s\n", r.threads, r.kernels.c_str());
-  std::printf("roofline         read %.1f GB/s, FP32 FMA %.0f GFLOP/s, BF16 dot %.0f GFLOP/s (measured now)\n",
-              r.mem_bw_bytes_s / 1e9, r.fp32_peak_flop_s / 1e9, r.bf16_peak_flop_s / 1e9);
+  std::printf("roofline         read %.1f GB/s (%s), FP32 FMA %.0f GFLOP/s, BF16 dot %.0f GFLOP/s (measured now)\n",
+              r.mem_bw_bytes_s / 1e9, r.mem_bw_probe.c_str(), r.fp32_peak_flop_s / 1e9, r.bf16_peak_flop_s / 1e9);
+  std::printf("read probes     ");
+  for (const auto& [name, b] : r.mem_bw_probes) std::printf(" %s %.1f", name.c_str(), b / 1e9);
+  std::printf(" GB/s (best of each; decode is compared with the highest)\n");
   for (const auto& p : r.prefill)
     std::printf("prefill %5d    %8.2f tokens/s  %6.1f GFLOP/s = %5.1f%% of the %s peak\n", p.tokens, p.tok_s, p.flop_s / 1e9,
                 100 * p.ratio, r.bf16_dot ? "BF16" : "FP32");

@@ -29,6 +29,17 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 double params(const LinearWeight& w) { return w.valid() ? static_cast<double>(w.rows) * w.cols : 0.0; }
 double bytes(const LinearWeight& w) { return w.valid() ? static_cast<double>(w.bytes()) : 0.0; }
+// The weight codes alone (the scales live elsewhere).
+size_t data_bytes(const LinearWeight& w) {
+  const size_t n = static_cast<size_t>(w.rows) * static_cast<size_t>(w.cols);
+  switch (w.format) {
+    case WFormat::FP4: return n / 2;
+    case WFormat::FP8: return n;
+    case WFormat::BF16: return 2 * n;
+    case WFormat::F32: return 4 * n;
+  }
+  return n;
+}
 
 }  // namespace
 
@@ -138,8 +149,18 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
       std::fputc('\n', stderr);
     }
   };
-  // Roofline first (the figures below are compared with it).
-  r.mem_bw_bytes_s = measure_read_bandwidth();
+  // Roofline first (the figures below are compared with it). The read probes include the
+  // routed experts' mapped weights: the pages a decode step streams.
+  std::vector<ReadSpan> spans;
+  for (const BlockWeights& L : eng.weights().layers)
+    for (const ExpertWeights& e : L.ffn.experts)
+      for (const LinearWeight* x : {&e.w1, &e.w3, &e.w2})
+        if (x->valid()) spans.push_back({x->data, data_bytes(*x)});
+  const ReadRoofline rl = measure_read_roofline(spans);
+  r.mem_bw_bytes_s = rl.bytes_s;
+  r.mem_bw_probe = rl.probe;
+  r.mem_bw_4k_bytes_s = rl.anon_4k_bytes_s;
+  for (const ReadProbe& p : rl.probes) r.mem_bw_probes.emplace_back(p.name, p.bytes_s);
   r.fp32_peak_flop_s = measure_fp32_peak();
   r.bf16_peak_flop_s = measure_bf16_peak();
   r.peak_flop_s = r.bf16_dot ? r.bf16_peak_flop_s : r.fp32_peak_flop_s;
@@ -250,6 +271,10 @@ std::string bench_json(const EngineBenchResult& r) {
   j["bf16_peak_flop_s"] = r.bf16_peak_flop_s;
   j["peak_flop_s"] = r.peak_flop_s;
   j["prefill_flop_per_token"] = r.prefill_flop_per_token;
+  j["mem_bw_probe"] = r.mem_bw_probe;
+  j["mem_bw_4k_bytes_s"] = r.mem_bw_4k_bytes_s;
+  j["mem_bw_probes"] = nlohmann::ordered_json::object();
+  for (const auto& [name, b] : r.mem_bw_probes) j["mem_bw_probes"][name] = b;
   j["decode"] = nlohmann::ordered_json::array();
   for (const auto& d : r.decode)
     j["decode"].push_back({{"batch", d.batch}, {"tok_s", d.tok_s}, {"step_bytes", d.step_bytes},

@@ -73,7 +73,10 @@ struct EngineBenchResult {
   double prefill_s = 0, decode_s = 0;
   double prefill_tok_s = 0, decode_tok_s = 0;
   double bytes_per_token = 0;      // weight bytes read per decoded token (batch 1)
-  double mem_bw_bytes_s = 0;       // measured sequential read bandwidth
+  double mem_bw_bytes_s = 0;       // measured read bandwidth: the best probe (kernels/peaks.h)
+  std::string mem_bw_probe;        // which probe gave it
+  double mem_bw_4k_bytes_s = 0;    // the original probe (4 KiB pages), for older runs' ratios
+  std::vector<std::pair<std::string, double>> mem_bw_probes;  // every probe's best
   double bw_ratio = 0;             // bytes_per_token · decode_tok_s / mem_bw
   std::string kernels;
   // Roofline of this machine, measured in the same run.

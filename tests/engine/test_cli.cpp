@@ -91,6 +91,13 @@ TEST(Cli, SynthCheckpointRunsInTheEngine) {
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["prompt_tokens"], 8);
   EXPECT_GT(j["mem_bw_bytes_s"].get<double>(), 0);
+  // The ceiling is the best probe, and the original 4 KiB-page probe is reported beside it.
+  ASSERT_TRUE(j["mem_bw_probes"].contains("anon-4k"));
+  ASSERT_TRUE(j["mem_bw_probes"].contains(j["mem_bw_probe"].get<std::string>()));
+  EXPECT_EQ(j["mem_bw_probes"][j["mem_bw_probe"].get<std::string>()], j["mem_bw_bytes_s"]);
+  EXPECT_GE(j["mem_bw_bytes_s"].get<double>(), j["mem_bw_4k_bytes_s"].get<double>());
+  for (const auto& [name, b] : j["mem_bw_probes"].items()) EXPECT_LE(b.get<double>(), j["mem_bw_bytes_s"].get<double>()) << name;
+  EXPECT_FALSE(j["mem_bw_probes"].contains("weights")) << "a tiny model's weights fit in the cache";
   EXPECT_GT(j["fp32_peak_flop_s"].get<double>(), 0);
   ASSERT_EQ(j["decode"].size(), 2u);
   EXPECT_EQ(j["decode"][1]["batch"], 3);
