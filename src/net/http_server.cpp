@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <chrono>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -649,6 +650,19 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<StreamState> stream_;
   std::string head_;  // a stream's header, serialised to go out with its first bytes
   std::string chunk_;
+  // The bytes of the current stream write (header, chunk framing and `chunk_`) in one buffer: a
+  // write of one contiguous buffer is a small Asio operation that the loop's handler memory
+  // recycles, where a write of Beast's chunk buffer sequence (up to 64 prepared buffers) needs a
+  // fresh heap block of more than 1 KB per streamed chunk. Its capacity is kept between writes.
+  std::string wire_;
+  // wire_ = [head] + the chunk framing of chunk_ (as Beast frames it), copied into one buffer.
+  void frame_chunk(bool with_head) {
+    auto framed = http::make_chunk(asio::buffer(chunk_));
+    const size_t h = with_head ? head_.size() : 0;
+    wire_.resize(h + asio::buffer_size(framed));
+    if (h) std::memcpy(wire_.data(), head_.data(), h);
+    asio::buffer_copy(asio::buffer(wire_.data() + h, wire_.size() - h), framed);
+  }
   bool last_sent_ = false;
   bool stream_started_ = false;  // the stream's header has been written
 };
@@ -833,7 +847,10 @@ void Session::do_stream_start(std::shared_ptr<ReplyImpl> r) {
     self->do_flush();
   };
   if (chunk_.empty()) asio::async_write(sock_, asio::buffer(head_), std::move(done));
-  else asio::async_write(sock_, beast::buffers_cat(asio::buffer(head_), http::make_chunk(asio::buffer(chunk_))), std::move(done));
+  else {
+    frame_chunk(true);
+    asio::async_write(sock_, asio::buffer(wire_), std::move(done));
+  }
 }
 
 void Session::do_flush() {
@@ -869,7 +886,8 @@ void Session::do_flush() {
     writing_ = true;
     ka_timer_.cancel();
     arm_write();
-    asio::async_write(sock_, http::make_chunk(asio::buffer(chunk_)), [self = shared_from_this(), st](error_code ec, size_t) {
+    frame_chunk(false);
+    asio::async_write(sock_, asio::buffer(wire_), [self = shared_from_this(), st](error_code ec, size_t) {
       self->writing_ = false;
       self->disarm_write();
       {

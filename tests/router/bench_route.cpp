@@ -221,7 +221,11 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
   s.ledger_cpu = threads_cpu_s("route-ledger") - g0;
   auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
   FILE* dump = std::getenv("ROUTE_BENCH_DUMP") && o.probe ? std::fopen(std::getenv("ROUTE_BENCH_DUMP"), "a") : nullptr;
-  if (dump) std::fprintf(dump, "# %s conc %d\n", url.c_str(), o.conc);
+  // The start's CLOCK_MONOTONIC instant (steady_clock here), to line the dump up with traces of the
+  // same run (perf sched, /proc schedstat), whose clocks are monotonic too.
+  if (dump)
+    std::fprintf(dump, "# %s conc %d t0_monotonic_ms %.3f\n", url.c_str(), o.conc,
+                 std::chrono::duration<double, std::milli>(t0.time_since_epoch()).count());
   for (auto& m : matched) {
     auto sent = o.probe->sent_times(m.id);  // one instant per scheduled chunk, then the finish
     if (sent.empty()) continue;
@@ -325,9 +329,15 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     o.seconds = secs + p_len / 1000;
     o.probe = &paced_up;
     o.first_token_ms = p_first;
+    const uint64_t c0 = paced_up.connections(), q0 = paced_up.requests();
     Sample d = run_load(paced_up.base_url() + "/v1/chat/completions", o);
+    const uint64_t c1 = paced_up.connections(), q1 = paced_up.requests();
     o.extra = {{"x-bench", "paced"}};
     Sample r = run_load(via, o);
+    // Upstream connections opened per request: the router's pool should reuse one per stream.
+    std::printf("upstream connections opened: direct %llu for %llu requests, router %llu for %llu requests\n",
+                static_cast<unsigned long long>(c1 - c0), static_cast<unsigned long long>(q1 - q0),
+                static_cast<unsigned long long>(paced_up.connections() - c1), static_cast<unsigned long long>(paced_up.requests() - q1));
     for (auto* p : {&d, &r})
       std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f %10.1f\n", conc, p == &d ? "direct" : "router",
                   pct(p->ttft_ms, 0.5), pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(),
