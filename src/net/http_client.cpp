@@ -3,6 +3,7 @@
 // time each read completed is known when the parser hands out the body bytes it carried.
 #include "net/http_client.h"
 #include "net/http_exchange.h"  // iequals
+#include "net/serialize.h"
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
@@ -11,6 +12,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/basic_parser.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -337,8 +339,9 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
   void connected() {
     resp_.t_connected = Clock::now();
     auto self = shared_from_this();
+    if (wire_.empty()) serialize_to(msg_, wire_);  // once: a stale pooled connection's retry resends the same bytes
     conn_->with([&](auto& stream) {
-      http::async_write(stream, msg_, [self](error_code ec, std::size_t) {
+      asio::async_write(stream, asio::buffer(wire_), [self](error_code ec, std::size_t) {
         if (self->done_) return;
         if (ec) {
           if (self->retry_stale()) return;
@@ -522,6 +525,7 @@ class Exchange final : public RequestHandle, public std::enable_shared_from_this
   Handlers h_;
   Url url_;
   http::request<http::string_body> msg_;
+  std::string wire_;  // msg_ serialised (serialize.h)
   asio::steady_timer timer_;
   uint64_t timer_gen_ = 0;
   Phase phase_ = Phase::connect;

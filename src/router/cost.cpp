@@ -16,6 +16,7 @@ std::string utc_month(std::time_t t) { return utc_day(t).substr(0, 7); }
 
 Prices prices_at(const Cost& c, std::time_t t) {
   Prices p;
+  if (c.tariff.empty()) return p;  // no tariff (a self-hosted tier): no date to format per request
   const std::string day = utc_day(t);
   const TariffEntry* e = nullptr;
   for (auto& te : c.tariff)

@@ -194,12 +194,17 @@ bool may_end(std::string_view d) {
       while (q < e && (*q == ' ' || *q == '\t' || *q == '\n')) ++q;
       return q < e ? static_cast<unsigned char>(*q) : -1;
     };
-    int v = value_after("finish_reason\"");
-    if (v == '"') return true;
-    v = value_after("usage\"");
-    if (v == '{') return true;
-    v = value_after("error\"");
-    if (v != -1 && v != 'n') return true;
+    // Only a quote followed by f, u or e can open one of the three keys: most quotes are
+    // rejected on that byte (no comparison per key).
+    const char c = p < e ? *p : '\0';
+    if (c == 'f') {
+      if (value_after("finish_reason\"") == '"') return true;
+    } else if (c == 'u') {
+      if (value_after("usage\"") == '{') return true;
+    } else if (c == 'e') {
+      int v = value_after("error\"");
+      if (v != -1 && v != 'n') return true;
+    }
   }
   return false;
 }

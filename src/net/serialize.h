@@ -1,0 +1,30 @@
+// A whole HTTP message, serialised by Beast, as one contiguous string. Written with one buffer,
+// the socket write is a small Asio operation that the event loop's handler memory recycles;
+// http::async_write of the message instead builds a serializer operation over Beast's buffer
+// sequence that takes a fresh heap block of more than 1 KB per request or reply.
+#pragma once
+#include <boost/beast/core/buffers_range.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/serializer.hpp>
+#include <string>
+
+namespace v4::net {
+
+template <bool isRequest, class Body, class Fields>
+void serialize_to(const boost::beast::http::message<isRequest, Body, Fields>& m, std::string& out) {
+  out.clear();
+  boost::beast::http::serializer<isRequest, Body, Fields> sr{m};
+  boost::beast::error_code ec;
+  while (!ec && !sr.is_done()) {
+    sr.next(ec, [&](boost::beast::error_code&, const auto& buffers) {
+      size_t n = 0;
+      for (auto b : boost::beast::buffers_range_ref(buffers)) {
+        out.append(static_cast<const char*>(b.data()), b.size());
+        n += b.size();
+      }
+      sr.consume(n);
+    });
+  }
+}
+
+}  // namespace v4::net
