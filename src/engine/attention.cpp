@@ -64,13 +64,21 @@ bool feed(CompressorState& s, const float* a, const float* g, const float* ape_r
 }
 
 // Runs a compressor over the batch rows of every segment, appending finished entries.
+// `ag`: the two projections already computed (one token: gathered with the layer's others), or
+// null.
 void run_compressor(const Ctx& c, const CompressorWeights& cw, const float* x, int M, std::vector<SegCtx>& segs,
-                    bool indexer, const RopeTable& rope) {
+                    bool indexer, const RopeTable& rope, std::vector<float>* ag = nullptr) {
   const int W = cw.wkv.rows, d = cw.dim, rd = c.cfg.rope_dim;
-  std::vector<float> a(static_cast<size_t>(M) * W), g(static_cast<size_t>(M) * W), entry(static_cast<size_t>(d)),
-      normed(static_cast<size_t>(d));
-  linear_w(c, cw.wkv, x, M, a.data(), /*fast_part=*/true);
-  linear_w(c, cw.wgate, x, M, g.data(), /*fast_part=*/true);
+  std::vector<float> a, g, entry(static_cast<size_t>(d)), normed(static_cast<size_t>(d));
+  if (ag) {
+    a.swap(ag[0]);
+    g.swap(ag[1]);
+  } else {
+    a.resize(static_cast<size_t>(M) * W);
+    g.resize(static_cast<size_t>(M) * W);
+    linear_w(c, cw.wkv, x, M, a.data(), /*fast_part=*/true);
+    linear_w(c, cw.wgate, x, M, g.data(), /*fast_part=*/true);
+  }
   for (auto& s : segs) {
     CompressorState& st = indexer ? s.ls->idx_state : s.ls->comp_state;
     for (int t = 0; t < s.n; ++t) {
@@ -111,10 +119,46 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
   qr.resize(static_cast<size_t>(M) * qlr);
   q.resize(static_cast<size_t>(M) * H * hd);
   kv.resize(static_cast<size_t>(M) * hd);
-  linear_act(c, A.wq_a, x, M, qr.data());
+  const IndexerWeights* ix = A.indexer ? &*A.indexer : nullptr;
+  const int nIH = cfg.index_n_heads, ihd = cfg.index_head_dim;
+  std::vector<float> qi, wts;
+  if (ix) {
+    qi.resize(static_cast<size_t>(M) * nIH * ihd);
+    wts.resize(static_cast<size_t>(M) * nIH);
+  }
+  // One token: the projections of x in one parallel call, then those of the query latent in
+  // another (instead of one call each); the compressors get theirs precomputed.
+  std::vector<float> comp_ag[2], idx_ag[2];
+  const bool one = M == 1;
+  if (one) {
+    OneTokenCalls in(c);
+    in.act(A.wq_a, x, qr.data());
+    in.act(A.wkv, x, kv.data());
+    auto comp = [&](const CompressorWeights& cw, std::vector<float>* ag) {
+      ag[0].resize(static_cast<size_t>(cw.wkv.rows));
+      ag[1].resize(static_cast<size_t>(cw.wgate.rows));
+      in.w(cw.wkv, x, ag[0].data(), /*fast_part=*/true);
+      in.w(cw.wgate, x, ag[1].data(), /*fast_part=*/true);
+    };
+    if (A.comp) comp(*A.comp, comp_ag);
+    if (ix) {
+      comp(ix->comp, idx_ag);
+      in.w(ix->weights_proj, x, wts.data());
+    }
+    in.run();
+  } else {
+    linear_act(c, A.wq_a, x, M, qr.data());
+  }
   for (int t = 0; t < M; ++t) rmsnorm(qr.data() + static_cast<size_t>(t) * qlr, A.q_norm.data(), qlr, eps, qr.data() + static_cast<size_t>(t) * qlr);
-  linear_act(c, A.wq_b, qr.data(), M, q.data());
-  linear_act(c, A.wkv, x, M, kv.data());
+  if (one) {
+    OneTokenCalls lat(c);
+    lat.act(A.wq_b, qr.data(), q.data());
+    if (ix) lat.act(ix->wq_b, qr.data(), qi.data());
+    lat.run();
+  } else {
+    linear_act(c, A.wq_b, qr.data(), M, q.data());
+    linear_act(c, A.wkv, x, M, kv.data());
+  }
   // Per token and independent: across the pool (a prefill has hundreds of tokens).
   for (auto& s : segs)
     parallel_for(static_cast<size_t>(s.n), 4, [&](size_t t0, size_t t1) {
@@ -135,16 +179,13 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
 
   // Compressed entries (and indexer keys) are produced before attention: the token that
   // completes a window already sees its entry.
-  if (A.comp) run_compressor(c, *A.comp, x, M, segs, false, rope);
-  const IndexerWeights* ix = A.indexer ? &*A.indexer : nullptr;
-  const int nIH = cfg.index_n_heads, ihd = cfg.index_head_dim;
-  std::vector<float> qi, wts;
+  if (A.comp) run_compressor(c, *A.comp, x, M, segs, false, rope, one ? comp_ag : nullptr);
   if (ix) {
-    run_compressor(c, ix->comp, x, M, segs, true, rope);
-    qi.resize(static_cast<size_t>(M) * nIH * ihd);
-    wts.resize(static_cast<size_t>(M) * nIH);
-    linear_act(c, ix->wq_b, qr.data(), M, qi.data());
-    linear_w(c, ix->weights_proj, x, M, wts.data());
+    run_compressor(c, ix->comp, x, M, segs, true, rope, one ? idx_ag : nullptr);
+    if (!one) {
+      linear_act(c, ix->wq_b, qr.data(), M, qi.data());
+      linear_w(c, ix->weights_proj, x, M, wts.data());
+    }
     const float wscale = 1.0f / std::sqrt(static_cast<float>(ihd)) / std::sqrt(static_cast<float>(nIH));
     for (auto& s : segs)
       parallel_for(static_cast<size_t>(s.n), 4, [&](size_t t0, size_t t1) {
@@ -237,14 +278,18 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
   if (c.act_quant && c.bf16 && c.bf16->enabled && (fa == WFormat::BF16 || (fa == WFormat::FP8 && olr % 128 == 0)) &&
       (fa == WFormat::BF16 || c.bf16->usable(A.wo_a))) {
     const size_t kb = (static_cast<size_t>(gK) + 127) / 128;
+    std::vector<LinearWeight> views(static_cast<size_t>(G), A.wo_a);
+    OneTokenCalls groups(c);  // one token: the groups in one parallel call
     for (int g = 0; g < G; ++g) {
-      LinearWeight v = A.wo_a;
+      LinearWeight& v = views[static_cast<size_t>(g)];
       v.rows = olr;
       const size_t r0 = static_cast<size_t>(g) * olr;
       v.data = static_cast<const uint8_t*>(A.wo_a.data) + r0 * gK * (fa == WFormat::BF16 ? 2 : 1);
       if (fa == WFormat::FP8) v.scale = static_cast<const uint8_t*>(A.wo_a.scale) + r0 / 128 * kb;
-      linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr, c.bf16->one_part ? 1 : 3);
+      if (one) groups.split(v, o.data() + static_cast<size_t>(g) * gK, z.data() + r0, c.bf16->one_part ? 1 : 3);
+      else linear_bf16_split(v, o.data() + static_cast<size_t>(g) * gK, M, z.data() + r0, H * hd, G * olr, c.bf16->one_part ? 1 : 3);
     }
+    if (one) groups.run();
     linear_act(c, A.wo_b, z.data(), M, out);
     return;
   }

@@ -50,6 +50,33 @@ void linear_act(const Ctx& c, const LinearWeight& w, const float* x, int M, floa
 // Two weights over the same input (the experts' w1 and w3): the input is quantised once.
 void linear_act2(const Ctx& c, const LinearWeight& w1, const LinearWeight& w3, const float* x, int M, float* y1, float* y3);
 
+// One token's independent projections, gathered and run in one parallel call (the kernels'
+// linear_one_token: one fork/join instead of one per projection) where they take the one-token
+// register paths; the others run as linear_act / linear_w. The same results as calling
+// linear_act / linear_w one by one (the same row kernels).
+class OneTokenCalls {
+ public:
+  explicit OneTokenCalls(const Ctx& c) : c_(c) {}
+  void act(const LinearWeight& w, const float* x, float* y) { calls_.push_back({&w, x, y, true, false}); }  // linear_act, M = 1
+  void w(const LinearWeight& w, const float* x, float* y, bool fast_part = false) {
+    calls_.push_back({&w, x, y, false, fast_part});  // linear_w, M = 1
+  }
+  // linear_bf16_split(w, x, 1, y, 0, 0, parts) (`w` must outlive run()).
+  void split(const LinearWeight& w, const float* x, float* y, int parts) { calls_.push_back({&w, x, y, false, false, parts}); }
+  void run();
+
+ private:
+  struct Call {
+    const LinearWeight* w;
+    const float* x;
+    float* y;
+    bool act, fast_part;
+    int split_parts = 0;  // > 0: a split call
+  };
+  const Ctx& c_;
+  std::vector<Call> calls_;
+};
+
 void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::vector<SegCtx>& segs, float* out);
 // A block (mHC, norms, attention sub-layer, MoE) over streams X [M, hc, D] with the attention
 // supplied: attn(x_normed [M, D], out [M, D]).

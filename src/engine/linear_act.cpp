@@ -71,4 +71,48 @@ void linear_act2(const Ctx& c, const LinearWeight& w1, const LinearWeight& w3, c
   linear_act(c, w3, x, M, y3);
 }
 
+void OneTokenCalls::run() {
+  std::vector<OneTokenJob> jobs;
+  std::vector<size_t> packed_of(calls_.size(), SIZE_MAX);
+  // Packed activations, one per (input, format, width): the experts' w1 and w3 share theirs.
+  thread_local std::vector<std::vector<uint16_t>> packs;
+  struct PackKey {
+    const float* x;
+    WFormat f;
+    int cols;
+  };
+  std::vector<PackKey> keys;
+  for (size_t i = 0; i < calls_.size(); ++i) {
+    const Call& k = calls_[i];
+    const LinearWeight& w = *k.w;
+    OneTokenJob j;
+    j.w = &w;
+    j.y = k.y;
+    if (k.split_parts > 0) {
+      j.x = k.x;
+      j.parts = k.split_parts;
+    } else if (k.act && quantised(c_, w) && c_.bf16 && c_.bf16->usable(w)) {
+      size_t p = 0;
+      while (p < keys.size() && !(keys[p].x == k.x && keys[p].f == w.format && keys[p].cols == w.cols)) ++p;
+      if (p == keys.size()) {
+        keys.push_back({k.x, w.format, w.cols});
+        if (packs.size() < keys.size()) packs.resize(keys.size());
+        packs[p].resize(static_cast<size_t>(bf16_padded_k(w)));
+        bf16_quant_pack_act(w, k.x, 1, w.cols, packs[p].data());
+      }
+      j.xp = packs[p].data();
+    } else if (!k.act && c_.act_quant && c_.bf16 && c_.bf16->enabled && w.format == WFormat::BF16) {
+      j.x = k.x;
+      j.parts = k.fast_part && c_.bf16->one_part ? 1 : 3;
+    } else {
+      if (k.act) linear_act(c_, w, k.x, 1, k.y);
+      else linear_w(c_, w, k.x, 1, k.y, k.fast_part);
+      continue;
+    }
+    jobs.push_back(j);
+  }
+  linear_one_token(jobs.data(), static_cast<int>(jobs.size()));
+  calls_.clear();
+}
+
 }  // namespace v4::detail

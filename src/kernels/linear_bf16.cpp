@@ -704,17 +704,25 @@ V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, i
 // Packed activations (kernel order) -> the FP32 layout of fp4_rows_m1_fma.
 void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xf) {
   const int K = w.cols, Kp = bf16_padded_k(w), K128 = K / 128 * 128;
-  thread_local std::vector<int> src;
-  thread_local int src_k = -1;
-  thread_local bool src_lut = false;
+  // The gather order per (K, decoder set), kept per thread: a decode step alternates between
+  // the experts' K (w1/w3 and w2), and rebuilding it on every switch showed in the profile.
+  struct Src {
+    int k;
+    bool lut;
+    std::vector<int> src;
+  };
+  thread_local std::vector<Src> cache;
   const bool lut = bf16_lut_available();
-  if (src_k != K || src_lut != lut) {
+  const Src* hit = nullptr;
+  for (const Src& c : cache)
+    if (c.k == K && c.lut == lut) hit = &c;
+  if (!hit) {
     std::vector<int> inv(static_cast<size_t>(K), 0);
     for (int q = 0; q < Kp; ++q) {
       const int k = bf16_kernel_k(w, q);
       if (k < K) inv[static_cast<size_t>(k)] = q;
     }
-    src.resize(static_cast<size_t>(K));
+    Src c{K, lut, std::vector<int>(static_cast<size_t>(K))};
     for (int q = 0; q < K; ++q) {
       int col;
       if (q < K128) {
@@ -724,13 +732,14 @@ void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& 
         const int i = q % 32;
         col = q / 32 * 32 + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
       }
-      src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
+      c.src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
     }
-    src_k = K;
-    src_lut = lut;
+    cache.push_back(std::move(c));
+    hit = &cache.back();
   }
+  const int* src = hit->src.data();
   xf.resize(static_cast<size_t>(K));
-  for (int q = 0; q < K; ++q) xf[static_cast<size_t>(q)] = bf16_to_f32(xp[src[static_cast<size_t>(q)]]);
+  for (int q = 0; q < K; ++q) xf[static_cast<size_t>(q)] = bf16_to_f32(xp[src[q]]);
 }
 
 bool fp4_fma_enabled() {
@@ -1252,6 +1261,43 @@ V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int
     else fp8_split_rows_m1<1>(w, xf, y, n, 0);
   }
 }
+
+// Activations of the one-token split path: kernel order, each 32-word chunk as its 16 even then
+// its 16 odd positions (rounded once to BF16 with parts = 1).
+void split_m1_act(const LinearWeight& w, const float* x, int parts, std::vector<float>& xf) {
+  const int K = w.cols, Kp = bf16_padded_k(w);
+  struct Src {
+    int k;
+    WFormat f;
+    bool lut;
+    std::vector<int> src;
+  };
+  // Per (K, format, decoder set), kept per thread (a layer alternates FP8 wo_a and BF16
+  // compressor projections).
+  thread_local std::vector<Src> cache;
+  const bool lut = bf16_lut_available();
+  const Src* hit = nullptr;
+  for (const Src& c : cache)
+    if (c.k == K && c.f == w.format && c.lut == lut) hit = &c;
+  if (!hit) {
+    Src c{K, w.format, lut, std::vector<int>(static_cast<size_t>(Kp))};
+    for (int p = 0; p < Kp; ++p)
+      c.src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
+    cache.push_back(std::move(c));
+    hit = &cache.back();
+  }
+  const int* src = hit->src.data();
+  xf.resize(static_cast<size_t>(Kp));
+  for (int p = 0; p < Kp; ++p) {
+    const int k = src[p];
+    xf[static_cast<size_t>(p)] = k < K ? (parts == 1 ? bf16_to_f32(f32_to_bf16(x[k])) : x[k]) : 0.f;
+  }
+}
+
+size_t split_m1_grain(const LinearWeight& w) {
+  const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(w.rows));
+  return std::max<size_t>(16, (256u << 10) / row_bytes);
+}
 }  // namespace
 
 void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy, int parts) {
@@ -1260,30 +1306,10 @@ void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, i
   if (ldx <= 0) ldx = K;
   if (ldy <= 0) ldy = N;
   if (M == 1 && amx_available()) {
-    // Activations in kernel order, each 32-word chunk as its 16 even then its 16 odd positions.
     thread_local std::vector<float> xf;
-    thread_local std::vector<int> src;
-    thread_local int src_k = -1;
-    thread_local WFormat src_f = WFormat::F32;
-    thread_local bool src_lut = false;
-    const bool lut = bf16_lut_available();
-    if (src_k != K || src_f != w.format || src_lut != lut) {
-      src.resize(static_cast<size_t>(Kp));
-      for (int p = 0; p < Kp; ++p)
-        src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
-      src_k = K;
-      src_f = w.format;
-      src_lut = lut;
-    }
-    xf.resize(static_cast<size_t>(Kp));
-    for (int p = 0; p < Kp; ++p) {
-      const int k = src[static_cast<size_t>(p)];
-      xf[static_cast<size_t>(p)] = k < K ? (parts == 1 ? bf16_to_f32(f32_to_bf16(x[k])) : x[k]) : 0.f;
-    }
-    const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(N));
-    const size_t grain = std::max<size_t>(16, (256u << 10) / row_bytes);
+    split_m1_act(w, x, parts, xf);
     const float* xfp = xf.data();
-    parallel_for(static_cast<size_t>(N), grain, [&](size_t b, size_t e) {
+    parallel_for(static_cast<size_t>(N), split_m1_grain(w), [&](size_t b, size_t e) {
       split_rows_m1(w, xfp, y, static_cast<int>(b), static_cast<int>(e));
     });
     return;
@@ -1361,6 +1387,89 @@ void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int
   grain = (grain + 15) / 16 * 16;
   parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
     linear_bf16_rows(w, xp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));
+  });
+}
+
+namespace {
+std::atomic<bool> g_no_gather{[] {
+  const char* e = std::getenv("V4HOST_NO_GATHER");
+  return e && *e && *e != '0';
+}()};
+}  // namespace
+
+void set_one_token_gather_disabled(bool off) { g_no_gather = off; }
+
+void linear_one_token(const OneTokenJob* jobs, int n) {
+  if (n <= 0) return;
+  // The register paths of the single calls: the split path's one-token version and the FP4
+  // FMA path run where AMX is present; packed activations stay off the tiles at one token.
+  bool fused = n > 1 && amx_available() && amx_min_tokens() > 1 && !g_no_gather.load(std::memory_order_relaxed);
+  for (int i = 0; i < n && fused; ++i) {
+    const OneTokenJob& j = jobs[i];
+    fused = j.w && j.w->rows > 0 && j.y && ((j.x && !j.xp) || (j.xp && !j.x && j.w->format != WFormat::BF16));
+  }
+  if (!fused) {
+    for (int i = 0; i < n; ++i) {
+      const OneTokenJob& j = jobs[i];
+      if (j.x) linear_bf16_split(*j.w, j.x, 1, j.y, 0, 0, j.parts);
+      else linear_bf16(*j.w, j.xp, 1, j.y);
+    }
+    return;
+  }
+  enum Kind : uint8_t { Split, Fp4Fma, Packed };
+  struct Piece {
+    int job, n0, n1;
+  };
+  thread_local std::vector<std::vector<float>> acts;
+  thread_local std::vector<Kind> kinds;
+  thread_local std::vector<Piece> pieces;
+  if (acts.size() < static_cast<size_t>(n)) acts.resize(static_cast<size_t>(n));
+  kinds.resize(static_cast<size_t>(n));
+  pieces.clear();
+  const bool fp4_fma = fp4_fma_enabled();
+  int most = 0;
+  std::vector<int> grain(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const OneTokenJob& j = jobs[i];
+    Kind& k = kinds[static_cast<size_t>(i)];
+    if (j.x) {
+      k = Split;
+      split_m1_act(*j.w, j.x, j.parts == 1 ? 1 : 3, acts[static_cast<size_t>(i)]);
+    } else if (j.w->format == WFormat::FP4 && fp4_fma) {
+      k = Fp4Fma;
+      fp4_fma_act(*j.w, j.xp, acts[static_cast<size_t>(i)]);
+    } else {
+      k = Packed;
+    }
+    // The single calls' task size (about 256 KB of weights), a multiple of 16 rows so FP8 row
+    // groups stay inside their 128-row scale blocks.
+    const size_t g = (split_m1_grain(*j.w) + 15) / 16 * 16;
+    grain[static_cast<size_t>(i)] = static_cast<int>(g);
+    most = std::max(most, static_cast<int>((static_cast<size_t>(j.w->rows) + g - 1) / g));
+  }
+  // Interleaved: the p-th piece of every job, then the (p+1)-th.
+  for (int p = 0; p < most; ++p)
+    for (int i = 0; i < n; ++i) {
+      const int g = grain[static_cast<size_t>(i)], n0 = p * g, N = jobs[i].w->rows;
+      if (n0 < N) pieces.push_back({i, n0, std::min(N, n0 + g)});
+    }
+  std::atomic<size_t> next{0};
+  const Piece* pc = pieces.data();
+  const size_t np = pieces.size();
+  const Kind* kd = kinds.data();
+  const std::vector<float>* ac = acts.data();
+  parallel_for(static_cast<size_t>(ThreadPool::global().size()), 1, [&](size_t, size_t) {
+    for (;;) {
+      const size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= np) break;
+      const Piece& q = pc[i];
+      const OneTokenJob& j = jobs[q.job];
+      switch (kd[q.job]) {
+        case Split: split_rows_m1(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+        case Fp4Fma: rows_m1_fp4_fma(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+        case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
+      }
+    }
   });
 }
 

@@ -64,6 +64,24 @@ void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y
 // summation order than the float32 kernels, same products). parts = 1: the activations rounded
 // once to BF16 instead (a plain BF16 GEMM, a third of the work; the `fast` numerics' wo_a).
 void linear_bf16_split(const LinearWeight& w, const float* x, int M, float* y, int ldx = 0, int ldy = 0, int parts = 3);
+// One token through several independent projections in one parallel call (a decode step's
+// projections of the same input, or of the same layer, one fork/join instead of one each).
+// A job is either packed FP8 activations `xp` for an FP8/FP4 weight (as linear_bf16 with M = 1)
+// or FP32 activations `x` (as linear_bf16_split with M = 1 and `parts`). Each row is computed
+// by the same row kernel as the single call, so the results are bit-identical to running the
+// jobs one by one; the rows of all jobs are cut into pieces of about 256 KB of weights, handed
+// out one at a time, the jobs' pieces interleaved (so the two cores mix the compute-bound FP4
+// rows with the memory-bound FP8 ones).
+struct OneTokenJob {
+  const LinearWeight* w = nullptr;
+  const uint16_t* xp = nullptr;
+  const float* x = nullptr;
+  int parts = 3;
+  float* y = nullptr;
+};
+void linear_one_token(const OneTokenJob* jobs, int n);
+// Benchmarks: run the jobs one call each instead (V4HOST_NO_GATHER=1 sets it at start).
+void set_one_token_gather_disabled(bool off);
 // Decodes row n of w into BF16 in kernel order (padded_k values); exposed for tests.
 void bf16_decode_row(const LinearWeight& w, int n, uint16_t* out);
 

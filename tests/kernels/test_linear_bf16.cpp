@@ -266,3 +266,80 @@ TEST(Bf16Kernels, DecodeRowRangesStartingAnywhere) {
 }
 
 }  // namespace
+
+namespace {
+
+// Several one-token projections in one parallel call: each row is computed by its single call's
+// row kernel, so the results are bit-identical to the calls one by one (and, as they are,
+// within float32 rounding of the reference), for every job kind mixed in one call.
+TEST(Bf16Kernels, OneTokenJobsInOneCallMatchTheSingleCalls) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  std::mt19937 rng(57);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (bool lut : decoder_settings()) {
+    SCOPED_TRACE(lut ? "table" : "arithmetic");
+    LutSetting setting(lut);
+    // Packed FP8 / FP4 activations (awkward sizes, rows straddling scale blocks), FP32
+    // activations through FP8 and BF16 weights, one part and three.
+    auto w8 = make_weight(WFormat::FP8, 301, 1000, rng), w4 = make_weight(WFormat::FP4, 203, 576, rng),
+         s8 = make_weight(WFormat::FP8, 70, 259, rng), w4b = make_weight(WFormat::FP4, 45, 4128, rng);
+    std::vector<uint16_t> bd(static_cast<size_t>(129) * 96);
+    for (auto& v : bd) v = f32_to_bf16(nd(rng));
+    LinearWeight wb;
+    wb.format = WFormat::BF16;
+    wb.rows = 129;
+    wb.cols = 96;
+    wb.data = bd.data();
+    struct Spec {
+      const LinearWeight* w;
+      bool packed;
+      int parts;
+    };
+    const std::vector<Spec> specs = {{&w8.w, true, 3}, {&w4.w, true, 3}, {&s8.w, false, 3}, {&wb, false, 1},
+                                     {&w4b.w, true, 3}, {&wb, false, 3}};
+    std::vector<std::vector<float>> xs, refs, got, single;
+    std::vector<std::vector<uint16_t>> xps;
+    std::vector<OneTokenJob> jobs;
+    for (const Spec& sp : specs) {
+      const LinearWeight& w = *sp.w;
+      std::vector<float> x = sp.packed ? make_act(1, w.cols, rng) : std::vector<float>(static_cast<size_t>(w.cols));
+      if (!sp.packed)
+        for (auto& v : x) v = nd(rng) * 10.f;
+      std::vector<float> xr = x;
+      if (sp.parts == 1)
+        for (auto& v : xr) v = bf16_to_f32(f32_to_bf16(v));
+      std::vector<float> ref(static_cast<size_t>(w.rows));
+      linear_ref(w, xr.data(), 1, ref.data());
+      std::vector<uint16_t> xp;
+      if (sp.packed) {
+        xp.resize(static_cast<size_t>(bf16_padded_k(w)));
+        bf16_pack_act(w, x.data(), 1, w.cols, xp.data());
+      }
+      xs.push_back(std::move(x));
+      xps.push_back(std::move(xp));
+      refs.push_back(std::move(ref));
+      got.emplace_back(static_cast<size_t>(w.rows), -1.f);
+      single.emplace_back(static_cast<size_t>(w.rows), -2.f);
+    }
+    for (size_t i = 0; i < specs.size(); ++i) {
+      OneTokenJob j;
+      j.w = specs[i].w;
+      if (specs[i].packed) j.xp = xps[i].data();
+      else j.x = xs[i].data();
+      j.parts = specs[i].parts;
+      j.y = got[i].data();
+      jobs.push_back(j);
+      if (specs[i].packed) linear_bf16(*j.w, j.xp, 1, single[i].data());
+      else linear_bf16_split(*j.w, j.x, 1, single[i].data(), 0, 0, j.parts);
+    }
+    linear_one_token(jobs.data(), static_cast<int>(jobs.size()));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      SCOPED_TRACE("job " + std::to_string(i));
+      EXPECT_LT(rel_err(got[i], refs[i]), 2e-6);
+      for (size_t r = 0; r < got[i].size(); ++r)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i][r]), std::bit_cast<uint32_t>(single[i][r])) << "row " << r;
+    }
+  }
+}
+
+}  // namespace
