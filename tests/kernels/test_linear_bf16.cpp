@@ -139,7 +139,10 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                                            Case{WFormat::FP4, 37, 4128, 17}, Case{WFormat::FP4, 19, 32, 9},
                                            Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16},
                                            Case{WFormat::FP8, 45, 390, 2}, Case{WFormat::FP4, 40, 128, 2},
-                                           Case{WFormat::FP8, 133, 256, 1}, Case{WFormat::FP4, 9, 4096, 1}));
+                                           Case{WFormat::FP8, 133, 256, 1}, Case{WFormat::FP4, 9, 4096, 1},
+                                           // FP4 few-token tile path over several 32-row groups
+                                           // (double buffer, L2 prefetch) with a 32-column tail.
+                                           Case{WFormat::FP4, 101, 2208, 6}, Case{WFormat::FP4, 70, 1088, 32}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
