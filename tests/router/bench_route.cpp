@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -123,6 +124,10 @@ struct LoadOptions {
   // the router's x-v4host-request-id, which the router sends upstream as X-Request-Id.
   const v4::testing::ScriptedEndpoint* probe = nullptr;
   double first_token_ms = 0;
+  // Open loop: > 0 = requests start at Poisson arrivals of this rate (per second, the same seeded
+  // sequence for the direct and the routed run) instead of each client restarting when its
+  // previous stream ends; `conc` is then only the mean number of open streams it aims at.
+  double open_rate = 0;
 };
 
 // Closed loop: `conc` clients, each sending its next request when the previous one ends.
@@ -146,6 +151,9 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
   std::vector<Matched> matched;
   uint64_t seq = 0;
   std::function<void()> one;
+  auto next = [&] {
+    if (o.open_rate <= 0) one();  // closed loop: this client's next request
+  };
   one = [&] {
     if (Clock::now() >= t_end) return;
     v4::net::ClientRequest r;
@@ -182,21 +190,35 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
       auto now = Clock::now();
       if (resp.ok() && resp.status == 200) {
         ++s.done;
-        if (m->t0 < t_warm) return one();
+        if (m->t0 < t_warm) return next();
         s.total_ms.push_back(std::chrono::duration<double, std::milli>(now - m->t0).count());
         if (*first != Clock::time_point{}) s.ttft_ms.push_back(std::chrono::duration<double, std::milli>(*first - m->t0).count());
         if (o.probe) matched.push_back(std::move(*m));
       } else {
         if (s.failed++ == 0) std::fprintf(stderr, "first failure: status %d %s %s\n", resp.status, resp.error_message.c_str(), resp.body.substr(0, 200).c_str());
       }
-      one();
+      next();
     };
     client.start(std::move(r), std::move(h));
   };
   auto t0 = Clock::now();
   double c0 = cpu_s(), l0 = threads_cpu_s("route-loop"), g0 = threads_cpu_s("route-ledger");
   std::vector<std::unique_ptr<boost::asio::steady_timer>> starts;
-  for (int i = 0; i < o.conc; ++i) {
+  // Open loop: arrivals on their own schedule (a late timer fires the overdue ones at once: they
+  // do not wait for the system under test).
+  std::mt19937_64 rng(42);
+  std::exponential_distribution<double> gap(o.open_rate > 0 ? o.open_rate : 1.0);
+  boost::asio::steady_timer arrivals(io);
+  std::function<void(Clock::time_point)> arrive = [&](Clock::time_point at) {
+    arrivals.expires_at(at);
+    arrivals.async_wait([&, at](const boost::system::error_code& ec) {
+      if (ec || Clock::now() >= t_end) return;
+      one();
+      arrive(at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(gap(rng))));
+    });
+  };
+  if (o.open_rate > 0) arrive(Clock::now());
+  for (int i = 0; i < o.conc && o.open_rate <= 0; ++i) {
     if (o.stagger_ms <= 0) {
       one();
       continue;
@@ -243,8 +265,7 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
 
 namespace {
 
-std::vector<int> conc_list(const char* env) {
-  std::vector<int> out = {1, 64, 512};
+std::vector<int> conc_list(const char* env, std::vector<int> out = {1, 64, 512}) {
   if (const char* e = std::getenv(env)) {  // e.g. "1,64,512,2000"
     out.clear();
     for (const char* p = e; *p;) {
@@ -321,8 +342,9 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   std::printf("%-6s %-8s %10s %10s %7s %10s %10s %9s %10s %10s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "n", "chunk p50", "chunk p99",
               "chunks", "req p50", "req p99", "str/s", "cpu us/str");
   std::vector<Row> paced_rows;
-  for (int conc : conc_list("ROUTE_BENCH_PACED_CONC")) {
+  for (int conc : conc_list("ROUTE_BENCH_PACED_CONC")) {  // "0": none
     if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    if (conc <= 0) continue;
     LoadOptions o;
     o.conc = conc;
     o.stagger_ms = p_len;
@@ -354,6 +376,36 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     paced_rows.push_back({conc, std::move(d), std::move(r)});
   }
 
+  // ---- open loop: the paced upstream, streams arriving at random (Poisson) instead of closed-loop
+  // clients, which synchronise over a run (a stream restarts when its end arrives, so streams
+  // delayed together stay together): the same mean number of open streams without the clumps.
+  std::printf("\nOPEN-LOOP PACED (the paced upstream; Poisson arrivals at streams / %.0f ms, so that many streams are open on average)\n", p_len);
+  std::printf("%-6s %-8s %10s %10s %7s %10s %10s %9s %10s %10s %8s\n", "conc", "path", "ttft p50", "ttft p99", "n", "chunk p50", "chunk p99",
+              "chunks", "req p50", "req p99", "str/s");
+  std::vector<Row> open_rows;
+  for (int conc : conc_list("ROUTE_BENCH_OPEN_CONC", {64, 512})) {
+    if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    if (conc <= 0) continue;  // "0": none
+    LoadOptions o;
+    o.conc = conc;
+    o.open_rate = conc / (p_len / 1000);
+    o.stagger_ms = p_len;  // streams that start in the first stream length (the ramp) are not counted
+    o.seconds = secs + p_len / 1000;
+    o.probe = &paced_up;
+    o.first_token_ms = p_first;
+    Sample d = run_load(paced_up.base_url() + "/v1/chat/completions", o);
+    o.extra = {{"x-bench", "paced"}};
+    Sample r = run_load(via, o);
+    for (auto* p : {&d, &r})
+      std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
+                  pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(), pct(p->request_ms, 0.5),
+                  pct(p->request_ms, 0.99), static_cast<double>(p->done) / p->seconds);
+    std::printf("%-6d %-8s %10.3f %10.3f %7s %10.3f %10.3f %9s %10.3f %10.3f   (router - direct)\n", conc, "added", added(r.ttft_ms, d.ttft_ms, 0.5),
+                added(r.ttft_ms, d.ttft_ms, 0.99), "", added(r.chunk_ms, d.chunk_ms, 0.5), added(r.chunk_ms, d.chunk_ms, 0.99), "",
+                added(r.request_ms, d.request_ms, 0.5), added(r.request_ms, d.request_ms, 0.99));
+    open_rows.push_back({conc, std::move(d), std::move(r)});
+  }
+
   // ---- saturated: short streams restarted at once (the CPU is the bottleneck at 512)
   std::printf("\nSATURATED upstream (first token 20 ms, 8 chunks 10 ms apart, clients restart at once): %.0f s per cell\n", secs);
   std::printf("%-6s %-8s %10s %10s %10s %10s %10s %9s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "total p50", "total p99", "req/s", "failed",
@@ -362,8 +414,9 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   // ROUTE_BENCH_STAGGER_MS: spread of the clients' first requests (default one stream's length;
   // 0 = all at once, in lock-step).
   const double stagger = std::getenv("ROUTE_BENCH_STAGGER_MS") ? std::atof(std::getenv("ROUTE_BENCH_STAGGER_MS")) : 100.0;
-  for (int conc : conc_list("ROUTE_BENCH_CONC")) {
+  for (int conc : conc_list("ROUTE_BENCH_CONC")) {  // "0": none
     if (std::getenv("ROUTE_BENCH_NO_STREAMS")) break;
+    if (conc <= 0) continue;
     LoadOptions o;
     o.conc = conc;
     o.seconds = secs;
@@ -390,13 +443,17 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   const int ns_conc = std::getenv("ROUTE_BENCH_NS_CONC") ? std::atoi(std::getenv("ROUTE_BENCH_NS_CONC")) : 64;
   LoadOptions no;
   no.stream = false;
-  no.conc = ns_conc;
+  no.conc = ns_conc;  // "0": no non-streaming cell
   no.seconds = secs;
-  Sample nd = run_load(fast_up.base_url() + "/v1/chat/completions", no);
-  no.extra = {{"x-bench", "fast"}};
-  Sample nr = run_load(via, no);
-  const double nd_rps = static_cast<double>(nd.done) / nd.seconds, nr_rps = static_cast<double>(nr.done) / nr.seconds;
-  std::printf("non-streaming, %d in flight: direct %.0f req/s (p50 %.3f ms, p99 %.3f ms), router %.0f req/s (p50 %.3f ms, p99 %.3f ms), "
+  Sample nd, nr;
+  if (ns_conc > 0) {
+    nd = run_load(fast_up.base_url() + "/v1/chat/completions", no);
+    no.extra = {{"x-bench", "fast"}};
+    nr = run_load(via, no);
+  }
+  const double nd_rps = static_cast<double>(nd.done) / std::max(1e-9, nd.seconds), nr_rps = static_cast<double>(nr.done) / std::max(1e-9, nr.seconds);
+  if (ns_conc > 0)
+    std::printf("non-streaming, %d in flight: direct %.0f req/s (p50 %.3f ms, p99 %.3f ms), router %.0f req/s (p50 %.3f ms, p99 %.3f ms), "
               "failed %llu; ratio %.2f; CPU per request: direct %.1f us, router %.1f us (router's own %.1f us)\n",
               ns_conc, nd_rps, pct(nd.total_ms, 0.5), pct(nd.total_ms, 0.99), nr_rps, pct(nr.total_ms, 0.5), pct(nr.total_ms, 0.99),
               static_cast<unsigned long long>(nr.failed), nr_rps / nd_rps, nd.cpu_us_per_req(), nr.cpu_us_per_req(),
@@ -409,6 +466,10 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
                 row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
                 added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size(),
                 row.r.cpu_us_per_req() - row.d.cpu_us_per_req(), row.r.loop_us_per_req(), row.r.ledger_us_per_req());
+  for (auto& row : open_rows)
+    std::printf("  open-loop paced %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu)\n",
+                row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
+                added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size());
   for (auto& row : rows)
     std::printf("  saturated %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms, total p50 %+.3f ms p99 %+.3f ms; streams/s router/direct %.2f; "
                 "router CPU %.1f us per stream (loops %.1f, ledger %.1f)\n",
@@ -416,7 +477,8 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
                 added(row.r.total_ms, row.d.total_ms, 0.99),
                 (static_cast<double>(row.r.done) / row.r.seconds) / std::max(1e-9, static_cast<double>(row.d.done) / row.d.seconds),
                 row.r.cpu_us_per_req() - row.d.cpu_us_per_req(), row.r.loop_us_per_req(), row.r.ledger_us_per_req());
-  std::printf("  non-streaming: %.0f req/s through the router, %.0f direct (ratio %.2f); router CPU %.1f us per request "
+  if (ns_conc > 0)
+    std::printf("  non-streaming: %.0f req/s through the router, %.0f direct (ratio %.2f); router CPU %.1f us per request "
               "(%.0f req/s per core of router time; loops %.1f us, ledger %.1f us)\n",
               nr_rps, nd_rps, nr_rps / nd_rps, nr.cpu_us_per_req() - nd.cpu_us_per_req(),
               1e6 / std::max(1.0, nr.cpu_us_per_req() - nd.cpu_us_per_req()), nr.loop_us_per_req(), nr.ledger_us_per_req());
