@@ -15,7 +15,6 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <stdexcept>
 #include <thread>
 #include <unordered_map>
@@ -825,11 +824,7 @@ void Session::do_stream_start(std::shared_ptr<ReplyImpl> r) {
   sres_ = std::make_unique<http::response<http::empty_body>>();
   fill_head(*sres_, *r);
   sres_->chunked(true);
-  {
-    std::ostringstream os;
-    os << sres_->base();  // the status line and fields, as the serializer writes them
-    head_ = os.str();
-  }
+  serialize_header_to(*sres_, head_);  // the status line and fields (serialize.h)
   // Whatever the producer queued meanwhile goes in the same write as the header.
   {
     std::lock_guard<std::mutex> lk(stream_->mu);

@@ -27,4 +27,24 @@ void serialize_to(const boost::beast::http::message<isRequest, Body, Fields>& m,
   }
 }
 
+// The header alone (status or request line, fields, the blank line), as the serializer writes it:
+// for a chunked stream whose body follows in later writes.
+template <bool isRequest, class Body, class Fields>
+void serialize_header_to(const boost::beast::http::message<isRequest, Body, Fields>& m, std::string& out) {
+  out.clear();
+  boost::beast::http::serializer<isRequest, Body, Fields> sr{m};
+  sr.split(true);
+  boost::beast::error_code ec;
+  while (!ec && !sr.is_header_done()) {
+    sr.next(ec, [&](boost::beast::error_code&, const auto& buffers) {
+      size_t n = 0;
+      for (auto b : boost::beast::buffers_range_ref(buffers)) {
+        out.append(static_cast<const char*>(b.data()), b.size());
+        n += b.size();
+      }
+      sr.consume(n);
+    });
+  }
+}
+
 }  // namespace v4::net
