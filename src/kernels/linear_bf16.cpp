@@ -1064,10 +1064,34 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
 // one-token path, instead of 32 rows read in 128-byte pieces at once by rows_amx_few, where the
 // decoder waited on the scale loads (a profile of a batch-8 step: 40 % of the decoder's samples
 // on the scale broadcast). One thread, 1 GB of 2048x4096 FP4 weights, 8 tokens, min of 5-6
-// interleaved passes (CPU time, load 3-9): 3.2-4.4 -> 4.7-5.5 GB/s in four runs; for FP8 the
-// L2 buffer measured slower than rows_amx_few (4.3-6.2 against 5.6-8.2 GB/s), so FP8 keeps it.
+// interleaved passes (CPU time, load 3-9): 3.2-4.4 -> 4.7-5.5 GB/s in four runs. FP8 with
+// short rows too (wq_b, 32768x1024: two threads, 1 GB, 8 tokens, min of 5, load 1.6-3:
+// 4.0-4.7 -> 7.5-7.7 GB/s in three pairs, where rows_amx_few reads 4 lines of each of 32
+// 1 KB rows per block); at 4096 columns the two measured equal and at 8192 rows_amx_few is
+// faster (16.4 against 13.4 GB/s), so longer FP8 rows keep it.
+constexpr int kStreamFp8K = 1024;
 V4_LUT void decode_row_stream(const LinearWeight& w, int n, uint16_t* out, ptrdiff_t ahead) {
   const size_t K = static_cast<size_t>(w.cols), K128 = K / 128 * 128;
+  if (w.format == WFormat::FP8) {
+    const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+    const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * ((K + 127) / 128);
+    for (size_t k = 0; k < K128; k += 128) {
+      if (ahead) {
+        _mm_prefetch(reinterpret_cast<const char*>(p + k) + ahead, _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(p + k + 64) + ahead, _MM_HINT_T1);
+      }
+      const Fp8Tab t = fp8_tab(s[k / 128]);
+      __m512i a, b, c, d;
+      fp8_lut64(_mm512_loadu_si512(p + k), t, a, b);
+      fp8_lut64(_mm512_loadu_si512(p + k + 64), t, c, d);
+      _mm512_storeu_si512(out + k, a);
+      _mm512_storeu_si512(out + k + 32, b);
+      _mm512_storeu_si512(out + k + 64, c);
+      _mm512_storeu_si512(out + k + 96, d);
+    }
+    if (K128 < K) decode_range_lut(w, n, static_cast<int>(K128), bf16_padded_k(w), out + K128);
+    return;
+  }
   const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
   const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * (K / 32);
   const Fp4LutConst& kc = fp4_lut_const();
@@ -1081,7 +1105,7 @@ V4_LUT void decode_row_stream(const LinearWeight& w, int n, uint16_t* out, ptrdi
   if (K128 < K) decode_range_lut(w, n, static_cast<int>(K128), bf16_padded_k(w), out + K128);
 }
 
-// FP4 weights only (the caller checks), M <= 32.
+// FP4, or FP8 with rows of at most kStreamFp8K columns (the caller checks); M <= 32.
 V4_AMX void rows_amx_stream(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
   const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16, W = vnni_width(M);
   amx_config(W);
@@ -1092,7 +1116,7 @@ V4_AMX void rows_amx_stream(const LinearWeight& w, const uint32_t* xv, int M, fl
   uint16_t* buf[2] = {base, base + static_cast<size_t>(32) * LD};
   alignas(64) float cbuf[4 * 256];
   const size_t blk = static_cast<size_t>(KC) * 16 * W;
-  const ptrdiff_t row_bytes = w.cols / 2;
+  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
   auto decode = [&](int nb, int r, uint16_t* b) {
     const int n = std::min(nb + r, n1 - 1);
     decode_row_stream(w, n, b + static_cast<size_t>(r) * LD, n + 8 < n1 ? 8 * row_bytes : 0);
@@ -1196,7 +1220,8 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
 }
 
 V4_AMX void rows_amx(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
-  if (M <= 32 && w.format == WFormat::FP4 && bf16_lut_available()) rows_amx_stream(w, xv, M, y, ldy, n0, n1);
+  const bool stream = w.format == WFormat::FP4 || (w.format == WFormat::FP8 && w.cols <= kStreamFp8K);
+  if (M <= 32 && stream && bf16_lut_available()) rows_amx_stream(w, xv, M, y, ldy, n0, n1);
   else if (M <= 32) rows_amx_few(w, xv, M, y, ldy, n0, n1);
   else rows_amx_many(w, xv, M, y, ldy, n0, n1);
 }

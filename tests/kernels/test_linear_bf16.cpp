@@ -140,9 +140,12 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                                            Case{WFormat::FP8, 70, 300, 40}, Case{WFormat::FP4, 33, 96, 16},
                                            Case{WFormat::FP8, 45, 390, 2}, Case{WFormat::FP4, 40, 128, 2},
                                            Case{WFormat::FP8, 133, 256, 1}, Case{WFormat::FP4, 9, 4096, 1},
-                                           // FP4 few-token tile path over several 32-row groups
+                                           // Row-decode tile path (FP4) over several 32-row groups
                                            // (double buffer, L2 prefetch) with a 32-column tail.
-                                           Case{WFormat::FP4, 101, 2208, 6}, Case{WFormat::FP4, 70, 1088, 32}));
+                                           Case{WFormat::FP4, 101, 2208, 6}, Case{WFormat::FP4, 70, 1088, 32},
+                                           // FP8 rows of <= 1024 columns on that path too (scale
+                                           // blocks of 128 rows across its 32-row groups, tails).
+                                           Case{WFormat::FP8, 300, 1000, 8}, Case{WFormat::FP8, 97, 1024, 20}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
@@ -221,7 +224,7 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
   std::mt19937 rng(91);
   const int prev = amx_min_tokens();
   set_amx_min_tokens(1);
-  for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}}) {
+  for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}, std::tuple{WFormat::FP8, 150, 1000}}) {
     auto w = make_weight(f, N, K, rng);
     const int M = 41, Kp = bf16_padded_k(w.w);
     auto x = make_act(M, K, rng);
