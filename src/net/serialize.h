@@ -10,12 +10,12 @@
 
 namespace v4::net {
 
-template <bool isRequest, class Body, class Fields>
-void serialize_to(const boost::beast::http::message<isRequest, Body, Fields>& m, std::string& out) {
-  out.clear();
-  boost::beast::http::serializer<isRequest, Body, Fields> sr{m};
+namespace detail {
+// Appends what `sr` produces to `out` until done(sr) holds (or the serializer reports an error).
+template <class Serializer, class Done>
+void drain_serializer(Serializer& sr, std::string& out, Done done) {
   boost::beast::error_code ec;
-  while (!ec && !sr.is_done()) {
+  while (!ec && !done(sr)) {
     sr.next(ec, [&](boost::beast::error_code&, const auto& buffers) {
       size_t n = 0;
       for (auto b : boost::beast::buffers_range_ref(buffers)) {
@@ -26,6 +26,14 @@ void serialize_to(const boost::beast::http::message<isRequest, Body, Fields>& m,
     });
   }
 }
+}  // namespace detail
+
+template <bool isRequest, class Body, class Fields>
+void serialize_to(const boost::beast::http::message<isRequest, Body, Fields>& m, std::string& out) {
+  out.clear();
+  boost::beast::http::serializer<isRequest, Body, Fields> sr{m};
+  detail::drain_serializer(sr, out, [](auto& s) { return s.is_done(); });
+}
 
 // The header alone (status or request line, fields, the blank line), as the serializer writes it:
 // for a chunked stream whose body follows in later writes.
@@ -34,17 +42,7 @@ void serialize_header_to(const boost::beast::http::message<isRequest, Body, Fiel
   out.clear();
   boost::beast::http::serializer<isRequest, Body, Fields> sr{m};
   sr.split(true);
-  boost::beast::error_code ec;
-  while (!ec && !sr.is_header_done()) {
-    sr.next(ec, [&](boost::beast::error_code&, const auto& buffers) {
-      size_t n = 0;
-      for (auto b : boost::beast::buffers_range_ref(buffers)) {
-        out.append(static_cast<const char*>(b.data()), b.size());
-        n += b.size();
-      }
-      sr.consume(n);
-    });
-  }
+  detail::drain_serializer(sr, out, [](auto& s) { return s.is_header_done(); });
 }
 
 }  // namespace v4::net
