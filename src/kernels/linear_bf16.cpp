@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/cpu.h"
@@ -701,28 +703,30 @@ V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, i
   for (; n < n1; ++n) fp4_rows_m1_fma<1>(w, xf, y, n, 0);
 }
 
+// A one-token activation gather order per key, built once per thread and kept: a decode step
+// switches between a few matrix shapes many times, and rebuilding the order on every switch
+// showed in the profile. The reference is valid until this call site's next call on the thread.
+template <class Key, class Build>
+const std::vector<int>& cached_order(const Key& key, Build build) {
+  thread_local std::vector<std::pair<Key, std::vector<int>>> cache;
+  for (auto& [k, v] : cache)
+    if (k == key) return v;
+  cache.emplace_back(key, build());
+  return cache.back().second;
+}
+
 // Packed activations (kernel order) -> the FP32 layout of fp4_rows_m1_fma.
 void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xf) {
   const int K = w.cols, Kp = bf16_padded_k(w), K128 = K / 128 * 128;
-  // The gather order per (K, decoder set), kept per thread: a decode step alternates between
-  // the experts' K (w1/w3 and w2), and rebuilding it on every switch showed in the profile.
-  struct Src {
-    int k;
-    bool lut;
-    std::vector<int> src;
-  };
-  thread_local std::vector<Src> cache;
+  // Per (K, decoder set): a decode step alternates between the experts' K (w1/w3 and w2).
   const bool lut = bf16_lut_available();
-  const Src* hit = nullptr;
-  for (const Src& c : cache)
-    if (c.k == K && c.lut == lut) hit = &c;
-  if (!hit) {
+  const std::vector<int>& order = cached_order(std::tuple(K, lut), [&] {
     std::vector<int> inv(static_cast<size_t>(K), 0);
     for (int q = 0; q < Kp; ++q) {
       const int k = bf16_kernel_k(w, q);
       if (k < K) inv[static_cast<size_t>(k)] = q;
     }
-    Src c{K, lut, std::vector<int>(static_cast<size_t>(K))};
+    std::vector<int> src(static_cast<size_t>(K));
     for (int q = 0; q < K; ++q) {
       int col;
       if (q < K128) {
@@ -732,12 +736,11 @@ void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& 
         const int i = q % 32;
         col = q / 32 * 32 + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
       }
-      c.src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
+      src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
     }
-    cache.push_back(std::move(c));
-    hit = &cache.back();
-  }
-  const int* src = hit->src.data();
+    return src;
+  });
+  const int* src = order.data();
   xf.resize(static_cast<size_t>(K));
   for (int q = 0; q < K; ++q) xf[static_cast<size_t>(q)] = bf16_to_f32(xp[src[q]]);
 }
@@ -1368,27 +1371,14 @@ V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int
 // its 16 odd positions (rounded once to BF16 with parts = 1).
 void split_m1_act(const LinearWeight& w, const float* x, int parts, std::vector<float>& xf) {
   const int K = w.cols, Kp = bf16_padded_k(w);
-  struct Src {
-    int k;
-    WFormat f;
-    bool lut;
-    std::vector<int> src;
-  };
-  // Per (K, format, decoder set), kept per thread (a layer alternates FP8 wo_a and BF16
-  // compressor projections).
-  thread_local std::vector<Src> cache;
-  const bool lut = bf16_lut_available();
-  const Src* hit = nullptr;
-  for (const Src& c : cache)
-    if (c.k == K && c.f == w.format && c.lut == lut) hit = &c;
-  if (!hit) {
-    Src c{K, w.format, lut, std::vector<int>(static_cast<size_t>(Kp))};
+  // Per (K, format, decoder set): a layer alternates FP8 wo_a and BF16 compressor projections.
+  const std::vector<int>& order = cached_order(std::tuple(K, w.format, bf16_lut_available()), [&] {
+    std::vector<int> src(static_cast<size_t>(Kp));
     for (int p = 0; p < Kp; ++p)
-      c.src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
-    cache.push_back(std::move(c));
-    hit = &cache.back();
-  }
-  const int* src = hit->src.data();
+      src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
+    return src;
+  });
+  const int* src = order.data();
   xf.resize(static_cast<size_t>(Kp));
   for (int p = 0; p < Kp; ++p) {
     const int k = src[p];
