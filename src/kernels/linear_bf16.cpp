@@ -969,6 +969,37 @@ V4_AMX inline void amx_config(int W) {
   _tile_loadconfig(&cfg);
 }
 
+V4_AMX inline void amx_zero4() {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+}
+
+// The 4 accumulator tiles to c[0, 1024) (tile t at c + 256·t, 16 rows of 16 floats).
+V4_AMX inline void amx_store4(float* c) {
+  _tile_stored(0, c, 64);
+  _tile_stored(1, c + 256, 64);
+  _tile_stored(2, c + 512, 64);
+  _tile_stored(3, c + 768, 64);
+}
+
+// One 32-column k chunk of the few-token paths: weight rows 0-15 and 16-31 of `a` (`ld`
+// elements apart, BF16) times the chunk's activation tile `xk` of token block 0 and, with
+// TB = 2, the one `blk` further of token block 1, into accumulators 2·(row half) + token block.
+V4_AMX inline void amx_step32(const uint16_t* a, int ld, const uint32_t* xk, size_t blk, int W, int TB) {
+  _tile_loadd(4, a, ld * 2);
+  _tile_loadd(5, a + 16 * ld, ld * 2);
+  _tile_loadd(6, xk, 4 * W);
+  _tile_dpbf16ps(0, 4, 6);
+  _tile_dpbf16ps(2, 5, 6);
+  if (TB == 2) {
+    _tile_loadd(7, xk + blk, 4 * W);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+}
+
 // Scatter of the 4 accumulator tiles (t = 2·(row half) + token block; [row][token], 16x16
 // floats apart) of rows nb.. (nr valid) and token blocks tb0, tb0+1 (nblk of them).
 inline void amx_scatter(const float* c, int nb, int nr, int tb0, int nblk, int M, float* y, int ldy) {
@@ -1022,24 +1053,12 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
   for (int s = 0; s < S; ++s) {
     const int nb = n0 + (s / NB) * 32, j = s % NB, kc0 = j * kAmxKB / 32, kc1 = std::min(KC, kc0 + kAmxKB / 32);
     if (j == 0) {
-      _tile_zero(0);
-      _tile_zero(1);
-      _tile_zero(2);
-      _tile_zero(3);
+      amx_zero4();
     }
     const uint16_t* cur = wbuf[s & 1];
     const int steps = kc1 - kc0;
     for (int kc = kc0; kc < kc1; ++kc) {
-      _tile_loadd(4, cur + (kc - kc0) * 32, LDB * 2);
-      _tile_loadd(5, cur + 16 * LDB + (kc - kc0) * 32, LDB * 2);
-      _tile_loadd(6, xv + static_cast<size_t>(kc) * 16 * W, 4 * W);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(2, 5, 6);
-      if (TB == 2) {
-        _tile_loadd(7, xv + blk + static_cast<size_t>(kc) * 16 * W, 4 * W);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
+      amx_step32(cur + (kc - kc0) * 32, LDB, xv + static_cast<size_t>(kc) * 16 * W, blk, W, TB);
       if (s + 1 < S) {
         const int i = kc - kc0;
         decode_part(s + 1, i * 32 / steps, (i + 1) * 32 / steps);
@@ -1050,10 +1069,7 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
       }
     }
     if (j == NB - 1) {
-      _tile_stored(0, cbuf, 64);
-      _tile_stored(1, cbuf + 256, 64);
-      _tile_stored(2, cbuf + 512, 64);
-      _tile_stored(3, cbuf + 768, 64);
+      amx_store4(cbuf);
       amx_scatter(cbuf, nb, std::min(32, n1 - nb), 0, TB, M, y, ldy);
     }
   }
@@ -1130,31 +1146,16 @@ V4_AMX void rows_amx_stream(const LinearWeight& w, const uint32_t* xv, int M, fl
     const uint16_t* cur = buf[g & 1];
     uint16_t* nxt = buf[(g + 1) & 1];
     const bool more = nb + 32 < n1;
-    _tile_zero(0);
-    _tile_zero(1);
-    _tile_zero(2);
-    _tile_zero(3);
+    amx_zero4();
     int done = 0;
     for (int kc = 0; kc < KC; ++kc) {
-      _tile_loadd(4, cur + kc * 32, LD * 2);
-      _tile_loadd(5, cur + 16 * LD + kc * 32, LD * 2);
-      _tile_loadd(6, xv + static_cast<size_t>(kc) * 16 * W, 4 * W);
-      _tile_dpbf16ps(0, 4, 6);
-      _tile_dpbf16ps(2, 5, 6);
-      if (TB == 2) {
-        _tile_loadd(7, xv + blk + static_cast<size_t>(kc) * 16 * W, 4 * W);
-        _tile_dpbf16ps(1, 4, 7);
-        _tile_dpbf16ps(3, 5, 7);
-      }
+      amx_step32(cur + kc * 32, LD, xv + static_cast<size_t>(kc) * 16 * W, blk, W, TB);
       if (more)
         for (const int until = (kc + 1) * 32 / KC; done < until; ++done) decode(nb + 32, done, nxt);
     }
     if (more)
       for (; done < 32; ++done) decode(nb + 32, done, nxt);
-    _tile_stored(0, cbuf, 64);
-    _tile_stored(1, cbuf + 256, 64);
-    _tile_stored(2, cbuf + 512, 64);
-    _tile_stored(3, cbuf + 768, 64);
+    amx_store4(cbuf);
     amx_scatter(cbuf, nb, std::min(32, n1 - nb), 0, TB, M, y, ldy);
   }
   _tile_release();
@@ -1179,10 +1180,7 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
       for (int tb = 0; tb < TB; ++tb) {
         float* cm = cmem.data() + static_cast<size_t>(tb) * 1024;
         if (c0 == 0) {
-          _tile_zero(0);
-          _tile_zero(1);
-          _tile_zero(2);
-          _tile_zero(3);
+          amx_zero4();
         } else {
           _tile_loadd(0, cm, 64);
           _tile_loadd(1, cm + 256, 64);
@@ -1204,10 +1202,7 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
           _tile_loadd(4, a + 48 * kManyLD, kManyLD * 2);
           _tile_dpbf16ps(3, 4, 7);
         }
-        _tile_stored(0, cm, 64);
-        _tile_stored(1, cm + 256, 64);
-        _tile_stored(2, cm + 512, 64);
-        _tile_stored(3, cm + 768, 64);
+        amx_store4(cm);
       }
     }
     // Tile q holds rows nb + 16q.. of token block tb: [row][token].
