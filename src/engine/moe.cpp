@@ -47,9 +47,17 @@ void moe_one_token(const Ctx& c, const FfnWeights& F, const float* x, const int3
   std::vector<int> order(static_cast<size_t>(K));
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](int a, int b) { return idx[a] < idx[b]; });
-  const int Is = F.shared.w1.rows;
+  // The chosen experts and their routing weights in expert order.
+  std::vector<const ExpertWeights*> ex(static_cast<size_t>(K));
+  std::vector<float> wt(static_cast<size_t>(K));
   int Ir = 0;
-  for (int k = 0; k < K; ++k) Ir = std::max(Ir, F.experts[static_cast<size_t>(idx[k])].w1.rows);
+  for (int i = 0; i < K; ++i) {
+    const int k = order[static_cast<size_t>(i)];
+    ex[static_cast<size_t>(i)] = &F.experts[static_cast<size_t>(idx[k])];
+    wt[static_cast<size_t>(i)] = wsel[k];
+    Ir = std::max(Ir, ex[static_cast<size_t>(i)]->w1.rows);
+  }
+  const int Is = F.shared.w1.rows;
   thread_local std::vector<float> tl_gu, tl_ye;
   std::vector<float>&gu = tl_gu, &ye = tl_ye;
   gu.resize(2 * (static_cast<size_t>(Is) + static_cast<size_t>(K) * Ir));
@@ -61,19 +69,15 @@ void moe_one_token(const Ctx& c, const FfnWeights& F, const float* x, const int3
   up.act(F.shared.w1, x, gs);
   up.act(F.shared.w3, x, us);
   for (int i = 0; i < K; ++i) {
-    const ExpertWeights& e = F.experts[static_cast<size_t>(idx[order[static_cast<size_t>(i)]])];
-    up.act(e.w1, x, g_of(i));
-    up.act(e.w3, x, g_of(i) + Ir);
+    up.act(ex[static_cast<size_t>(i)]->w1, x, g_of(i));
+    up.act(ex[static_cast<size_t>(i)]->w3, x, g_of(i) + Ir);
   }
   up.run();
   swiglu(gs, us, Is, lim, 1.0f);
-  for (int i = 0; i < K; ++i)
-    swiglu(g_of(i), g_of(i) + Ir, F.experts[static_cast<size_t>(idx[order[static_cast<size_t>(i)]])].w1.rows, lim,
-           wsel[order[static_cast<size_t>(i)]]);
+  for (int i = 0; i < K; ++i) swiglu(g_of(i), g_of(i) + Ir, ex[static_cast<size_t>(i)]->w1.rows, lim, wt[static_cast<size_t>(i)]);
   OneTokenCalls down(c);
   down.act(F.shared.w2, gs, out);
-  for (int i = 0; i < K; ++i)
-    down.act(F.experts[static_cast<size_t>(idx[order[static_cast<size_t>(i)]])].w2, g_of(i), ye.data() + static_cast<size_t>(i) * D);
+  for (int i = 0; i < K; ++i) down.act(ex[static_cast<size_t>(i)]->w2, g_of(i), ye.data() + static_cast<size_t>(i) * D);
   down.run();
   for (int i = 0; i < K; ++i) {
     const float* y = ye.data() + static_cast<size_t>(i) * D;
