@@ -48,4 +48,15 @@ inline void parallel_for(size_t n, size_t grain, const std::function<void(size_t
   ThreadPool::global().parallel_for(n, grain, fn);
 }
 
+// Calls fn(i) for every i in [0, n) on the global pool, one index at a time in index order,
+// whatever n (parallel_for groups more than 16 per thread into chunks of consecutive indices):
+// for a list of uneven pieces whose handout order matters, e.g. kinds of work interleaved so
+// that both cores mix them.
+inline void parallel_each(size_t n, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  parallel_for(static_cast<size_t>(ThreadPool::global().size()), 1, [&](size_t, size_t) {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) fn(i);
+  });
+}
+
 }  // namespace v4

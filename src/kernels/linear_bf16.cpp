@@ -1540,22 +1540,16 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
       const int g = grain[static_cast<size_t>(i)], n0 = p * g, N = jobs[i].w->rows;
       if (n0 < N) pieces.push_back({i, n0, std::min(N, n0 + g)});
     }
-  std::atomic<size_t> next{0};
   const Piece* pc = pieces.data();
-  const size_t np = pieces.size();
   const Kind* kd = kinds.data();
   const std::vector<float>* ac = acts.data();
-  parallel_for(static_cast<size_t>(ThreadPool::global().size()), 1, [&](size_t, size_t) {
-    for (;;) {
-      const size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= np) break;
-      const Piece& q = pc[i];
-      const OneTokenJob& j = jobs[q.job];
-      switch (kd[q.job]) {
-        case Split: split_rows_m1(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
-        case Fp4Fma: rows_m1_fp4_fma(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
-        case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
-      }
+  parallel_each(pieces.size(), [&](size_t i) {
+    const Piece& q = pc[i];
+    const OneTokenJob& j = jobs[q.job];
+    switch (kd[q.job]) {
+      case Split: split_rows_m1(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+      case Fp4Fma: rows_m1_fp4_fma(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+      case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
     }
   });
 }

@@ -145,18 +145,10 @@ Probe make_probe(std::string name, std::span<const ReadSpan> spans, size_t total
 }
 
 double read_pass(const Probe& pr) {
-  std::atomic<size_t> next{0};
   std::atomic<uint64_t> sink{0};
-  const int T = ThreadPool::global().size();
   auto t = std::chrono::steady_clock::now();
-  parallel_for(static_cast<size_t>(T), 1, [&](size_t, size_t) {
-    uint64_t s = 0;
-    for (;;) {
-      const size_t i = next.fetch_add(1, std::memory_order_relaxed);
-      if (i >= pr.pieces.size()) break;
-      s += sum_bytes(static_cast<const uint8_t*>(pr.pieces[i].p), pr.pieces[i].bytes);
-    }
-    sink += s;
+  parallel_each(pr.pieces.size(), [&](size_t i) {
+    sink.fetch_add(sum_bytes(static_cast<const uint8_t*>(pr.pieces[i].p), pr.pieces[i].bytes), std::memory_order_relaxed);
   });
   const double r = static_cast<double>(pr.bytes) / seconds_since(t);
   return sink.load() == 42 ? r + 0 : r;  // keeps the reads alive
