@@ -277,6 +277,26 @@ std::vector<int> conc_list(const char* env, std::vector<int> out = {1, 64, 512})
   return out;
 }
 
+// Routed minus direct at percentile p.
+double added(const std::vector<double>& r, const std::vector<double>& d, double p) { return pct(r, p) - pct(d, p); }
+
+// The direct, routed and added rows of a paced cell (closed- or open-loop); `cpu`: with the
+// whole-process CPU per stream (the closed-loop cells, whose stream counts are fixed).
+void print_paced_cell(int conc, const Sample& d, const Sample& r, bool cpu) {
+  for (const Sample* p : {&d, &r}) {
+    std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
+                pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(), pct(p->request_ms, 0.5),
+                pct(p->request_ms, 0.99), static_cast<double>(p->done) / p->seconds);
+    if (cpu) std::printf(" %10.1f", p->cpu_us_per_req());
+    std::printf("\n");
+  }
+  std::printf("%-6d %-8s %10.3f %10.3f %7s %10.3f %10.3f %9s %10.3f %10.3f   (router - direct", conc, "added", added(r.ttft_ms, d.ttft_ms, 0.5),
+              added(r.ttft_ms, d.ttft_ms, 0.99), "", added(r.chunk_ms, d.chunk_ms, 0.5), added(r.chunk_ms, d.chunk_ms, 0.99), "",
+              added(r.request_ms, d.request_ms, 0.5), added(r.request_ms, d.request_ms, 0.99));
+  if (cpu) std::printf("; router CPU %.1f us per stream", r.cpu_us_per_req() - d.cpu_us_per_req());
+  std::printf(")\n");
+}
+
 }  // namespace
 
 TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
@@ -328,7 +348,6 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   if (po.io_realtime) std::printf("router event loops at SCHED_FIFO 1: %s\n", proxy.io_realtime_granted() ? "granted" : "refused");
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
-  auto added = [](const std::vector<double>& r, const std::vector<double>& d, double p) { return pct(r, p) - pct(d, p); };
   struct Row {
     int conc;
     Sample d, r;
@@ -360,14 +379,7 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     std::printf("upstream connections opened: direct %llu for %llu requests, router %llu for %llu requests\n",
                 static_cast<unsigned long long>(c1 - c0), static_cast<unsigned long long>(q1 - q0),
                 static_cast<unsigned long long>(paced_up.connections() - c1), static_cast<unsigned long long>(paced_up.requests() - q1));
-    for (auto* p : {&d, &r})
-      std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f %10.1f\n", conc, p == &d ? "direct" : "router",
-                  pct(p->ttft_ms, 0.5), pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(),
-                  pct(p->request_ms, 0.5), pct(p->request_ms, 0.99), static_cast<double>(p->done) / p->seconds, p->cpu_us_per_req());
-    std::printf("%-6d %-8s %10.3f %10.3f %7s %10.3f %10.3f %9s %10.3f %10.3f   (router - direct; router CPU %.1f us per stream)\n", conc, "added",
-                added(r.ttft_ms, d.ttft_ms, 0.5), added(r.ttft_ms, d.ttft_ms, 0.99), "", added(r.chunk_ms, d.chunk_ms, 0.5),
-                added(r.chunk_ms, d.chunk_ms, 0.99), "", added(r.request_ms, d.request_ms, 0.5), added(r.request_ms, d.request_ms, 0.99),
-                r.cpu_us_per_req() - d.cpu_us_per_req());
+    print_paced_cell(conc, d, r, true);
     // Direct first, then routed on the same heap: the client's and upstream's memory of the direct
     // run is reused by the routed one, so the routed peak above the direct peak is the router's.
     if (conc >= 512)
@@ -396,13 +408,7 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     Sample d = run_load(paced_up.base_url() + "/v1/chat/completions", o);
     o.extra = {{"x-bench", "paced"}};
     Sample r = run_load(via, o);
-    for (auto* p : {&d, &r})
-      std::printf("%-6d %-8s %10.3f %10.3f %7zu %10.3f %10.3f %9zu %10.3f %10.3f %8.0f\n", conc, p == &d ? "direct" : "router", pct(p->ttft_ms, 0.5),
-                  pct(p->ttft_ms, 0.99), p->ttft_ms.size(), pct(p->chunk_ms, 0.5), pct(p->chunk_ms, 0.99), p->chunk_ms.size(), pct(p->request_ms, 0.5),
-                  pct(p->request_ms, 0.99), static_cast<double>(p->done) / p->seconds);
-    std::printf("%-6d %-8s %10.3f %10.3f %7s %10.3f %10.3f %9s %10.3f %10.3f   (router - direct)\n", conc, "added", added(r.ttft_ms, d.ttft_ms, 0.5),
-                added(r.ttft_ms, d.ttft_ms, 0.99), "", added(r.chunk_ms, d.chunk_ms, 0.5), added(r.chunk_ms, d.chunk_ms, 0.99), "",
-                added(r.request_ms, d.request_ms, 0.5), added(r.request_ms, d.request_ms, 0.99));
+    print_paced_cell(conc, d, r, false);
     open_rows.push_back({conc, std::move(d), std::move(r)});
   }
 
@@ -460,16 +466,18 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
               nr.cpu_us_per_req() - nd.cpu_us_per_req());
   // The goals of the issue, side by side with what this run measured.
   std::printf("\nsummary (goal: p99 added < 1 ms, >= 5000 non-streaming req/s, bounded memory per open stream):\n");
-  for (auto& row : paced_rows)
-    std::printf("  paced %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu); "
-                "router CPU %.1f us per stream (loops %.1f, ledger %.1f)\n",
-                row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
-                added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size(),
-                row.r.cpu_us_per_req() - row.d.cpu_us_per_req(), row.r.loop_us_per_req(), row.r.ledger_us_per_req());
-  for (auto& row : open_rows)
-    std::printf("  open-loop paced %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu)\n",
+  // One summary line per paced cell: added TTFT and per-chunk latency (and, closed loop, the CPU).
+  auto paced_summary = [&](const char* label, const Row& row, bool cpu) {
+    std::printf("  %s %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms (n %zu), added per-chunk latency p50 %+.3f ms p99 %+.3f ms (n %zu)", label,
                 row.conc, added(row.r.ttft_ms, row.d.ttft_ms, 0.5), added(row.r.ttft_ms, row.d.ttft_ms, 0.99), row.r.ttft_ms.size(),
                 added(row.r.chunk_ms, row.d.chunk_ms, 0.5), added(row.r.chunk_ms, row.d.chunk_ms, 0.99), row.r.chunk_ms.size());
+    if (cpu)
+      std::printf("; router CPU %.1f us per stream (loops %.1f, ledger %.1f)", row.r.cpu_us_per_req() - row.d.cpu_us_per_req(),
+                  row.r.loop_us_per_req(), row.r.ledger_us_per_req());
+    std::printf("\n");
+  };
+  for (auto& row : paced_rows) paced_summary("paced", row, true);
+  for (auto& row : open_rows) paced_summary("open-loop paced", row, false);
   for (auto& row : rows)
     std::printf("  saturated %4d streams: added TTFT p50 %+.3f ms p99 %+.3f ms, total p50 %+.3f ms p99 %+.3f ms; streams/s router/direct %.2f; "
                 "router CPU %.1f us per stream (loops %.1f, ledger %.1f)\n",
