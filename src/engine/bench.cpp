@@ -29,17 +29,6 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 
 double params(const LinearWeight& w) { return w.valid() ? static_cast<double>(w.rows) * w.cols : 0.0; }
 double bytes(const LinearWeight& w) { return w.valid() ? static_cast<double>(w.bytes()) : 0.0; }
-// The weight codes alone (the scales live elsewhere).
-size_t data_bytes(const LinearWeight& w) {
-  const size_t n = static_cast<size_t>(w.rows) * static_cast<size_t>(w.cols);
-  switch (w.format) {
-    case WFormat::FP4: return n / 2;
-    case WFormat::FP8: return n;
-    case WFormat::BF16: return 2 * n;
-    case WFormat::F32: return 4 * n;
-  }
-  return n;
-}
 
 }  // namespace
 
@@ -155,7 +144,7 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
   for (const BlockWeights& L : eng.weights().layers)
     for (const ExpertWeights& e : L.ffn.experts)
       for (const LinearWeight* x : {&e.w1, &e.w3, &e.w2})
-        if (x->valid()) spans.push_back({x->data, data_bytes(*x)});
+        if (x->valid()) spans.push_back({x->data, x->data_bytes()});
   const ReadRoofline rl = measure_read_roofline(spans);
   r.mem_bw_bytes_s = rl.bytes_s;
   r.mem_bw_probe = rl.probe;

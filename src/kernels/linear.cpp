@@ -11,13 +11,24 @@
 
 namespace v4 {
 
-size_t LinearWeight::bytes() const {
-  size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
+size_t LinearWeight::data_bytes() const {
+  const size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
   switch (format) {
     case WFormat::F32: return n * k * 4;
     case WFormat::BF16: return n * k * 2;
-    case WFormat::FP8: return n * k + ((n + 127) / 128) * ((k + 127) / 128) * (scale_format == ScaleFormat::F32 ? 4 : 1);
-    case WFormat::FP4: return n * k / 2 + n * (k / 32);
+    case WFormat::FP8: return n * k;
+    case WFormat::FP4: return n * k / 2;
+  }
+  return 0;
+}
+
+size_t LinearWeight::bytes() const {
+  const size_t n = static_cast<size_t>(rows), k = static_cast<size_t>(cols);
+  switch (format) {
+    case WFormat::F32:
+    case WFormat::BF16: return data_bytes();
+    case WFormat::FP8: return data_bytes() + ((n + 127) / 128) * ((k + 127) / 128) * (scale_format == ScaleFormat::F32 ? 4 : 1);
+    case WFormat::FP4: return data_bytes() + n * (k / 32);
   }
   return 0;
 }

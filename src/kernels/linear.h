@@ -25,7 +25,8 @@ struct LinearWeight {
   std::string name;
 
   bool valid() const { return data != nullptr; }
-  size_t bytes() const;  // bytes of weight + scale storage touched by one full pass
+  size_t bytes() const;       // bytes of weight + scale storage touched by one full pass
+  size_t data_bytes() const;  // the weight codes alone (the scales live elsewhere)
   // Dequantises row n into out[0..cols).
   void dequant_row(int n, float* out) const;
   // The multiplier applied to element (n, k) (inline: called once per weight block).
