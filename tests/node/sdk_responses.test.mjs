@@ -196,7 +196,7 @@ describe('Responses API clients -> v4host serve', { skip: skip || false }, () =>
       execute: async ({ city }) => { calls.push(city); return `sunny in ${city}`; },
     });
     const agent = new Agent({ name: 'w', instructions: 'Use the tool.', model: MODEL, tools: [getWeather],
-      modelSettings: { toolChoice: 'required', maxTokens: 100, reasoning: { effort: 'none' } }, resetToolChoice: true });
+      modelSettings: { toolChoice: 'required', maxTokens: 100, temperature: 0, reasoning: { effort: 'none' } }, resetToolChoice: true });
     const res = await run(agent, 'Weather in Rome?', { maxTurns: 3 });
     assert.equal(calls.length >= 1, true, 'the tool ran');
     assert.equal(typeof res.finalOutput, 'string');
