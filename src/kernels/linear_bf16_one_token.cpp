@@ -1,0 +1,527 @@
+// One token (decode, batch 1): weights decoded in registers and multiplied with one activation
+// row, R rows at a time sharing the activation loads; on AMX machines FP4 runs on the FMA units
+// and FP32 activations (the split path) in one exact pass, and a step's independent projections
+// can run in one parallel call (linear_one_token).
+#include "kernels/linear_bf16_internal.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <tuple>
+#include <utility>
+
+#include "core/thread_pool.h"
+
+namespace v4 {
+namespace bf16 {
+
+namespace {
+
+// ---- decode (M = 1): weights decoded in registers, R rows at a time sharing the x chunks.
+template <int R>
+V4_BF16 void fp4_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), K64 = K / 64 * 64;
+  const uint8_t* base_p = static_cast<const uint8_t*>(w.data);
+  const uint8_t* base_s = static_cast<const uint8_t*>(w.scale);
+  const __m512i base = fp4_base();
+  const uint8_t* p[R];
+  const uint8_t* s[R];
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) {
+    p[r] = base_p + static_cast<size_t>(n + r) * (K / 2);
+    s[r] = base_s + static_cast<size_t>(n + r) * (K / 32);
+    acc[r] = _mm512_setzero_ps();
+  }
+  for (size_t k = 0; k < K64; k += 64) {
+    const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+    if (ahead && k % 128 == 0)
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p[r] + k / 2) + ahead, _MM_HINT_T0);
+    for (int r = 0; r < R; ++r) {
+      __m512i a, b;
+      fp4_decode64(p[r] + k / 2, fp4_table(base, s[r][k / 32], s[r][k / 32 + 1]), a, b);
+      acc[r] = dp(acc[r], a, xa);
+      acc[r] = dp(acc[r], b, xb);
+    }
+  }
+  if (K64 < K) {
+    const __m512i xa = ldx(xp + K64);
+    for (int r = 0; r < R; ++r)
+      acc[r] = dp(acc[r], fp4_decode32(p[r] + K64 / 2, fp4_table(base, s[r][K64 / 32], s[r][K64 / 32])), xa);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Rows n..n+R-1 lie in one 128-row scale block (the caller checks), so they share each block's
+// decode constants; the rows are addressed from one pointer (a pointer and a scale
+// table per row made the compiler spill the accumulators in the inner loop).
+template <int R>
+V4_BF16 void fp8_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K; k0 += 128) {
+    const Fp8Block blk = fp8_block(s[k0 / 128]);
+    const size_t k1 = std::min(K, k0 + 128);
+    for (size_t k = k0; k < k1; k += 32) {
+      if (ahead && k % 64 == 0)
+        for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T0);
+      const __m512i xa = ldx(xp + k);
+      for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p + r * K, k, K), blk), xa);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Table-decoder versions (same accumulation: one chain per row over the chunks in kernel order).
+template <int R>
+V4_LUT void fp4_rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), K128 = K / 128 * 128, K64 = K / 64 * 64;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * (K / 2);
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * (K / 32);
+  const size_t rp = K / 2, rs = K / 32;
+  const Fp4LutConst& kc = fp4_lut_const();
+  const __m512i lane = _mm512_load_si512(kc.lane);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k = 0; k < K128; k += 128) {
+    const __m512i x0 = ldx(xp + k), x1 = ldx(xp + k + 32), x2 = ldx(xp + k + 64), x3 = ldx(xp + k + 96);
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + k / 2) + ahead, _MM_HINT_T1);
+      __m512i wv[4];
+      fp4_lut128(_mm512_loadu_si512(p + r * rp + k / 2), fp4_tab(s + r * rs + k / 32, kc), lane, wv);
+      acc[r] = dp(acc[r], wv[0], x0);
+      acc[r] = dp(acc[r], wv[1], x1);
+      acc[r] = dp(acc[r], wv[2], x2);
+      acc[r] = dp(acc[r], wv[3], x3);
+    }
+  }
+  if (K128 < K) {
+    const __m512i base = fp4_base();
+    for (size_t k = K128; k < K64; k += 64) {
+      const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+      for (int r = 0; r < R; ++r) {
+        __m512i a, b;
+        fp4_decode64(p + r * rp + k / 2, fp4_table(base, s[r * rs + k / 32], s[r * rs + k / 32 + 1]), a, b);
+        acc[r] = dp(acc[r], a, xa);
+        acc[r] = dp(acc[r], b, xb);
+      }
+    }
+    if (K64 < K) {
+      const __m512i xa = ldx(xp + K64);
+      for (int r = 0; r < R; ++r)
+        acc[r] = dp(acc[r], fp4_decode32(p + r * rp + K64 / 2, fp4_table(base, s[r * rs + K64 / 32], s[r * rs + K64 / 32])), xa);
+    }
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Rows n..n+R-1 in one 128-row scale block (the caller checks): one table set per k block.
+template <int R>
+V4_LUT void fp8_rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128, K64 = K / 64 * 64;
+  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K64; k0 += 128) {
+    const Fp8Tab t = fp8_tab(s[k0 / 128]);
+    const size_t k1 = std::min(K64, k0 + 128);
+    for (size_t k = k0; k < k1; k += 64) {
+      const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+      for (int r = 0; r < R; ++r) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
+        __m512i a, b;
+        fp8_lut64(_mm512_loadu_si512(p + r * K + k), t, a, b);
+        acc[r] = dp(acc[r], a, xa);
+        acc[r] = dp(acc[r], b, xb);
+      }
+    }
+  }
+  for (size_t k = K64; k < Kp; k += 32) {
+    const Fp8Block blk = fp8_block(s[k / 128]);
+    const __m512i xa = ldx(xp + k);
+    for (int r = 0; r < R; ++r) acc[r] = dp(acc[r], fp8_decode32(fp8_load32(p + r * K, k, K), blk), xa);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+}  // namespace
+
+V4_LUT void rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    // Two row groups ahead, into L2: prefetches to L1 hold the core's few L1 fill buffers for a
+    // whole memory latency and capped what one core streamed (FP8 9.6-18 -> 12-20 GB/s of 1 GB
+    // of weights on 2 threads, 3 of 3 interleaved repetitions; FP4 2 of 3).
+    const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
+    if (w.format == WFormat::FP4) fp4_rows_m1_lut<4>(w, xp, y, n, ahead);
+    else if ((n & 127) <= 124) fp8_rows_m1_lut<4>(w, xp, y, n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) fp8_rows_m1_lut<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
+  }
+  for (; n < n1; ++n) {
+    if (w.format == WFormat::FP4) fp4_rows_m1_lut<1>(w, xp, y, n, 0);
+    else fp8_rows_m1_lut<1>(w, xp, y, n, 0);
+  }
+}
+
+V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const ptrdiff_t ahead = n + 8 <= n1 ? 4 * row_bytes : 0;
+    if (w.format == WFormat::FP4) fp4_rows_m1<4>(w, xp, y, n, ahead);
+    else if ((n & 127) <= 124) fp8_rows_m1<4>(w, xp, y, n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) fp8_rows_m1<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
+  }
+  for (; n < n1; ++n) {
+    if (w.format == WFormat::FP4) fp4_rows_m1<1>(w, xp, y, n, 0);
+    else fp8_rows_m1<1>(w, xp, y, n, 0);
+  }
+}
+
+namespace {
+
+// ---- FP4, one token, on the FMA units (used where AMX runs the batches, so the one-token path
+// need not give the vdpbf16ps path's bits). 64 bytes of a row (128 columns, four 32-column
+// scale groups) are loaded once as 16 dwords; vpermps reads only the low 4 bits of each index,
+// so the dword shifted right by 4j looks up its nibble j (column 8d + j of dword d) in the 16
+// unscaled e2m1 values: eight shifts and eight lookups per 64 bytes and no byte spreading or
+// per-group table. The eight exact products per lane are summed unscaled, then multiplied by
+// the lane's group scale 2^(e-127) (lanes 4g..4g+3 hold group g; exact) and added: exact
+// products and another summation order, as on the BF16 units. Activations in FP32, per 128
+// columns as [j][d] = column 8d + j (fp4_fma_act); a trailing group of 32 as 16 even, 16 odd.
+alignas(64) const float kFp4Vals[16] = {0.f, 0.5f, 1.f, 1.5f, 2.f, 3.f, 4.f, 6.f, -0.f, -0.5f, -1.f, -1.5f, -2.f, -3.f, -4.f, -6.f};
+alignas(64) const uint8_t kLaneByte[64] = {0, 128, 128, 128, 0, 128, 128, 128, 0, 128, 128, 128, 0, 128, 128, 128,
+                                           1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128,
+                                           2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128,
+                                           3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128};
+
+template <int R>
+V4_BF16 void fp4_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), G = K / 32, B = K / 128, rp = K / 2;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * rp;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * G;
+  const __m512 vals = _mm512_load_ps(kFp4Vals);
+  const __m512i spread = _mm512_load_si512(kLaneByte);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t b = 0; b < B; ++b) {
+    const float* xb = xf + b * 128;
+    __m512 x[8];
+    for (int j = 0; j < 8; ++j) x[j] = _mm512_loadu_ps(xb + 16 * j);
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + b * 64) + ahead, _MM_HINT_T1);
+      const __m512i v = _mm512_loadu_si512(p + r * rp + b * 64);
+      __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(v, vals), x[0]);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), vals), x[1], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 8), vals), x[2], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 12), vals), x[3], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 16), vals), x[4], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 20), vals), x[5], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 24), vals), x[6], t);
+      t = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v, 28), vals), x[7], t);
+      uint32_t s4;
+      std::memcpy(&s4, s + r * G + b * 4, 4);
+      const __m512 sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(s4)), spread), 23));
+      acc[r] = _mm512_fmadd_ps(t, sc, acc[r]);
+    }
+  }
+  if (B * 4 < G) {
+    // Trailing groups of 32 columns: 16 bytes spread to dwords, the low and the high nibble
+    // looked up in the values scaled by the group's 2^(e-127) (exact).
+    __m512 a1[R];
+    for (int r = 0; r < R; ++r) a1[r] = _mm512_setzero_ps();
+    for (size_t g = B * 4; g < G; ++g) {
+      const __m512 xe = _mm512_loadu_ps(xf + g * 32), xo = _mm512_loadu_ps(xf + g * 32 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 t = _mm512_mul_ps(vals, _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(s[r * G + g]) << 23))));
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * rp + g * 16)));
+        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, t), xe, acc[r]);
+        a1[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), t), xo, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_add_ps(acc[r], a1[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+}  // namespace
+
+V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.cols / 2;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) fp4_rows_m1_fma<4>(w, xf, y, n, n + 12 <= n1 ? 8 * row_bytes : 0);
+  for (; n < n1; ++n) fp4_rows_m1_fma<1>(w, xf, y, n, 0);
+}
+
+namespace {
+
+// A one-token activation gather order per key, built once per thread and kept: a decode step
+// switches between a few matrix shapes many times, and rebuilding the order on every switch
+// showed in the profile. The reference is valid until this call site's next call on the thread.
+template <class Key, class Build>
+const std::vector<int>& cached_order(const Key& key, Build build) {
+  thread_local std::vector<std::pair<Key, std::vector<int>>> cache;
+  for (auto& [k, v] : cache)
+    if (k == key) return v;
+  cache.emplace_back(key, build());
+  return cache.back().second;
+}
+
+}  // namespace
+
+// Packed activations (kernel order) -> the FP32 layout of fp4_rows_m1_fma.
+void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xf) {
+  const int K = w.cols, Kp = bf16_padded_k(w), K128 = K / 128 * 128;
+  // Per (K, decoder set): a decode step alternates between the experts' K (w1/w3 and w2).
+  const bool lut = bf16_lut_available();
+  const std::vector<int>& order = cached_order(std::tuple(K, lut), [&] {
+    std::vector<int> inv(static_cast<size_t>(K), 0);
+    for (int q = 0; q < Kp; ++q) {
+      const int k = bf16_kernel_k(w, q);
+      if (k < K) inv[static_cast<size_t>(k)] = q;
+    }
+    std::vector<int> src(static_cast<size_t>(K));
+    for (int q = 0; q < K; ++q) {
+      int col;
+      if (q < K128) {
+        const int j = (q % 128) / 16, d = q % 16;
+        col = q / 128 * 128 + 8 * d + j;
+      } else {
+        const int i = q % 32;
+        col = q / 32 * 32 + (i < 16 ? 2 * i : 2 * (i - 16) + 1);
+      }
+      src[static_cast<size_t>(q)] = inv[static_cast<size_t>(col)];
+    }
+    return src;
+  });
+  const int* src = order.data();
+  xf.resize(static_cast<size_t>(K));
+  for (int q = 0; q < K; ++q) xf[static_cast<size_t>(q)] = bf16_to_f32(xp[src[q]]);
+}
+
+bool fp4_fma_enabled() {
+  static const bool on = [] {
+    const char* off = std::getenv("V4HOST_NO_FP4_FMA");
+    return !(off && *off && *off != '0');
+  }();
+  return on && amx_available();
+}
+
+
+namespace {
+
+// One token of FP32 activations (wo_a, BF16 projections) where the tiles run the batches: each
+// row is decoded to BF16 in kernel order into an L1 buffer, widened to FP32 by a shift (even
+// words) and a mask (odd words), and multiplied with FMAs: the FP32 products exactly, as the
+// split path, in one pass instead of three (another summation order).
+V4_BF16 void split_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
+  const int Kp = bf16_padded_k(w);
+  thread_local std::vector<uint16_t> buf;
+  buf.resize(static_cast<size_t>(Kp));
+  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int n = n0; n < n1; ++n) {
+    const uint16_t* wr;
+    if (w.format == WFormat::BF16 && w.cols % 32 == 0) {
+      wr = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * w.cols;
+    } else {
+      decode_row_impl(w, n, buf.data());
+      wr = buf.data();
+    }
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int p = 0; p < Kp; p += 32) {
+      const __m512i v = _mm512_loadu_si512(wr + p);
+      a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), _mm512_loadu_ps(xf + p), a0);
+      a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, hi_mask)), _mm512_loadu_ps(xf + p + 16), a1);
+    }
+    y[n] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+  }
+}
+
+// The same sums (per row: even words into one accumulator, odd words into the other, chunks in
+// kernel order), R rows at a time sharing the activation loads, with the next rows prefetched
+// into L2; FP8 rows decoded in registers by the table decoder (the buffered version above wrote
+// and re-read every decoded row: half the FP8 path's rate in the decode profile). Rows
+// n..n+R-1 of FP8 lie in one 128-row scale block (the caller checks).
+V4_BF16 inline void fma_words(__m512i v, const float* x, __m512& a0, __m512& a1) {
+  a0 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), _mm512_loadu_ps(x), a0);
+  a1 = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)))), _mm512_loadu_ps(x + 16), a1);
+}
+
+template <int R>
+V4_LUT void fp8_split_rows_m1(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128, K64 = K / 64 * 64;
+  const size_t Kp = static_cast<size_t>(bf16_padded_k(w));
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  __m512 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K64; k0 += 128) {
+    const Fp8Tab t = fp8_tab(s[k0 / 128]);
+    const size_t k1 = std::min(K64, k0 + 128);
+    for (size_t k = k0; k < k1; k += 64)
+      for (int r = 0; r < R; ++r) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
+        __m512i a, b;
+        fp8_lut64(_mm512_loadu_si512(p + r * K + k), t, a, b);
+        fma_words(a, xf + k, a0[r], a1[r]);
+        fma_words(b, xf + k + 32, a0[r], a1[r]);
+      }
+  }
+  for (size_t k = K64; k < Kp; k += 32) {
+    const Fp8Block blk = fp8_block(s[k / 128]);
+    for (int r = 0; r < R; ++r) fma_words(fp8_decode32(fp8_load32(p + r * K, k, K), blk), xf + k, a0[r], a1[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+template <int R>
+V4_BF16 void bf16_split_rows_m1(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols);  // a multiple of 32 (the caller checks)
+  const uint16_t* p = static_cast<const uint16_t*>(w.data) + static_cast<size_t>(n) * K;
+  __m512 a0[R], a1[R];
+  for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+  for (size_t k = 0; k < K; k += 32)
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
+      fma_words(_mm512_loadu_si512(p + r * K + k), xf + k, a0[r], a1[r]);
+    }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
+}
+
+}  // namespace
+
+V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
+  const bool fp8 = w.format == WFormat::FP8 && bf16_lut_available();
+  const bool bf16 = w.format == WFormat::BF16 && w.cols % 32 == 0;
+  if (!fp8 && !bf16) {
+    split_rows_m1_fma(w, xf, y, n0, n1);
+    return;
+  }
+  const ptrdiff_t row_bytes = fp8 ? w.cols : 2 * static_cast<ptrdiff_t>(w.cols);
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
+    if (bf16) bf16_split_rows_m1<4>(w, xf, y, n, ahead);
+    else if ((n & 127) <= 124) fp8_split_rows_m1<4>(w, xf, y, n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) fp8_split_rows_m1<1>(w, xf, y, n + r, 0);  // straddles two scale blocks
+  }
+  for (; n < n1; ++n) {
+    if (bf16) bf16_split_rows_m1<1>(w, xf, y, n, 0);
+    else fp8_split_rows_m1<1>(w, xf, y, n, 0);
+  }
+}
+
+// Activations of the one-token split path: kernel order, each 32-word chunk as its 16 even then
+// its 16 odd positions (rounded once to BF16 with parts = 1).
+void split_m1_act(const LinearWeight& w, const float* x, int parts, std::vector<float>& xf) {
+  const int K = w.cols, Kp = bf16_padded_k(w);
+  // Per (K, format, decoder set): a layer alternates FP8 wo_a and BF16 compressor projections.
+  const std::vector<int>& order = cached_order(std::tuple(K, w.format, bf16_lut_available()), [&] {
+    std::vector<int> src(static_cast<size_t>(Kp));
+    for (int p = 0; p < Kp; ++p)
+      src[static_cast<size_t>(p)] = bf16_kernel_k(w, p / 32 * 32 + (p % 32 < 16 ? 2 * (p % 16) : 2 * (p % 16) + 1));
+    return src;
+  });
+  const int* src = order.data();
+  xf.resize(static_cast<size_t>(Kp));
+  for (int p = 0; p < Kp; ++p) {
+    const int k = src[p];
+    xf[static_cast<size_t>(p)] = k < K ? (parts == 1 ? bf16_to_f32(f32_to_bf16(x[k])) : x[k]) : 0.f;
+  }
+}
+
+size_t split_m1_grain(const LinearWeight& w) {
+  const size_t row_bytes = std::max<size_t>(1, w.bytes() / static_cast<size_t>(w.rows));
+  return std::max<size_t>(16, (256u << 10) / row_bytes);
+}
+
+}  // namespace bf16
+
+namespace {
+std::atomic<bool> g_no_gather{[] {
+  const char* e = std::getenv("V4HOST_NO_GATHER");
+  return e && *e && *e != '0';
+}()};
+}  // namespace
+
+void set_one_token_gather_disabled(bool off) { g_no_gather = off; }
+
+void linear_one_token(const OneTokenJob* jobs, int n) {
+  using namespace bf16;
+  if (n <= 0) return;
+  // The register paths of the single calls: the split path's one-token version and the FP4
+  // FMA path run where AMX is present; packed activations stay off the tiles at one token.
+  bool fused = n > 1 && amx_available() && amx_min_tokens() > 1 && !g_no_gather.load(std::memory_order_relaxed);
+  for (int i = 0; i < n && fused; ++i) {
+    const OneTokenJob& j = jobs[i];
+    fused = j.w && j.w->rows > 0 && j.y && ((j.x && !j.xp) || (j.xp && !j.x && j.w->format != WFormat::BF16));
+  }
+  if (!fused) {
+    for (int i = 0; i < n; ++i) {
+      const OneTokenJob& j = jobs[i];
+      if (j.x) linear_bf16_split(*j.w, j.x, 1, j.y, 0, 0, j.parts);
+      else linear_bf16(*j.w, j.xp, 1, j.y);
+    }
+    return;
+  }
+  enum Kind : uint8_t { Split, Fp4Fma, Packed };
+  struct Piece {
+    int job, n0, n1;
+  };
+  thread_local std::vector<std::vector<float>> acts;
+  thread_local std::vector<Kind> kinds;
+  thread_local std::vector<Piece> pieces;
+  if (acts.size() < static_cast<size_t>(n)) acts.resize(static_cast<size_t>(n));
+  kinds.resize(static_cast<size_t>(n));
+  pieces.clear();
+  const bool fp4_fma = fp4_fma_enabled();
+  int most = 0;
+  std::vector<int> grain(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    const OneTokenJob& j = jobs[i];
+    Kind& k = kinds[static_cast<size_t>(i)];
+    if (j.x) {
+      k = Split;
+      split_m1_act(*j.w, j.x, j.parts == 1 ? 1 : 3, acts[static_cast<size_t>(i)]);
+    } else if (j.w->format == WFormat::FP4 && fp4_fma) {
+      k = Fp4Fma;
+      fp4_fma_act(*j.w, j.xp, acts[static_cast<size_t>(i)]);
+    } else {
+      k = Packed;
+    }
+    // The single calls' task size (about 256 KB of weights), a multiple of 16 rows so FP8 row
+    // groups stay inside their 128-row scale blocks.
+    const size_t g = (split_m1_grain(*j.w) + 15) / 16 * 16;
+    grain[static_cast<size_t>(i)] = static_cast<int>(g);
+    most = std::max(most, static_cast<int>((static_cast<size_t>(j.w->rows) + g - 1) / g));
+  }
+  // Interleaved: the p-th piece of every job, then the (p+1)-th.
+  for (int p = 0; p < most; ++p)
+    for (int i = 0; i < n; ++i) {
+      const int g = grain[static_cast<size_t>(i)], n0 = p * g, N = jobs[i].w->rows;
+      if (n0 < N) pieces.push_back({i, n0, std::min(N, n0 + g)});
+    }
+  const Piece* pc = pieces.data();
+  const Kind* kd = kinds.data();
+  const std::vector<float>* ac = acts.data();
+  parallel_each(pieces.size(), [&](size_t i) {
+    const Piece& q = pc[i];
+    const OneTokenJob& j = jobs[q.job];
+    switch (kd[q.job]) {
+      case Split: split_rows_m1(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+      case Fp4Fma: rows_m1_fp4_fma(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+      case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
+    }
+  });
+}
+
+
+}  // namespace v4
