@@ -15,11 +15,7 @@ V4_LUT void decode_range_lut(const LinearWeight& w, int n, int c0, int c1, uint1
     const Fp4LutConst& kc = fp4_lut_const();
     const __m512i lane = _mm512_load_si512(kc.lane);
     const int K128 = static_cast<int>(K / 128 * 128), e = std::min(c1, K128);
-    for (int k = c0; k < e; k += 128) {
-      __m512i wv[4];
-      fp4_lut128(_mm512_loadu_si512(p + k / 2), fp4_tab(s + k / 32, kc), lane, wv);
-      for (int j = 0; j < 4; ++j) _mm512_storeu_si512(out + (k - c0) + 32 * j, wv[j]);
-    }
+    for (int k = c0; k < e; k += 128) fp4_lut128_store(_mm512_loadu_si512(p + k / 2), fp4_tab(s + k / 32, kc), lane, out + (k - c0));
     const __m512i base = fp4_base();
     const int K64 = static_cast<int>(K / 64 * 64);
     for (int k = std::max(c0, K128); k < std::min(c1, K64); k += 64) {
@@ -62,10 +58,8 @@ static V4_LUT void decode_rows_lut(const LinearWeight& w, int nb, int r0, int r1
     for (int k = c0; k < e; k += 128)
       for (int r = r0; r < r1; ++r) {
         const size_t n = static_cast<size_t>(std::min(nb + r, nmax - 1));
-        __m512i wv[4];
-        fp4_lut128(_mm512_loadu_si512(data + n * (K / 2) + k / 2), fp4_tab(sp + n * (K / 32) + k / 32, kc), lane, wv);
-        uint16_t* o = out + static_cast<size_t>(r) * ld + (k - c0);
-        for (int j = 0; j < 4; ++j) _mm512_storeu_si512(o + 32 * j, wv[j]);
+        fp4_lut128_store(_mm512_loadu_si512(data + n * (K / 2) + k / 2), fp4_tab(sp + n * (K / 32) + k / 32, kc), lane,
+                         out + static_cast<size_t>(r) * ld + (k - c0));
       }
     if (e < c1)
       for (int r = r0; r < r1; ++r)

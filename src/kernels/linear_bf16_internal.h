@@ -212,6 +212,19 @@ V4_LUT inline void fp4_lut128(__m512i x, const Fp4Tab& t, __m512i lane, __m512i 
   w[2] = _mm512_unpacklo_epi8(lh, hh);
   w[3] = _mm512_unpackhi_epi8(lh, hh);
 }
+// The same four chunks stored to out[0 .. 128) as they are made (through the array above, the
+// row decoders' loops stored each chunk to the stack and copied it).
+V4_LUT inline void fp4_lut128_store(__m512i x, const Fp4Tab& t, __m512i lane, uint16_t* out) {
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  const __m512i il = _mm512_ternarylogic_epi32(x, nib, lane, 0xEA);
+  const __m512i ih = _mm512_ternarylogic_epi32(_mm512_srli_epi16(x, 4), nib, lane, 0xEA);
+  const __m512i hl = _mm512_permutexvar_epi8(il, t.hi), ll = _mm512_permutexvar_epi8(il, t.lo);
+  const __m512i hh = _mm512_permutexvar_epi8(ih, t.hi), lh = _mm512_permutexvar_epi8(ih, t.lo);
+  _mm512_storeu_si512(out, _mm512_unpacklo_epi8(ll, hl));
+  _mm512_storeu_si512(out + 32, _mm512_unpackhi_epi8(ll, hl));
+  _mm512_storeu_si512(out + 64, _mm512_unpacklo_epi8(lh, hh));
+  _mm512_storeu_si512(out + 96, _mm512_unpackhi_epi8(lh, hh));
+}
 
 // ---- row decoders (linear_bf16_decode.cpp)
 

@@ -224,7 +224,8 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
   std::mt19937 rng(91);
   const int prev = amx_min_tokens();
   set_amx_min_tokens(1);
-  for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}, std::tuple{WFormat::FP8, 150, 1000}}) {
+  for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}, std::tuple{WFormat::FP8, 150, 1000},
+                         std::tuple{WFormat::BF16, 75, 1312}, std::tuple{WFormat::FP4, 45, 4224}}) {
     auto w = make_weight(f, N, K, rng);
     const int M = 41, Kp = bf16_padded_k(w.w);
     auto x = make_act(M, K, rng);
@@ -244,6 +245,27 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
     }
   }
   set_amx_min_tokens(prev);
+}
+
+// BF16 rows on the tiles (up to 32 tokens): where K is a multiple of 32 the A tiles are loaded
+// from the weight rows in place, a last group of fewer than 32 rows (and other K) from a copy.
+// Against the float32 reference on awkward sizes: several 32-row groups with a short last one,
+// one or two token blocks, rows longer than the prefetch distance, a copied K.
+TEST(Bf16Kernels, Bf16RowsOnTheTiles) {
+  if (!amx_available()) GTEST_SKIP() << "no AMX tiles on this CPU (or not granted by the OS)";
+  std::mt19937 rng(33);
+  for (auto [N, K, M] : {std::tuple{75, 1312, 8}, std::tuple{33, 4096, 2}, std::tuple{64, 96, 24}, std::tuple{100, 1000, 5},
+                         std::tuple{97, 288, 32}, std::tuple{31, 640, 3}}) {
+    auto w = make_weight(WFormat::BF16, N, K, rng);
+    auto x = make_act(M, K, rng);
+    const int Kp = bf16_padded_k(w.w);
+    std::vector<uint16_t> xp(static_cast<size_t>(M) * Kp);
+    bf16_pack_act(w.w, x.data(), M, K, xp.data());
+    std::vector<float> ref(static_cast<size_t>(M) * N), got(ref.size());
+    linear_ref(w.w, x.data(), M, ref.data());
+    linear_bf16(w.w, xp.data(), M, got.data());
+    EXPECT_LT(rel_err(got, ref), 2e-6) << N << "x" << K << " M=" << M;
+  }
 }
 
 }  // namespace
