@@ -17,7 +17,7 @@
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "kv/sequence_state.h"
-#include "server/metrics.h"
+#include "core/prometheus.h"
 #include "server/scheduler.h"
 
 namespace v4::cli {

@@ -159,7 +159,7 @@ void Proxy::Impl::health(net::Reply& res) {
 
 void Proxy::Impl::refresh_gauges() {
   for (auto& s : states) {
-    Labels l{{"upstream", s->cfg.name}};
+    Metrics::Labels l{{"upstream", s->cfg.name}};
     metrics.set("v4host_route_upstream_healthy", l, s->healthy() ? 1 : 0);
     metrics.set("v4host_route_upstream_breaker_open", l, s->breaker_state() == "closed" ? 0 : 1);
     metrics.set("v4host_route_upstream_in_flight", l, s->in_flight.load());

@@ -17,13 +17,14 @@
 
 #include "router/config.h"
 
+namespace v4 {
+class Metrics;
+}
 namespace v4::text {
 class Tokenizer;
 }
 
 namespace v4::router {
-
-class Metrics;
 
 struct ProxyOptions {
   int io_threads = 1;        // event loops (one thread each) serving client connections and, by default, their upstream calls

@@ -35,7 +35,7 @@
 #include "router/cost.h"
 #include "router/fast_chat.h"
 #include "router/ledger.h"
-#include "router/metrics.h"
+#include "core/prometheus.h"
 #include "router/rules.h"
 #include "router/upstream.h"
 #include "router/upstream_client.h"

@@ -20,7 +20,7 @@
 #include "engine/engine.h"
 #include "engine/sampler.h"
 #include "engine/speculative.h"
-#include "server/metrics.h"
+#include "core/prometheus.h"
 #include "server/prefix_cache.h"
 
 namespace v4 {

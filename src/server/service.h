@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/metrics.h"
+#include "core/prometheus.h"
 #include "server/scheduler.h"
 #include "text/tokenizer.h"
 

@@ -15,7 +15,7 @@
 
 #include "../common/scheduler_run.h"
 #include "../common/synth_model.h"
-#include "server/metrics.h"
+#include "core/prometheus.h"
 #include "server/scheduler.h"
 
 using namespace v4;
