@@ -20,6 +20,7 @@ const CpuFeatures& cpu_features() {
     c.avx512bw = __builtin_cpu_supports("avx512bw");
     c.avx512vl = __builtin_cpu_supports("avx512vl");
     c.avx512vbmi = __builtin_cpu_supports("avx512vbmi");
+    c.avx512vnni = __builtin_cpu_supports("avx512vnni");
 #if __GNUC__ >= 12
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
     c.amx_tile = __builtin_cpu_supports("amx-tile");
@@ -49,6 +50,7 @@ std::string cpu_summary() {
   s += f.avx512bw ? "avx512bw " : "";
   s += f.avx512bf16 ? "avx512bf16 " : "";
   s += f.avx512vbmi ? "avx512vbmi " : "";
+  s += f.avx512vnni ? "avx512vnni " : "";
   s += f.amx_tile ? "amx " : "";
   s += f.avx2 ? "avx2 " : "";
   s += use_avx512() ? "(kernels: avx512)" : "(kernels: portable)";

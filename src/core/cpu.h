@@ -8,6 +8,7 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512bf16 = false;
   bool avx512vbmi = false;  // byte permutes (vpermb/vpermi2b): the BF16 kernels' table decoders
+  bool avx512vnni = false;  // vpdpbusd: the one-token FP4 kernel's integer dot products
   bool amx_tile = false;
 };
 

@@ -203,10 +203,10 @@ void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int
   }
   if (M == 1 && w.format == WFormat::FP4 && fp4_fma_enabled()) {
     thread_local std::vector<float> xf;
-    fp4_fma_act(w, xp, xf);
+    const bool vnni = fp4_one_token_act(w, xp, xf);
     const float* xfp = xf.data();
     parallel_for(static_cast<size_t>(w.rows), (stream_grain + 15) / 16 * 16, [&](size_t b, size_t e) {
-      rows_m1_fp4_fma(w, xfp, y, static_cast<int>(b), static_cast<int>(e));
+      rows_m1_fp4(w, xfp, vnni, y, static_cast<int>(b), static_cast<int>(e));
     });
     return;
   }

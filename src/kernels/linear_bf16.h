@@ -41,6 +41,12 @@ void set_amx_min_tokens(int m);
 bool bf16_lut_available();
 // Tests: force the arithmetic decoders.
 void set_bf16_lut_disabled(bool off);
+// One-token FP4 (decode, batch 1, where AMX runs the batches) on the integer dot-product units
+// (AVX-512 VNNI vpdpbusd): FP8-quantised activations split exactly into three 7-bit digits per
+// 128-column block, each lane's 8 products summed exactly as integers (V4HOST_NO_FP4_VNNI=1 keeps
+// the FMA path). Whether it runs here; tests turn it off to check the FMA path too.
+bool fp4_vnni_available();
+void set_fp4_vnni_disabled(bool off);
 // Whether `w` has a format the BF16 kernels compute exactly: BF16, or FP8 / FP4 with UE8M0 scales in the
 // range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
 bool bf16_weight_ok(const LinearWeight& w);

@@ -22,6 +22,7 @@
 
 #define V4_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 #define V4_LUT __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vbmi,fma")))
+#define V4_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx512vnni,fma")))
 #define V4_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma,amx-tile,amx-bf16")))
 
 namespace v4::bf16 {
@@ -263,6 +264,15 @@ void rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n0, in
 bool fp4_fma_enabled();
 void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xf);
 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1);
+// FP4 on the integer dot-product units (AVX-512 VNNI; V4HOST_NO_FP4_VNNI=1 or
+// set_fp4_vnni_disabled turn it off) where the FMA path runs: its layout (false where the
+// activations do not qualify) and rows.
+bool fp4_vnni_enabled();
+bool fp4_vnni_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xa);
+void rows_m1_fp4_vnni(const LinearWeight& w, const float* xa, float* y, int n0, int n1);
+// The one-token FP4 layout of either path (true: the VNNI one), and the rows on that path.
+bool fp4_one_token_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xa);
+void rows_m1_fp4(const LinearWeight& w, const float* xa, bool vnni, float* y, int n0, int n1);
 // FP32 activations (the split path at one token, where AMX runs the batches): layout, rows, and
 // the task size (about 256 KB of weights).
 void split_m1_act(const LinearWeight& w, const float* x, int parts, std::vector<float>& xf);

@@ -6,10 +6,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <tuple>
 #include <utility>
 
+#include "core/cpu.h"
 #include "core/thread_pool.h"
 
 namespace v4 {
@@ -201,6 +203,10 @@ alignas(64) const uint8_t kLaneByte[64] = {0, 128, 128, 128, 0, 128, 128, 128, 0
                                            1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128,
                                            2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128,
                                            3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128};
+// 2f + 12 for the 16 e2m1 codes f, in each 128-bit lane (vpshufb): the VNNI path's u8 weights.
+#define V4_FP4_U8 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0
+alignas(64) const uint8_t kFp4U8[64] = {V4_FP4_U8, V4_FP4_U8, V4_FP4_U8, V4_FP4_U8};
+#undef V4_FP4_U8
 
 template <int R>
 V4_BF16 void fp4_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
@@ -252,6 +258,91 @@ V4_BF16 void fp4_rows_m1_fma(const LinearWeight& w, const float* xf, float* y, i
 }
 
 }  // namespace
+
+namespace {
+
+// ---- FP4, one token, on the integer dot-product units (AVX-512 VNNI `vpdpbusd`), where the
+// activations are FP8 values times a power-of-two block scale (the official numerics): per
+// 128-column block every x is then an integer multiple of 2^t (t = floor(log2 max|x|) - 18) below
+// 2^19 in magnitude, split exactly into three signed 7-bit digits x/2^t = d0 + 128 d1 + 16384 d2.
+// A weight's code looks up 2f + 12 (0..24; f the e2m1 value) with one vpshufb per 64 codes, and
+// vpdpbusd sums four exact u8 x s8 products per int32 lane, so a lane (8 columns of one 32-column
+// group, as in the FMA path) gets its 8 products' sum exactly as an integer: the +12 offset is
+// removed by starting the d0 accumulator at -12 Σ x/2^t over its columns (per token, shared by
+// every row), the digits are combined by two shifts and adds, the exact integer converted once to
+// FP32 (one rounding, where the FMA path rounds after each of the 8 FMAs), multiplied by 2^(t-1)
+// and the group's 2^(e-127) (exact) and added. Exact products, another summation order: per 64
+// bytes 5 decode instructions and 6 vpdpbusd instead of 7 shifts, 8 vpermps and 8 FMAs
+// (≈ 20 instead of ≈ 26 on the two vector ports). Layout (fp4_vnni_act): per 128-column block 448
+// bytes (d0 of the low nibbles' columns 2i, of the high nibbles' 2i+1, then d1, d2; the 16 lane
+// corrections), then the B factors 2^(t-1), then the trailing 32-column groups as FP32 in the FMA
+// path's layout.
+constexpr size_t kVnniBlockFloats = 112;  // 448 bytes
+
+template <int R>
+V4_VNNI void fp4_rows_m1_vnni(const LinearWeight& w, const float* xa, float* y, int n, ptrdiff_t ahead) {
+  const size_t K = static_cast<size_t>(w.cols), G = K / 32, B = K / 128, rp = K / 2;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * rp;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n) * G;
+  const float* fb = xa + B * kVnniBlockFloats;
+  const __m512i tbl = _mm512_load_si512(kFp4U8);
+  const __m512i spread = _mm512_load_si512(kLaneByte);
+  const __m512i nib = _mm512_set1_epi8(0x0F);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t b = 0; b < B; ++b) {
+    const char* xb = reinterpret_cast<const char*>(xa + b * kVnniBlockFloats);
+    const __m512i l0 = _mm512_loadu_si512(xb), h0 = _mm512_loadu_si512(xb + 64), l1 = _mm512_loadu_si512(xb + 128),
+                  h1 = _mm512_loadu_si512(xb + 192), l2 = _mm512_loadu_si512(xb + 256), h2 = _mm512_loadu_si512(xb + 320),
+                  corr = _mm512_loadu_si512(xb + 384);
+    const __m512 f = _mm512_set1_ps(fb[b]);
+    for (int r = 0; r < R; ++r) {
+      if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + b * 64) + ahead, _MM_HINT_T1);
+      const __m512i v = _mm512_loadu_si512(p + r * rp + b * 64);
+      const __m512i wl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, nib));
+      const __m512i wh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+      __m512i a0 = _mm512_dpbusd_epi32(corr, wl, l0);
+      a0 = _mm512_dpbusd_epi32(a0, wh, h0);
+      __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, l1);
+      a1 = _mm512_dpbusd_epi32(a1, wh, h1);
+      __m512i a2 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, l2);
+      a2 = _mm512_dpbusd_epi32(a2, wh, h2);
+      a1 = _mm512_add_epi32(a1, _mm512_slli_epi32(a2, 7));
+      a0 = _mm512_add_epi32(a0, _mm512_slli_epi32(a1, 7));
+      uint32_t s4;
+      std::memcpy(&s4, s + r * G + b * 4, 4);
+      const __m512 sc = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(_mm512_set1_epi32(static_cast<int>(s4)), spread), 23));
+      acc[r] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a0), f), sc, acc[r]);
+    }
+  }
+  if (B * 4 < G) {
+    // Trailing 32-column groups: as the FMA path (FP32 values scaled by the group's 2^(e-127)).
+    const float* xt = fb + B;  // group g's 32 values at xt + (g - 4B) * 32
+    const __m512 vals = _mm512_load_ps(kFp4Vals);
+    __m512 a1[R];
+    for (int r = 0; r < R; ++r) a1[r] = _mm512_setzero_ps();
+    for (size_t g = B * 4; g < G; ++g) {
+      const __m512 xe = _mm512_loadu_ps(xt + (g - B * 4) * 32), xo = _mm512_loadu_ps(xt + (g - B * 4) * 32 + 16);
+      for (int r = 0; r < R; ++r) {
+        const __m512 t = _mm512_mul_ps(vals, _mm512_castsi512_ps(_mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(s[r * G + g]) << 23))));
+        const __m512i idx = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + r * rp + g * 16)));
+        acc[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(idx, t), xe, acc[r]);
+        a1[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(idx, 4), t), xo, a1[r]);
+      }
+    }
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_add_ps(acc[r], a1[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+}  // namespace
+
+V4_VNNI void rows_m1_fp4_vnni(const LinearWeight& w, const float* xa, float* y, int n0, int n1) {
+  const ptrdiff_t row_bytes = w.cols / 2;
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) fp4_rows_m1_vnni<4>(w, xa, y, n, n + 12 <= n1 ? 8 * row_bytes : 0);
+  for (; n < n1; ++n) fp4_rows_m1_vnni<1>(w, xa, y, n, 0);
+}
 
 V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
   const ptrdiff_t row_bytes = w.cols / 2;
@@ -312,6 +403,82 @@ bool fp4_fma_enabled() {
     return !(off && *off && *off != '0');
   }();
   return on && amx_available();
+}
+
+namespace {
+std::atomic<bool> g_no_fp4_vnni{[] {
+  const char* e = std::getenv("V4HOST_NO_FP4_VNNI");
+  return e && *e && *e != '0';
+}()};
+}  // namespace
+
+bool fp4_vnni_enabled() {
+  return cpu_features().avx512vnni && !g_no_fp4_vnni.load(std::memory_order_relaxed) && fp4_fma_enabled();
+}
+
+// Packed activations -> the layout of fp4_rows_m1_vnni; false (xa unspecified) where a 128-column
+// block is not integer multiples of 2^t below 2^19 (activations that are not FP8 values times a
+// block scale) or 2^(t-1) is not a normal float: those calls take the FMA path.
+bool fp4_vnni_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xa) {
+  const int K = w.cols, Kp = bf16_padded_k(w), B = K / 128;
+  const bool lut = bf16_lut_available();
+  // Packed position of each column (per K and decoder set, like fp4_fma_act's order).
+  const std::vector<int>& inv = cached_order(std::tuple(K, lut), [&] {
+    std::vector<int> r(static_cast<size_t>(K), 0);
+    for (int q = 0; q < Kp; ++q) {
+      const int k = bf16_kernel_k(w, q);
+      if (k < K) r[static_cast<size_t>(k)] = q;
+    }
+    return r;
+  });
+  const int* pos = inv.data();
+  xa.resize(static_cast<size_t>(B) * kVnniBlockFloats + static_cast<size_t>(B) + static_cast<size_t>(K - 128 * B));
+  float* fb = xa.data() + static_cast<size_t>(B) * kVnniBlockFloats;
+  for (int b = 0; b < B; ++b) {
+    float v[128];
+    float amax = 0.f;
+    for (int k = 0; k < 128; ++k) {
+      v[k] = bf16_to_f32(xp[pos[128 * b + k]]);
+      amax = std::max(amax, std::fabs(v[k]));
+    }
+    const int t = amax > 0.f ? std::ilogb(amax) - 18 : 0;
+    if (t - 1 < -126 || t - 1 > 127) return false;
+    fb[b] = std::ldexp(1.0f, t - 1);
+    int8_t* o = reinterpret_cast<int8_t*>(xa.data() + static_cast<size_t>(b) * kVnniBlockFloats);
+    int32_t corr[16] = {};
+    for (int k = 0; k < 128; ++k) {
+      const float q = std::ldexp(v[k], -t);  // exact: a power-of-two scaling of a normal value
+      const float r = std::nearbyint(q);
+      if (r != q) return false;
+      const int32_t xi = static_cast<int32_t>(r);  // |xi| < 2^19
+      const int32_t d0 = ((xi + 64) & 127) - 64, x1 = (xi - d0) / 128;
+      const int32_t d1 = ((x1 + 64) & 127) - 64, d2 = (x1 - d1) / 128;  // |d2| <= 32
+      const int i = k / 2, h = k & 1;  // byte i of the block: column 2i (low nibble), 2i+1 (high)
+      o[64 * h + i] = static_cast<int8_t>(d0);
+      o[128 + 64 * h + i] = static_cast<int8_t>(d1);
+      o[256 + 64 * h + i] = static_cast<int8_t>(d2);
+      corr[i / 4] -= 12 * xi;
+    }
+    std::memcpy(o + 384, corr, sizeof corr);
+  }
+  // Trailing 32-column groups: FP32, 16 even then 16 odd columns (the FMA path's tail layout).
+  float* xt = fb + B;
+  for (int c = 128 * B; c < K; ++c) {
+    const int i = (c - 128 * B) % 32, g = (c - 128 * B) / 32;
+    xt[32 * g + (i % 2 ? 16 + i / 2 : i / 2)] = bf16_to_f32(xp[pos[c]]);
+  }
+  return true;
+}
+
+bool fp4_one_token_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& xa) {
+  if (fp4_vnni_enabled() && fp4_vnni_act(w, xp, xa)) return true;
+  fp4_fma_act(w, xp, xa);
+  return false;
+}
+
+void rows_m1_fp4(const LinearWeight& w, const float* xa, bool vnni, float* y, int n0, int n1) {
+  if (vnni) rows_m1_fp4_vnni(w, xa, y, n0, n1);
+  else rows_m1_fp4_fma(w, xa, y, n0, n1);
 }
 
 
@@ -454,6 +621,9 @@ std::atomic<bool> g_no_gather{[] {
 
 void set_one_token_gather_disabled(bool off) { g_no_gather = off; }
 
+bool fp4_vnni_available() { return bf16::fp4_vnni_enabled(); }
+void set_fp4_vnni_disabled(bool off) { bf16::g_no_fp4_vnni = off; }
+
 void linear_one_token(const OneTokenJob* jobs, int n) {
   using namespace bf16;
   if (n <= 0) return;
@@ -472,7 +642,7 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
     }
     return;
   }
-  enum Kind : uint8_t { Split, Fp4Fma, Packed };
+  enum Kind : uint8_t { Split, Fp4Fma, Fp4Vnni, Packed };
   struct Piece {
     int job, n0, n1;
   };
@@ -485,15 +655,26 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
   const bool fp4_fma = fp4_fma_enabled();
   int most = 0;
   std::vector<int> grain(static_cast<size_t>(n));
+  // The job whose activation layout a job reads (itself unless shared).
+  std::vector<int> src(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) {
     const OneTokenJob& j = jobs[i];
     Kind& k = kinds[static_cast<size_t>(i)];
+    src[static_cast<size_t>(i)] = i;
     if (j.x) {
       k = Split;
       split_m1_act(*j.w, j.x, j.parts == 1 ? 1 : 3, acts[static_cast<size_t>(i)]);
     } else if (j.w->format == WFormat::FP4 && fp4_fma) {
-      k = Fp4Fma;
-      fp4_fma_act(*j.w, j.xp, acts[static_cast<size_t>(i)]);
+      // Jobs on the same activations and K (a layer's experts' w1 and w3) share one layout.
+      src[static_cast<size_t>(i)] = i;
+      for (int e = 0; e < i; ++e)
+        if ((kinds[static_cast<size_t>(e)] == Fp4Fma || kinds[static_cast<size_t>(e)] == Fp4Vnni) && jobs[e].xp == j.xp &&
+            jobs[e].w->cols == j.w->cols) {
+          src[static_cast<size_t>(i)] = src[static_cast<size_t>(e)];
+          k = kinds[static_cast<size_t>(e)];
+          break;
+        }
+      if (src[static_cast<size_t>(i)] == i) k = fp4_one_token_act(*j.w, j.xp, acts[static_cast<size_t>(i)]) ? Fp4Vnni : Fp4Fma;
     } else {
       k = Packed;
     }
@@ -512,12 +693,15 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
   const Piece* pc = pieces.data();
   const Kind* kd = kinds.data();
   const std::vector<float>* ac = acts.data();
+  const int* as = src.data();
   parallel_each(pieces.size(), [&](size_t i) {
     const Piece& q = pc[i];
     const OneTokenJob& j = jobs[q.job];
+    const float* a = ac[as[q.job]].data();
     switch (kd[q.job]) {
-      case Split: split_rows_m1(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
-      case Fp4Fma: rows_m1_fp4_fma(*j.w, ac[q.job].data(), j.y, q.n0, q.n1); break;
+      case Split: split_rows_m1(*j.w, a, j.y, q.n0, q.n1); break;
+      case Fp4Fma: rows_m1_fp4_fma(*j.w, a, j.y, q.n0, q.n1); break;
+      case Fp4Vnni: rows_m1_fp4_vnni(*j.w, a, j.y, q.n0, q.n1); break;
       case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
     }
   });

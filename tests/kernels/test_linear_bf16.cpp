@@ -370,4 +370,78 @@ TEST(Bf16Kernels, OneTokenJobsInOneCallMatchTheSingleCalls) {
   }
 }
 
+// One-token FP4 on the integer dot-product units (where VNNI and AMX are present) and the FMA
+// path it falls back to, against the float32 reference: awkward row counts, K with and without
+// trailing 32-column groups (and K < 128: no whole block), an all-zero activation block, wide
+// activation ranges inside one block, and activations that are not FP8 values times a block
+// scale (any BF16 values: the VNNI layout cannot hold them exactly, so the FMA path must run).
+TEST(Bf16Kernels, OneTokenFp4IntegerDotPathMatchesFloat32Reference) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  if (!fp4_vnni_available()) GTEST_SKIP() << "no AVX-512 VNNI + AMX here: the one-token FP4 path is the FMA or vdpbf16ps one";
+  std::mt19937 rng(91);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  for (auto [N, K] : {std::pair{37, 4128}, std::pair{45, 4096}, std::pair{9, 128}, std::pair{203, 576}, std::pair{19, 32},
+                      std::pair{70, 1088}, std::pair{130, 2048}}) {
+    SCOPED_TRACE("N " + std::to_string(N) + " K " + std::to_string(K));
+    auto w = make_weight(WFormat::FP4, N, K, rng);
+    ASSERT_TRUE(bf16_weight_ok(w.w));
+    for (int kind = 0; kind < 3; ++kind) {
+      SCOPED_TRACE(kind == 0 ? "FP8 activations" : kind == 1 ? "FP8, a zero block, wide ranges" : "any BF16 values");
+      std::vector<float> x = make_act(1, K, rng);
+      if (kind == 1) {
+        if (K >= 256)
+          for (int k = 0; k < 128; ++k) x[static_cast<size_t>(k)] = 0.f;
+        std::vector<float> raw(static_cast<size_t>(K)), s(static_cast<size_t>((K + 127) / 128));
+        for (auto& v : raw) v = nd(rng) * std::ldexp(1.f, static_cast<int>(rng() % 40) - 20);
+        act_quant_fp8(raw.data(), K, 128, raw.data(), s.data());
+        for (int k = 128; k < K; ++k) x[static_cast<size_t>(k)] = raw[static_cast<size_t>(k)] * s[static_cast<size_t>(k / 128)];
+      } else if (kind == 2) {
+        for (auto& v : x) v = bf16_to_f32(f32_to_bf16(nd(rng) * std::ldexp(1.f, static_cast<int>(rng() % 30) - 15)));
+      }
+      std::vector<float> ref(static_cast<size_t>(N)), vnni(ref.size()), fma(ref.size());
+      linear_ref(w.w, x.data(), 1, ref.data());
+      std::vector<uint16_t> xp(static_cast<size_t>(bf16_padded_k(w.w)));
+      bf16_pack_act(w.w, x.data(), 1, K, xp.data());
+      linear_bf16(w.w, xp.data(), 1, vnni.data());
+      set_fp4_vnni_disabled(true);
+      linear_bf16(w.w, xp.data(), 1, fma.data());
+      set_fp4_vnni_disabled(false);
+      EXPECT_LT(rel_err(vnni, ref), 2e-6);
+      EXPECT_LT(rel_err(fma, ref), 2e-6);
+      // Per row, within FP32 summation rounding of the row's terms (products exact).
+      std::vector<float> wr(static_cast<size_t>(K));
+      for (int n = 0; n < N; ++n) {
+        w.w.dequant_row(n, wr.data());
+        double mag = 0;
+        for (int k = 0; k < K; ++k) mag += std::fabs(static_cast<double>(wr[static_cast<size_t>(k)]) * x[static_cast<size_t>(k)]);
+        ASSERT_LE(std::fabs(vnni[static_cast<size_t>(n)] - ref[static_cast<size_t>(n)]), 1e-6 * mag + 1e-30) << "row " << n;
+      }
+    }
+  }
+  // Several FP4 jobs on the same activations (a layer's experts' w1 and w3) share one layout in
+  // linear_one_token and keep the single calls' bits.
+  auto a = make_weight(WFormat::FP4, 67, 1024, rng), b = make_weight(WFormat::FP4, 33, 1024, rng), c = make_weight(WFormat::FP4, 21, 4128, rng);
+  std::vector<float> x = make_act(1, 1024, rng), x2 = make_act(1, 4128, rng);
+  std::vector<uint16_t> xp(static_cast<size_t>(bf16_padded_k(a.w))), xp2(static_cast<size_t>(bf16_padded_k(c.w)));
+  bf16_pack_act(a.w, x.data(), 1, 1024, xp.data());
+  bf16_pack_act(c.w, x2.data(), 1, 4128, xp2.data());
+  std::vector<float> ya(67), yb(33), yc(21), sa(67), sb(33), sc(21), ra(67), rb(33);
+  std::vector<OneTokenJob> jobs(3);
+  jobs[0].w = &a.w, jobs[0].xp = xp.data(), jobs[0].y = ya.data();
+  jobs[1].w = &c.w, jobs[1].xp = xp2.data(), jobs[1].y = yc.data();
+  jobs[2].w = &b.w, jobs[2].xp = xp.data(), jobs[2].y = yb.data();
+  linear_one_token(jobs.data(), 3);
+  linear_bf16(a.w, xp.data(), 1, sa.data());
+  linear_bf16(b.w, xp.data(), 1, sb.data());
+  linear_bf16(c.w, xp2.data(), 1, sc.data());
+  linear_ref(a.w, x.data(), 1, ra.data());
+  linear_ref(b.w, x.data(), 1, rb.data());
+  EXPECT_LT(rel_err(ya, ra), 2e-6);
+  EXPECT_LT(rel_err(yb, rb), 2e-6);
+  for (int r = 0; r < 67; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(ya[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sa[static_cast<size_t>(r)]));
+  for (int r = 0; r < 33; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(yb[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sb[static_cast<size_t>(r)]));
+  for (int r = 0; r < 21; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(yc[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sc[static_cast<size_t>(r)]));
+}
+
 }  // namespace
+
