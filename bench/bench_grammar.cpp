@@ -13,8 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/sampler.h"
-#include "server/grammar.h"
-#include "server/token_mask.h"
+#include "grammar/grammar.h"
+#include "grammar/token_mask.h"
 
 namespace {
 

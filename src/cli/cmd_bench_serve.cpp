@@ -18,7 +18,7 @@
 #include "engine/engine.h"
 #include "kv/sequence_state.h"
 #include "core/prometheus.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace v4::cli {
 

@@ -7,9 +7,9 @@
 #include <optional>
 #include <string>
 
-#include "server/grammar.h"
-#include "server/scheduler.h"
-#include "server/token_mask.h"
+#include "grammar/grammar.h"
+#include "sched/scheduler.h"
+#include "grammar/token_mask.h"
 #include "text/tokenizer.h"
 
 namespace v4 {

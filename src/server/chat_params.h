@@ -10,7 +10,7 @@
 
 #include "engine/sampler.h"
 #include "protocol/types.h"
-#include "server/grammar.h"
+#include "grammar/grammar.h"
 #include "text/chat_encoding.h"
 
 namespace v4 {

@@ -7,7 +7,7 @@
 #include "server/api_error.h"
 #include "server/chat_constraint.h"
 #include "server/submit.h"
-#include "server/token_mask.h"
+#include "grammar/token_mask.h"
 #include "text/utf8.h"
 
 namespace v4 {

@@ -12,7 +12,7 @@
 
 #include "protocol/types.h"
 #include "server/chat_params.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 #include "server/stop_strings.h"
 #include "text/dsml_parser.h"
 #include "text/tokenizer.h"

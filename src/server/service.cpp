@@ -18,7 +18,7 @@
 #include "server/reasoning_seal.h"
 #include "server/response_store.h"
 #include "server/sse.h"
-#include "server/token_mask.h"
+#include "grammar/token_mask.h"
 #include "text/py_json.h"
 
 namespace v4 {

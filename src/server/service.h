@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/prometheus.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 #include "text/tokenizer.h"
 
 #include "net/http_exchange.h"

@@ -11,7 +11,7 @@
 
 #include "net/http_exchange.h"
 #include "server/api_error.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace v4 {
 

@@ -2,7 +2,7 @@
 // 429 with Retry-After when the queue is full).
 #pragma once
 #include "server/api_error.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace v4 {
 

@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 namespace v4::test {
 

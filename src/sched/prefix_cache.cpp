@@ -1,4 +1,4 @@
-#include "server/prefix_cache.h"
+#include "sched/prefix_cache.h"
 
 #include <algorithm>
 

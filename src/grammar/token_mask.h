@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "server/grammar.h"
+#include "grammar/grammar.h"
 
 namespace v4 {
 

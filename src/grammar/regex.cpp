@@ -9,7 +9,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "server/grammar_ir.h"
+#include "grammar/ir.h"
 #include "text/utf8.h"
 
 namespace v4::gir {

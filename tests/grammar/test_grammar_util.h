@@ -12,8 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/grammar.h"
-#include "server/token_mask.h"
+#include "grammar/grammar.h"
+#include "grammar/token_mask.h"
 
 namespace grammar_test {
 

@@ -1,4 +1,4 @@
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 #include <algorithm>
 #include <cmath>

@@ -4,7 +4,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "server/grammar_ir.h"
+#include "grammar/ir.h"
 #include "text/py_json.h"
 
 namespace v4 {

@@ -1,4 +1,4 @@
-#include "server/token_mask.h"
+#include "grammar/token_mask.h"
 
 #include <algorithm>
 #include <atomic>

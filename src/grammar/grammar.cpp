@@ -1,6 +1,6 @@
 // Grammar IR -> per-rule byte DFAs (Thompson NFA + subset construction over byte classes), and
 // the incremental matcher over a set of stacks.
-#include "server/grammar.h"
+#include "grammar/grammar.h"
 
 #include <algorithm>
 #include <cstring>
@@ -8,7 +8,7 @@
 #include <map>
 
 #include "core/error.h"
-#include "server/grammar_ir.h"
+#include "grammar/ir.h"
 
 namespace v4 {
 

@@ -2,7 +2,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "server/grammar_ir.h"
+#include "grammar/ir.h"
 
 namespace v4 {
 

@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "../common/scheduler_run.h"
 #include "../common/synth_model.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 using namespace v4;
 using namespace std::chrono_literals;

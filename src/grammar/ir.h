@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "server/grammar.h"
+#include "grammar/grammar.h"
 
 namespace v4::gir {
 

@@ -16,7 +16,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "server/grammar_ir.h"
+#include "grammar/ir.h"
 #include "text/utf8.h"
 
 namespace v4 {

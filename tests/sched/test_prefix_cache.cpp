@@ -6,7 +6,7 @@
 #include <random>
 
 #include "../common/synth_model.h"
-#include "server/prefix_cache.h"
+#include "sched/prefix_cache.h"
 
 using namespace v4;
 

@@ -16,7 +16,7 @@
 #include "../common/scheduler_run.h"
 #include "../common/synth_model.h"
 #include "core/prometheus.h"
-#include "server/scheduler.h"
+#include "sched/scheduler.h"
 
 using namespace v4;
 using namespace std::chrono_literals;

@@ -21,7 +21,7 @@
 #include "engine/sampler.h"
 #include "engine/speculative.h"
 #include "core/prometheus.h"
-#include "server/prefix_cache.h"
+#include "sched/prefix_cache.h"
 
 namespace v4 {
 
@@ -41,7 +41,7 @@ struct GenRequest {
   int top_logprobs = -1;           // -1: no logprobs; 0..20: chosen token (+ top N)
   std::shared_ptr<TokenConstraint> constraint;
   // The client's prompt_cache_key ("" = none): the prefix cache shares its budget fairly
-  // between keys (server/prefix_cache.h). Never changes what is computed.
+  // between keys (sched/prefix_cache.h). Never changes what is computed.
   std::string cache_key;
 };
 
