@@ -413,8 +413,65 @@ std::atomic<bool> g_no_fp4_vnni{[] {
 }  // namespace
 
 bool fp4_vnni_enabled() {
-  return cpu_features().avx512vnni && !g_no_fp4_vnni.load(std::memory_order_relaxed) && fp4_fma_enabled();
+  return cpu_features().avx512vnni && cpu_features().avx512vbmi && !g_no_fp4_vnni.load(std::memory_order_relaxed) && fp4_fma_enabled();
 }
+
+namespace {
+
+// fp4_vnni_act's blocks, vectorised: per 128 packed activations (kernel order) the scale 2^t from
+// the block maximum, the exactness check, the three digits (in packed order, then moved into
+// byte order by one two-source byte permute per digit and nibble) and the lane corrections
+// (-12 Σ x/2^t over each lane's 8 columns: the digits summed per lane by vpdpbusd against ones).
+V4_VNNI bool vnni_act_blocks(const uint16_t* xp, int B, const int* perm, int8_t* out, float* fb) {
+  alignas(64) uint8_t pidx[128];
+  for (int i = 0; i < 128; ++i) pidx[i] = static_cast<uint8_t>(perm[i]);
+  const __m512i i0 = _mm512_load_si512(pidx), i1 = _mm512_load_si512(pidx + 64);
+  const __m512i c64 = _mm512_set1_epi32(64), c127 = _mm512_set1_epi32(127), ones = _mm512_set1_epi8(1);
+  for (int b = 0; b < B; ++b) {
+    const uint16_t* xb = xp + 128 * static_cast<size_t>(b);
+    __m512 v[8];
+    __m512 am = _mm512_setzero_ps();
+    for (int i = 0; i < 8; ++i) {
+      v[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb + 16 * i))), 16));
+      am = _mm512_max_ps(am, _mm512_abs_ps(v[i]));
+    }
+    const float amax = _mm512_reduce_max_ps(am);
+    const int t = amax > 0.f ? std::ilogb(amax) - 18 : 0;
+    if (t - 1 < -126 || t - 1 > 127) return false;
+    fb[b] = std::ldexp(1.0f, t - 1);
+    const __m512 nt = _mm512_set1_ps(static_cast<float>(-t));
+    alignas(64) int8_t dig[3][128];
+    __mmask16 bad = 0;
+    for (int i = 0; i < 8; ++i) {
+      const __m512 q = _mm512_scalef_ps(v[i], nt);  // x / 2^t, exact
+      const __m512 r = _mm512_roundscale_ps(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      bad |= _mm512_cmp_ps_mask(q, r, _CMP_NEQ_UQ);
+      const __m512i xi = _mm512_cvtps_epi32(r);  // |xi| < 2^19
+      const __m512i d0 = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(xi, c64), c127), c64);
+      const __m512i x1 = _mm512_srai_epi32(_mm512_sub_epi32(xi, d0), 7);
+      const __m512i d1 = _mm512_sub_epi32(_mm512_and_si512(_mm512_add_epi32(x1, c64), c127), c64);
+      const __m512i d2 = _mm512_srai_epi32(_mm512_sub_epi32(x1, d1), 7);
+      _mm_store_si128(reinterpret_cast<__m128i*>(dig[0] + 16 * i), _mm512_cvtepi32_epi8(d0));
+      _mm_store_si128(reinterpret_cast<__m128i*>(dig[1] + 16 * i), _mm512_cvtepi32_epi8(d1));
+      _mm_store_si128(reinterpret_cast<__m128i*>(dig[2] + 16 * i), _mm512_cvtepi32_epi8(d2));
+    }
+    if (bad) return false;
+    int8_t* o = out + 448 * static_cast<size_t>(b);
+    __m512i sum = _mm512_setzero_si512();
+    for (int p = 2; p >= 0; --p) {
+      const __m512i lo = _mm512_load_si512(dig[p]), hi = _mm512_load_si512(dig[p] + 64);
+      const __m512i xl = _mm512_permutex2var_epi8(lo, i0, hi), xh = _mm512_permutex2var_epi8(lo, i1, hi);
+      _mm512_storeu_si512(o + 128 * p, xl);
+      _mm512_storeu_si512(o + 128 * p + 64, xh);
+      const __m512i ds = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ones, xl), ones, xh);
+      sum = _mm512_add_epi32(_mm512_slli_epi32(sum, 7), ds);  // Σ over the lane's columns of x / 2^t
+    }
+    _mm512_storeu_si512(o + 384, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_add_epi32(_mm512_slli_epi32(sum, 3), _mm512_slli_epi32(sum, 2))));
+  }
+  return true;
+}
+
+}  // namespace
 
 // Packed activations -> the layout of fp4_rows_m1_vnni; false (xa unspecified) where a 128-column
 // block is not integer multiples of 2^t below 2^19 (activations that are not FP8 values times a
@@ -434,33 +491,20 @@ bool fp4_vnni_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>&
   const int* pos = inv.data();
   xa.resize(static_cast<size_t>(B) * kVnniBlockFloats + static_cast<size_t>(B) + static_cast<size_t>(K - 128 * B));
   float* fb = xa.data() + static_cast<size_t>(B) * kVnniBlockFloats;
-  for (int b = 0; b < B; ++b) {
-    float v[128];
-    float amax = 0.f;
-    for (int k = 0; k < 128; ++k) {
-      v[k] = bf16_to_f32(xp[pos[128 * b + k]]);
-      amax = std::max(amax, std::fabs(v[k]));
-    }
-    const int t = amax > 0.f ? std::ilogb(amax) - 18 : 0;
-    if (t - 1 < -126 || t - 1 > 127) return false;
-    fb[b] = std::ldexp(1.0f, t - 1);
-    int8_t* o = reinterpret_cast<int8_t*>(xa.data() + static_cast<size_t>(b) * kVnniBlockFloats);
-    int32_t corr[16] = {};
-    for (int k = 0; k < 128; ++k) {
-      const float q = std::ldexp(v[k], -t);  // exact: a power-of-two scaling of a normal value
-      const float r = std::nearbyint(q);
-      if (r != q) return false;
-      const int32_t xi = static_cast<int32_t>(r);  // |xi| < 2^19
-      const int32_t d0 = ((xi + 64) & 127) - 64, x1 = (xi - d0) / 128;
-      const int32_t d1 = ((x1 + 64) & 127) - 64, d2 = (x1 - d1) / 128;  // |d2| <= 32
-      const int i = k / 2, h = k & 1;  // byte i of the block: column 2i (low nibble), 2i+1 (high)
-      o[64 * h + i] = static_cast<int8_t>(d0);
-      o[128 + 64 * h + i] = static_cast<int8_t>(d1);
-      o[256 + 64 * h + i] = static_cast<int8_t>(d2);
-      corr[i / 4] -= 12 * xi;
-    }
-    std::memcpy(o + 384, corr, sizeof corr);
-  }
+  // Byte i of nibble h's digit vector takes the block's packed position perm[64h + i] (the same
+  // in every block in both decoder orders; checked, else the FMA path).
+  const std::vector<int>& perm = cached_order(std::tuple(K, lut, 0), [&] {
+    std::vector<int> r(128, -1);
+    for (int h = 0; h < 2 && B > 0; ++h)
+      for (int i = 0; i < 64; ++i) r[static_cast<size_t>(64 * h + i)] = pos[2 * i + h];
+    for (int v : r)
+      if (v < 0 || v > 127) return std::vector<int>(128, -1);
+    for (int b = 1; b < B; ++b)
+      for (int k = 0; k < 128; ++k)
+        if (pos[128 * b + k] - 128 * b != r[static_cast<size_t>(64 * (k & 1) + k / 2)]) r.assign(128, -1);
+    return r;
+  });
+  if (B > 0 && (perm[0] < 0 || !vnni_act_blocks(xp, B, perm.data(), reinterpret_cast<int8_t*>(xa.data()), fb))) return false;
   // Trailing 32-column groups: FP32, 16 even then 16 odd columns (the FMA path's tail layout).
   float* xt = fb + B;
   for (int c = 128 * B; c < K; ++c) {

@@ -378,6 +378,9 @@ TEST(Bf16Kernels, OneTokenJobsInOneCallMatchTheSingleCalls) {
 TEST(Bf16Kernels, OneTokenFp4IntegerDotPathMatchesFloat32Reference) {
   if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
   if (!fp4_vnni_available()) GTEST_SKIP() << "no AVX-512 VNNI + AMX here: the one-token FP4 path is the FMA or vdpbf16ps one";
+  for (bool lut : decoder_settings()) {
+  SCOPED_TRACE(lut ? "table decoders' order" : "arithmetic decoders' order");
+  LutSetting setting(lut);
   std::mt19937 rng(91);
   std::normal_distribution<float> nd(0.f, 1.f);
   for (auto [N, K] : {std::pair{37, 4128}, std::pair{45, 4096}, std::pair{9, 128}, std::pair{203, 576}, std::pair{19, 32},
@@ -441,6 +444,7 @@ TEST(Bf16Kernels, OneTokenFp4IntegerDotPathMatchesFloat32Reference) {
   for (int r = 0; r < 67; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(ya[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sa[static_cast<size_t>(r)]));
   for (int r = 0; r < 33; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(yb[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sb[static_cast<size_t>(r)]));
   for (int r = 0; r < 21; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(yc[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sc[static_cast<size_t>(r)]));
+  }
 }
 
 }  // namespace
