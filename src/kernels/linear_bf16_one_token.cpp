@@ -203,7 +203,7 @@ alignas(64) const uint8_t kLaneByte[64] = {0, 128, 128, 128, 0, 128, 128, 128, 0
                                            1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128, 1, 128, 128, 128,
                                            2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128, 2, 128, 128, 128,
                                            3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128, 3, 128, 128, 128};
-// 2f + 12 for the 16 e2m1 codes f, in each 128-bit lane (vpshufb): the VNNI path's u8 weights.
+// 2f + 12 for the 16 e2m1 codes f, four times (vpermb reads 6 index bits): the VNNI path's u8 weights.
 #define V4_FP4_U8 12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0
 alignas(64) const uint8_t kFp4U8[64] = {V4_FP4_U8, V4_FP4_U8, V4_FP4_U8, V4_FP4_U8};
 #undef V4_FP4_U8
@@ -265,15 +265,15 @@ namespace {
 // activations are FP8 values times a power-of-two block scale (the official numerics): per
 // 128-column block every x is then an integer multiple of 2^t (t = floor(log2 max|x|) - 18) below
 // 2^19 in magnitude, split exactly into three signed 7-bit digits x/2^t = d0 + 128 d1 + 16384 d2.
-// A weight's code looks up 2f + 12 (0..24; f the e2m1 value) with one vpshufb per 64 codes, and
+// A weight's code looks up 2f + 12 (0..24; f the e2m1 value) with one vpermb per 64 codes, and
 // vpdpbusd sums four exact u8 x s8 products per int32 lane, so a lane (8 columns of one 32-column
 // group, as in the FMA path) gets its 8 products' sum exactly as an integer: the +12 offset is
 // removed by starting the d0 accumulator at -12 Σ x/2^t over its columns (per token, shared by
 // every row), the digits are combined by two shifts and adds, the exact integer converted once to
 // FP32 (one rounding, where the FMA path rounds after each of the 8 FMAs), multiplied by 2^(t-1)
 // and the group's 2^(e-127) (exact) and added. Exact products, another summation order: per 64
-// bytes 5 decode instructions and 6 vpdpbusd instead of 7 shifts, 8 vpermps and 8 FMAs
-// (≈ 20 instead of ≈ 26 on the two vector ports). Layout (fp4_vnni_act): per 128-column block 448
+// bytes 3 decode instructions and 6 vpdpbusd instead of 7 shifts, 8 vpermps and 8 FMAs
+// (≈ 18 instead of ≈ 26 on the two vector ports). Layout (fp4_vnni_act): per 128-column block 448
 // bytes (d0 of the low nibbles' columns 2i, of the high nibbles' 2i+1, then d1, d2; the 16 lane
 // corrections), then the B factors 2^(t-1), then the trailing 32-column groups as FP32 in the FMA
 // path's layout.
@@ -287,7 +287,6 @@ V4_VNNI void fp4_rows_m1_vnni(const LinearWeight& w, const float* xa, float* y, 
   const float* fb = xa + B * kVnniBlockFloats;
   const __m512i tbl = _mm512_load_si512(kFp4U8);
   const __m512i spread = _mm512_load_si512(kLaneByte);
-  const __m512i nib = _mm512_set1_epi8(0x0F);
   __m512 acc[R];
   for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
   for (size_t b = 0; b < B; ++b) {
@@ -299,8 +298,9 @@ V4_VNNI void fp4_rows_m1_vnni(const LinearWeight& w, const float* xa, float* y, 
     for (int r = 0; r < R; ++r) {
       if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * rp + b * 64) + ahead, _MM_HINT_T1);
       const __m512i v = _mm512_loadu_si512(p + r * rp + b * 64);
-      const __m512i wl = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, nib));
-      const __m512i wh = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), nib));
+      // vpermb reads 6 index bits and the table repeats every 16 bytes: no masking of the nibbles.
+      const __m512i wl = _mm512_permutexvar_epi8(v, tbl);
+      const __m512i wh = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), tbl);
       __m512i a0 = _mm512_dpbusd_epi32(corr, wl, l0);
       a0 = _mm512_dpbusd_epi32(a0, wh, h0);
       __m512i a1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wl, l1);
