@@ -69,6 +69,9 @@ class Stream {
   // closed — the peer went away, a write timed out, more than the buffer cap is waiting, or
   // close() was called — and the producer should stop.
   virtual bool write(std::string data) = 0;
+  // The same, copying the bytes: a producer that reuses one buffer per write keeps its capacity
+  // (write(std::move(buf)) hands it over, and the next piece allocates again).
+  virtual bool append(std::string_view data) { return write(std::string(data)); }
   // Ends the body (terminal chunk); the connection may then serve its next request.
   virtual void close() = 0;
   virtual bool closed() const = 0;
@@ -106,6 +109,12 @@ class Reply {
   virtual std::shared_ptr<Reply> defer() = 0;
   // Sends status and headers now (Content-Type: content_type) and returns the body stream.
   virtual std::shared_ptr<Stream> start_stream(std::string content_type = "text/event-stream") = 0;
+  // The same, but status and headers go out with the first write (or close()), in one segment
+  // with it — at once when that write is made on the connection's own event loop, with no pass
+  // of the loop in between. For a producer that writes its first frames as one piece (the
+  // router's first token); start_stream() instead waits one loop pass so that several writes
+  // made right after it leave with the header.
+  virtual std::shared_ptr<Stream> start_stream_on_write(std::string content_type = "text/event-stream") = 0;
   // `fn` runs once if the peer closes (or a write times out) before the reply completed —
   // at once if that has already happened. It runs on an I/O thread: keep it short.
   virtual void on_disconnect(std::function<void()> fn) = 0;

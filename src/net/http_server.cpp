@@ -97,6 +97,7 @@ struct StreamState {
   bool closing = false;     // producer called close() (or dropped the handle)
   bool broken = false;      // the connection is gone or too slow
   bool flush_posted = false;
+  bool start_on_write = false;  // start_stream_on_write: the header goes out with the first write
   size_t cap = 0;
   double ka = 0;
   std::string ka_comment;
@@ -157,7 +158,8 @@ class StreamHandle final : public Stream {
  public:
   StreamHandle(std::shared_ptr<StreamState> st, std::weak_ptr<Session> s) : st_(std::move(st)), s_(std::move(s)) {}
   ~StreamHandle() override { close(); }  // a dropped stream ends like a closed one
-  bool write(std::string data) override;
+  bool write(std::string data) override { return append(data); }
+  bool append(std::string_view data) override;
   void close() override;
   bool closed() const override {
     std::lock_guard<std::mutex> lk(st_->mu);
@@ -189,7 +191,9 @@ class ReplyImpl final : public Reply, public std::enable_shared_from_this<ReplyI
   const Request& request() const override { return req; }
   void send() override;
   std::shared_ptr<Reply> defer() override;
-  std::shared_ptr<Stream> start_stream(std::string content_type) override;
+  std::shared_ptr<Stream> start_stream(std::string content_type) override { return begin_stream(std::move(content_type), false); }
+  std::shared_ptr<Stream> start_stream_on_write(std::string content_type) override { return begin_stream(std::move(content_type), true); }
+  std::shared_ptr<Stream> begin_stream(std::string content_type, bool on_write);
   void on_disconnect(std::function<void()> fn) override {
     {
       std::lock_guard<std::mutex> lk(mu_);
@@ -381,6 +385,21 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(srv_->opt.max_header_bytes));
     parser_->body_limit(srv_->opt.max_body_bytes);
+    // The bytes await_bytes read usually hold the whole request: parse them here. Beast's
+    // async_read_header and async_read complete through a post even when nothing is left to
+    // read, so each phase would wait for another pass of the loop, behind every handler ready
+    // in it (other streams' chunks), before the request reaches its handler.
+    while (buf_.size() > 0 && !parser_->is_done()) {
+      if (parser_->is_header_done() && beast::iequals(parser_->get()[http::field::expect], "100-continue")) break;  // on_header answers it
+      error_code ec;
+      const std::size_t used = parser_->put(buf_.data(), ec);
+      buf_.consume(used);
+      if (ec == http::error::need_more) break;
+      if (ec) return read_failed(ec, parser_->is_header_done() ? "the request body" : "the request header");
+      if (used == 0) break;
+    }
+    if (parser_->is_done()) return on_request();
+    if (parser_->is_header_done()) return on_header({});
     arm_read(srv_->opt.header_timeout_s);
     http::async_read_header(sock_, buf_, *parser_, [self = shared_from_this()](error_code ec, size_t) { self->on_header(ec); });
   }
@@ -705,12 +724,13 @@ std::shared_ptr<Reply> ReplyImpl::defer() {
   return std::shared_ptr<Reply>(g, this);
 }
 
-std::shared_ptr<Stream> ReplyImpl::start_stream(std::string content_type) {
+std::shared_ptr<Stream> ReplyImpl::begin_stream(std::string content_type, bool on_write) {
   std::shared_ptr<StreamState> st;
   {
     std::lock_guard<std::mutex> lk(mu_);
     if (stream_) return std::make_shared<StreamHandle>(stream_, session);
     st = std::make_shared<StreamState>();
+    st->start_on_write = on_write;
     if (answered_ || gone_) st->broken = true;  // too late: a closed stream
     stream_ = st;
     if (!answered_) {
@@ -720,10 +740,10 @@ std::shared_ptr<Stream> ReplyImpl::start_stream(std::string content_type) {
   }
   auto s = session.lock();
   if (s) {
-    // Queued even on the connection's own loop: the producer's first frames, written right after
-    // this call, then go out in the same write as the header (one segment, one wake-up of the
-    // reader for the first token).
-    s->post([s, r = shared_from_this()] { s->do_stream_start(r); });
+    // Queued, so that the producer's first frames, written right after this call, go out in the
+    // same write as the header (one segment, one wake-up of the reader for the first token).
+    // start_stream_on_write: the first write (or close) starts it instead (do_flush).
+    if (!on_write) s->post([s, r = shared_from_this()] { s->do_stream_start(r); });
   } else {
     std::lock_guard<std::mutex> lk(st->mu);
     st->broken = true;
@@ -735,7 +755,7 @@ void StreamHandle::post_flush() {
   if (auto s = s_.lock()) s->run_or_post([s] { s->do_flush(); });
 }
 
-bool StreamHandle::write(std::string data) {
+bool StreamHandle::append(std::string_view data) {
   bool too_slow = false;
   {
     std::lock_guard<std::mutex> lk(st_->mu);
@@ -863,6 +883,12 @@ void Session::do_stream_start(std::shared_ptr<ReplyImpl> r) {
 
 void Session::do_flush() {
   auto st = stream_;
+  // start_stream_on_write: the producer's first write (or close) starts the stream, with these
+  // frames in the header's write; inline when made on the connection's own loop.
+  if (!st && cur_ && !cur_->completed) {
+    auto s = cur_->stream_state();
+    if (s && s->start_on_write) return do_stream_start(cur_);
+  }
   if (!st || !cur_) return;
   std::function<void()> drain;
   bool closing = false;

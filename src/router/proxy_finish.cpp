@@ -11,6 +11,7 @@ void Proxy::Impl::fill_record(const std::shared_ptr<Exchange>& ex, int status, c
   r.outcome = outcome;
   r.latency_ms = since_ms(ex->t0);
   r.ttft_ms = ex->ttft_ms;
+  observe_ttft(*ex);
   if (r.verification.empty()) r.verification = "none";
   if (!ex->route) return;
   r.route = ex->route->name;
@@ -100,6 +101,7 @@ void Proxy::Impl::finish_broken(const std::shared_ptr<Exchange>& ex, const std::
   auto self = shared_from_this();
   commit_then(ex, [self, ex, why] {
     if (ex->stream && !ex->stream->closed()) {
+      if (!ex->writer) ex->writer = self->make_writer(*ex);
       for (auto& f : ex->writer->abort("upstream " + ex->rec.upstream + " broke off the stream: " + why)) ex->outbuf += f.wire();
       self->flush_out(ex);
       ex->stream->close();
@@ -132,7 +134,7 @@ void Proxy::Impl::finish_ok(const std::shared_ptr<Exchange>& ex) {
       for (auto& t : ex->tail) out += t;
       ex->held.clear();
       ex->tail.clear();
-      self->pt_write(ex, std::move(out));
+      self->pt_write(ex, out);
       ex->stream->close();
       return;
     }

@@ -137,6 +137,7 @@ struct Exchange {
   std::shared_ptr<net::Stream> stream;
   std::unique_ptr<protocol::StreamWriter> writer;
   double ttft_ms = 0;
+  bool ttft_unobserved = false;  // committed; the TTFT histogram not yet updated (observe_ttft)
   // Budget reservation: the worst case of the planned priced hops, held against each budgeted
   // scope (key, team, route) from planning until the ledger has the actual cost.
   double reserved_usd = 0;
@@ -230,7 +231,9 @@ struct Proxy::Impl : std::enable_shared_from_this<Proxy::Impl> {
   // that may carry the finish, the usage or an error are parsed.
   void pt_frame(const std::shared_ptr<Exchange>& ex, std::string_view raw, std::string_view data);
   void pt_token_frame(const std::shared_ptr<Exchange>& ex, std::string_view raw, std::string_view data);
-  void pt_write(const std::shared_ptr<Exchange>& ex, std::string bytes);
+  void pt_write(const std::shared_ptr<Exchange>& ex, std::string_view bytes);
+  std::unique_ptr<protocol::StreamWriter> make_writer(const Exchange& ex);
+  void observe_ttft(Exchange& ex);
   static bool is_token(const protocol::StreamEvent& e);
   void on_event(const std::shared_ptr<Exchange>& ex, protocol::StreamEvent ev);
   // Starts the client's stream (status and headers go out).

@@ -56,21 +56,23 @@ void Proxy::Impl::read_frame(const std::shared_ptr<Exchange>& ex, const protocol
 void Proxy::Impl::flush_out(const std::shared_ptr<Exchange>& ex) {
   if (ex->outbuf.empty() || !ex->stream || ex->stream->closed()) {
     ex->outbuf.clear();
-    return;
+    return observe_ttft(*ex);
   }
   // A client that reads too slowly overruns the stream's buffer cap: the server closes it and
   // write() says so; stop the upstream then (memory per stream stays bounded).
-  if (!ex->stream->write(std::move(ex->outbuf))) {
+  if (!ex->stream->append(ex->outbuf)) {
     ex->client_gone = true;
     if (ex->handle) ex->handle->cancel();
   }
   ex->outbuf.clear();
+  observe_ttft(*ex);
 }
 
 void Proxy::Impl::pt_piece(const std::shared_ptr<Exchange>& ex, std::string_view piece) {
   pt_frames(ex, piece);
   // One write per upstream read, not one per frame: fewer wake-ups of the client's I/O thread.
-  if (!ex->outbuf.empty()) pt_write(ex, std::move(ex->outbuf));
+  // append, not write(std::move(outbuf)): outbuf keeps its capacity, no allocation per piece.
+  if (!ex->outbuf.empty()) pt_write(ex, ex->outbuf);
   ex->outbuf.clear();
 }
 
@@ -188,12 +190,13 @@ void Proxy::Impl::pt_token_frame(const std::shared_ptr<Exchange>& ex, std::strin
   ex->outbuf.append(raw);
 }
 
-void Proxy::Impl::pt_write(const std::shared_ptr<Exchange>& ex, std::string bytes) {
-  if (!ex->stream || ex->stream->closed()) return;
-  if (!ex->stream->write(std::move(bytes))) {
+void Proxy::Impl::pt_write(const std::shared_ptr<Exchange>& ex, std::string_view bytes) {
+  if (!ex->stream || ex->stream->closed()) return observe_ttft(*ex);
+  if (!ex->stream->append(bytes)) {
     ex->client_gone = true;
     if (ex->handle) ex->handle->cancel();
   }
+  observe_ttft(*ex);
 }
 
 bool Proxy::Impl::is_token(const protocol::StreamEvent& e) {
@@ -233,15 +236,32 @@ void Proxy::Impl::commit_stream(const std::shared_ptr<Exchange>& ex) {
   r.set_header("x-v4host-upstream", ex->up->cfg.name);
   r.set_header("x-v4host-hops", std::to_string(ex->rec.hops.size() + 1));
   r.set_header("Cache-Control", "no-cache");
-  ex->stream = r.start_stream("text/event-stream");
+  // The header leaves with the first frames, written at once (flush_out / pt_write), rather than
+  // after another pass of the loop.
+  ex->stream = r.start_stream_on_write("text/event-stream");
+  // A passed-through stream forwards the upstream's frames: its writer (a copy of the request)
+  // is made only if it has to end the stream with an error event (finish_broken).
+  if (!ex->passthrough) ex->writer = make_writer(*ex);
+  // The TTFT histogram is updated after the first frames are written (observe_ttft), not
+  // before: a mutex and a label key less on the first token's way out.
+  ex->ttft_unobserved = true;
+}
+
+std::unique_ptr<protocol::StreamWriter> Proxy::Impl::make_writer(const Exchange& x) {
+  const Exchange* ex = &x;
   protocol::StreamMeta meta;
   meta.id = (ex->dialect == Dialect::AnthropicMessages ? "msg_" : ex->dialect == Dialect::Responses ? "resp_" : ex->dialect == Dialect::Completions ? "cmpl-" : "chatcmpl-") + ex->rec.id;
   meta.model = ex->client_model;
   meta.created = static_cast<int64_t>(ex->rec.ts);
   meta.include_usage = ex->req.include_usage;
   meta.request = ex->req;
-  ex->writer = protocol::make_stream_writer(ex->dialect, std::move(meta));
-  metrics.observe("v4host_route_time_to_first_token_seconds", {{"route", ex->route->name}}, ex->ttft_ms / 1000);
+  return protocol::make_stream_writer(ex->dialect, std::move(meta));
+}
+
+void Proxy::Impl::observe_ttft(Exchange& ex) {
+  if (!ex.ttft_unobserved) return;
+  ex.ttft_unobserved = false;
+  metrics.observe("v4host_route_time_to_first_token_seconds", {{"route", ex.route->name}}, ex.ttft_ms / 1000);
 }
 
 // Appends the event's frames to the pending output (flush_out writes it).
