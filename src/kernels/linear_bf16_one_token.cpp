@@ -1,7 +1,8 @@
 // One token (decode, batch 1): weights decoded in registers and multiplied with one activation
-// row, R rows at a time sharing the activation loads; on AMX machines FP4 runs on the FMA units
-// and FP32 activations (the split path) in one exact pass, and a step's independent projections
-// can run in one parallel call (linear_one_token).
+// row, R rows at a time sharing the activation loads. On AMX machines (where the tiles take the
+// batches, so one token need not give the vdpbf16ps path's bits) FP4 runs on the integer
+// dot-product units (VNNI) or else the FMA units, FP32 activations (the split path) in one exact
+// pass, and a step's independent projections in one parallel call (linear_one_token).
 #include "kernels/linear_bf16_internal.h"
 
 #include <algorithm>

@@ -484,6 +484,24 @@ struct OnOwnLoop {
       EXPECT_EQ(q.loop, 0);
       st->close();
     });
+    // start_stream_on_write: the header leaves with the first write (or with close()).
+    s->srv.route("GET", "/on-write", [](const net::Request&, net::Reply& r) {
+      auto st = r.start_stream_on_write("text/event-stream");
+      EXPECT_TRUE(st->append("data: a\n\n"));
+      EXPECT_TRUE(st->write("data: b\n\n"));
+      st->close();
+    });
+    s->srv.route("GET", "/on-write-empty", [](const net::Request&, net::Reply& r) { r.start_stream_on_write()->close(); });
+    s->srv.route("GET", "/on-write-later", [](const net::Request&, net::Reply& r) {
+      // The first write comes from another thread after the handler returned.
+      auto st = r.start_stream_on_write("text/event-stream");
+      std::thread([st] {
+        std::this_thread::sleep_for(50ms);
+        st->append("data: late\n\n");
+        st->append("data: later\n\n");
+        st->close();
+      }).detach();
+    });
   }
   ~OnOwnLoop() {
     s.reset();
@@ -512,6 +530,38 @@ TEST(HttpServer, OwnLoopStreamsAndRepliesStartAtOnceSameBytes) {
   EXPECT_EQ(r->body, "abc");
   ASSERT_TRUE(o.s->eventually([&] { return o.s->log.find("GET /burst").has_value(); }));
   EXPECT_FALSE(o.s->log.find("GET /burst")->disconnected);
+}
+
+TEST(HttpServer, StreamStartedOnFirstWriteSendsHeaderWithItsFrames) {
+  OnOwnLoop o;
+  Raw k(o.s->port);
+  const auto body_of = [](const std::string& got) {
+    const size_t b = got.find("\r\n\r\n");
+    return b == std::string::npos ? std::string("(no header end)") : got.substr(b + 4);
+  };
+  // Written on the connection's own loop: the first write starts the stream at once (header and
+  // that frame), the second frame is its own chunk, then the end.
+  ASSERT_TRUE(k.send("GET /on-write HTTP/1.1\r\nHost: x\r\n\r\n"));
+  std::string got = k.read(2s, "0\r\n\r\n");
+  EXPECT_EQ(status_of(got), 200) << got;
+  EXPECT_NE(got.find("Content-Type: text/event-stream"), std::string::npos) << got;
+  EXPECT_EQ(body_of(got), "9\r\ndata: a\n\n\r\n9\r\ndata: b\n\n\r\n0\r\n\r\n") << got;
+  // Closed without a write: the header still goes out, with an empty body.
+  ASSERT_TRUE(k.send("GET /on-write-empty HTTP/1.1\r\nHost: x\r\n\r\n"));
+  got = k.read(2s, "0\r\n\r\n");
+  EXPECT_EQ(status_of(got), 200) << got;
+  EXPECT_EQ(body_of(got), "0\r\n\r\n") << got;
+  // The first write from another thread, after the handler returned; the connection stays usable.
+  ASSERT_TRUE(k.send("GET /on-write-later HTTP/1.1\r\nHost: x\r\n\r\n"));
+  got = k.read(3s, "0\r\n\r\n");
+  EXPECT_EQ(status_of(got), 200) << got;
+  const std::string b = body_of(got);
+  EXPECT_NE(b.find("data: late\n\n"), std::string::npos) << got;
+  EXPECT_NE(b.find("data: later\n\n"), std::string::npos) << got;
+  EXPECT_LT(b.find("data: late\n\n"), b.find("data: later\n\n")) << got;
+  EXPECT_EQ(b.substr(b.size() - 5), "0\r\n\r\n") << got;
+  ASSERT_TRUE(k.send("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(status_of(k.read(2s, "hi")), 200);
 }
 
 TEST(HttpServer, OwnLoopSlowStreamReaderIsDroppedNotBuffered) {
