@@ -532,6 +532,56 @@ TEST(HttpServer, OwnLoopStreamsAndRepliesStartAtOnceSameBytes) {
   EXPECT_FALSE(o.s->log.find("GET /burst")->disconnected);
 }
 
+// The request is parsed from the bytes the connection's first read holds when they suffice, and
+// by reading on when they do not: pipelined requests in one segment, a body split across
+// segments, a header cut mid-line, and Expect: 100-continue (answered before the body is sent).
+TEST(HttpServer, RequestsParsedFromWhatTheReadHoldsOrReadOn) {
+  Server s;
+  {
+    Raw k(s.port);
+    ASSERT_TRUE(k.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc"
+                       "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                       "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nxy"));
+    std::string got = k.read(3s, "\r\n\r\nxy");
+    const size_t a = got.find("\r\n\r\nabc"), h = got.find("\r\n\r\nhi"), c = got.find("\r\n\r\nxy");
+    ASSERT_NE(a, std::string::npos) << got;
+    ASSERT_NE(h, std::string::npos) << got;
+    ASSERT_NE(c, std::string::npos) << got;
+    EXPECT_LT(a, h) << got;  // answered in order
+    EXPECT_LT(h, c) << got;
+  }
+  {
+    Raw k(s.port);  // header cut mid-line, then the body in two pieces
+    ASSERT_TRUE(k.send("POST /echo HTTP/1.1\r\nHost: x\r\nConte"));
+    std::this_thread::sleep_for(30ms);
+    ASSERT_TRUE(k.send("nt-Length: 6\r\n\r\nhel"));
+    std::this_thread::sleep_for(30ms);
+    ASSERT_TRUE(k.send("lo!"));
+    std::string got = k.read(3s, "hello!");
+    EXPECT_EQ(status_of(got), 200) << got;
+    EXPECT_NE(got.find("\r\n\r\nhello!"), std::string::npos) << got;
+  }
+  {
+    Raw k(s.port);  // the client waits for 100 Continue before it sends the body
+    ASSERT_TRUE(k.send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"));
+    std::string got = k.read(2s, "100 Continue\r\n\r\n");
+    EXPECT_EQ(status_of(got), 100) << got;
+    ASSERT_TRUE(k.send("ping"));
+    got = k.read(2s, "ping");
+    EXPECT_EQ(status_of(got), 200) << got;
+    EXPECT_NE(got.find("\r\n\r\nping"), std::string::npos) << got;
+  }
+  {
+    Raw k(s.port);  // a body over the limit in the first segment: 413 naming it, no crash
+    ASSERT_TRUE(k.send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'z')));
+    std::string got = k.read(2s, "\r\n\r\n");
+    EXPECT_EQ(status_of(got), 413) << got;
+  }
+  auto r = s.client().Get("/hello");  // the server still serves
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "hi");
+}
+
 TEST(HttpServer, StreamStartedOnFirstWriteSendsHeaderWithItsFrames) {
   OnOwnLoop o;
   Raw k(o.s->port);
