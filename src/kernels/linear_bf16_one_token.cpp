@@ -711,7 +711,6 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
       split_m1_act(*j.w, j.x, j.parts == 1 ? 1 : 3, acts[static_cast<size_t>(i)]);
     } else if (j.w->format == WFormat::FP4 && fp4_fma) {
       // Jobs on the same activations and K (a layer's experts' w1 and w3) share one layout.
-      src[static_cast<size_t>(i)] = i;
       for (int e = 0; e < i; ++e)
         if ((kinds[static_cast<size_t>(e)] == Fp4Fma || kinds[static_cast<size_t>(e)] == Fp4Vnni) && jobs[e].xp == j.xp &&
             jobs[e].w->cols == j.w->cols) {
@@ -745,8 +744,8 @@ void linear_one_token(const OneTokenJob* jobs, int n) {
     const float* a = ac[as[q.job]].data();
     switch (kd[q.job]) {
       case Split: split_rows_m1(*j.w, a, j.y, q.n0, q.n1); break;
-      case Fp4Fma: rows_m1_fp4_fma(*j.w, a, j.y, q.n0, q.n1); break;
-      case Fp4Vnni: rows_m1_fp4_vnni(*j.w, a, j.y, q.n0, q.n1); break;
+      case Fp4Fma:
+      case Fp4Vnni: rows_m1_fp4(*j.w, a, kd[q.job] == Fp4Vnni, j.y, q.n0, q.n1); break;
       case Packed: linear_bf16_rows(*j.w, j.xp, 1, j.y, 0, q.n0, q.n1); break;
     }
   });
