@@ -151,11 +151,8 @@ Request parse_request(const ojson& body) {
   if (present(body, "tool_choice")) {
     const ojson& tc = body["tool_choice"];
     if (tc.is_string()) {
-      const std::string s = tc;
-      if (s == "auto") r.tool_choice.mode = ToolChoice::Mode::Auto;
-      else if (s == "none") r.tool_choice.mode = ToolChoice::Mode::None;
-      else if (s == "required") r.tool_choice.mode = ToolChoice::Mode::Required;
-      else throw ProtocolError("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", ...}");
+      if (!read_tool_choice_word(tc.get<std::string>(), r.tool_choice))
+        throw ProtocolError("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", \"function\": {\"name\": ...}}");
     } else if (tc.is_object() && tc.contains("function") && tc["function"].is_object() && tc["function"].contains("name") &&
                tc["function"]["name"].is_string()) {
       r.tool_choice.mode = ToolChoice::Mode::Named;

@@ -319,11 +319,8 @@ Request parse_request(const ojson& body) {
   if (present(body, "tool_choice")) {
     const ojson& tc = body["tool_choice"];
     if (tc.is_string()) {
-      const std::string s = tc;
-      if (s == "auto") r.tool_choice.mode = ToolChoice::Mode::Auto;
-      else if (s == "none") r.tool_choice.mode = ToolChoice::Mode::None;
-      else if (s == "required") r.tool_choice.mode = ToolChoice::Mode::Required;
-      else throw ProtocolError("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}");
+      if (!read_tool_choice_word(tc.get<std::string>(), r.tool_choice))
+        throw ProtocolError("tool_choice", "'tool_choice' must be 'auto', 'none', 'required' or {\"type\": \"function\", \"name\": ...}");
     } else if (tc.is_object() && tc.contains("type") && tc["type"].is_string()) {
       const std::string t = tc["type"];
       if (t == "function" || t == "custom") {

@@ -52,6 +52,14 @@ bool known_effort(const std::string& e) {
   return false;
 }
 
+bool read_tool_choice_word(const std::string& word, ToolChoice& out) {
+  if (word == "auto") out.mode = ToolChoice::Mode::Auto;
+  else if (word == "none") out.mode = ToolChoice::Mode::None;
+  else if (word == "required") out.mode = ToolChoice::Mode::Required;
+  else return false;
+  return true;
+}
+
 void read_chat_reasoning(const ojson& body, ReasoningRequest& out) {
   std::string effort;
   if (present(body, "thinking")) {

@@ -15,6 +15,9 @@ std::vector<std::string> read_stop(const ojson& body, const char* key, size_t ma
 void read_chat_reasoning(const ojson& body, ReasoningRequest& out);
 // The effort names every dialect accepts.
 bool known_effort(const std::string& e);
+// OpenAI's string form of tool_choice ("auto", "none", "required", shared by Chat Completions and
+// Responses) into `out`; false for any other word, so each reader names its own object form.
+bool read_tool_choice_word(const std::string& word, ToolChoice& out);
 // An OpenAI-style usage object: {<in>, <out>, <in>_details.cached_tokens,
 // <out>_details.reasoning_tokens} ("prompt"/"completion" for chat, "input"/"output" for responses).
 // A streamed frame's data as a JSON object, else a 502 naming `what` ("chunk", "event").

@@ -9,6 +9,7 @@ namespace v4::protocol {
 namespace {
 
 ojson J(const char* s) { return ojson::parse(s); }
+ojson J(const std::string& s) { return ojson::parse(s); }
 
 std::string param_of(const std::function<void()>& f) {
   try {
@@ -303,6 +304,38 @@ TEST(Protocol, ImagesTranslateBetweenEveryDialect) {
       {"type": "input_text", "text": "x"}, {"type": "input_image", "file_id": "file-1"}]}]})"));
   EXPECT_TRUE(fid.messages[0].images.empty());
   EXPECT_EQ(fid.messages[0].dropped, std::vector<std::string>{"input_image"});
+}
+
+// Chat Completions and Responses share tool_choice's string form; each keeps its own object form
+// (Chat nests the name under "function", Responses puts it beside "type").
+TEST(Protocol, ToolChoiceWordsAndObjectsInBothOpenAIDialects) {
+  const struct {
+    const char* word;
+    ToolChoice::Mode mode;
+  } words[] = {{"auto", ToolChoice::Mode::Auto}, {"none", ToolChoice::Mode::None}, {"required", ToolChoice::Mode::Required}};
+  const std::string tool = R"([{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}])";
+  const std::string rtool = R"([{"type": "function", "name": "f", "parameters": {"type": "object"}}])";
+  for (const auto& w : words) {
+    const std::string q = std::string("\"") + w.word + "\"";
+    const Request c = chat::parse_request(J(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": )" + tool + R"(, "tool_choice": )" + q + "}"));
+    const Request r = responses::parse_request(J(R"({"model": "m", "input": "x", "tools": )" + rtool + R"(, "tool_choice": )" + q + "}"));
+    EXPECT_EQ(c.tool_choice.mode, w.mode) << w.word;
+    EXPECT_EQ(r.tool_choice.mode, w.mode) << w.word;
+  }
+  const Request cn = chat::parse_request(J(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "tools": )" + tool +
+                                           R"(, "tool_choice": {"type": "function", "function": {"name": "f"}}})"));
+  EXPECT_EQ(cn.tool_choice.mode, ToolChoice::Mode::Named);
+  EXPECT_EQ(cn.tool_choice.name, "f");
+  const Request rn = responses::parse_request(J(R"({"model": "m", "input": "x", "tools": )" + rtool + R"(, "tool_choice": {"type": "function", "name": "f"}})"));
+  EXPECT_EQ(rn.tool_choice.mode, ToolChoice::Mode::Named);
+  EXPECT_EQ(rn.tool_choice.name, "f");
+  // "any" is Anthropic's word, not OpenAI's: both readers refuse it, each naming its own object form.
+  const std::string chat_err = param_of([&] { chat::parse_request(J(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "tool_choice": "any"})")); });
+  const std::string resp_err = param_of([&] { responses::parse_request(J(R"({"model": "m", "input": "x", "tool_choice": "any"})")); });
+  EXPECT_EQ(chat_err.substr(0, chat_err.find(" | ")), "tool_choice");
+  EXPECT_EQ(resp_err.substr(0, resp_err.find(" | ")), "tool_choice");
+  EXPECT_NE(chat_err.find("\"function\": {\"name\""), std::string::npos) << chat_err;
+  EXPECT_NE(resp_err.find("\"function\", \"name\""), std::string::npos) << resp_err;
 }
 
 TEST(Protocol, MalformedRequestsNameTheField) {
