@@ -136,7 +136,9 @@ std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
   if (f.data == "[DONE]") return end();
   ojson j = read_sse_object(f, "chunk");
   if (j.contains("error") && j["error"].is_object()) {
-    out.push_back(StreamEvent::failed(j["error"].value("message", "upstream error"), "upstream_error"));
+    const ojson& er = j["error"];
+    out.push_back(StreamEvent::failed(er.value("message", "upstream error"),
+                                      er.contains("code") && er["code"].is_string() ? er["code"].get<std::string>() : "upstream_error"));
     done_ = true;
     return out;
   }
@@ -145,13 +147,14 @@ std::vector<StreamEvent> StreamReader::read(const SseFrame& f) {
     out.push_back(StreamEvent::start());
   }
   if (j.contains("usage") && j["usage"].is_object() && finish_) finish_->usage = chat::parse_usage(j["usage"]);
+  else if (j.contains("usage") && j["usage"].is_object()) pending_usage_ = chat::parse_usage(j["usage"]);
   if (j.contains("choices") && j["choices"].is_array())
     for (auto& ch : j["choices"]) {
       if (!ch.is_object()) continue;
       if (ch.contains("text") && ch["text"].is_string() && !ch["text"].get_ref<const std::string&>().empty())
         out.push_back(StreamEvent::content(ch["text"]));
       if (ch.contains("finish_reason") && ch["finish_reason"].is_string())
-        finish_ = StreamEvent::finished(chat::parse_finish(ch["finish_reason"]), {});
+        finish_ = StreamEvent::finished(chat::parse_finish(ch["finish_reason"]), pending_usage_);
     }
   return out;
 }

@@ -33,6 +33,9 @@ class StreamReader final : public protocol::StreamReader {
  private:
   bool started_ = false, done_ = false;
   std::optional<StreamEvent> finish_;
+  // Usage that came before (or in the same chunk as) the finish_reason: vLLM's continuous usage
+  // stats put it in every chunk, so it is kept for the finish rather than dropped.
+  Usage pending_usage_;
 };
 
 }  // namespace v4::protocol::completions

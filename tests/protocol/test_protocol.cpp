@@ -636,6 +636,52 @@ TEST(Protocol, ReadersRejectMalformedUpstreamFrames) {
   EXPECT_THROW(responses::parse_response(J(R"({"id": "x"})")), ProtocolError);
 }
 
+// Where an upstream puts usage: after the finish chunk (OpenAI's stream_options), in it, or in every
+// chunk (vLLM's continuous usage stats). Each order ends with the last usage seen; an error frame's
+// code is carried through.
+TEST(Protocol, OpenAIStreamReadersKeepUsageInAnyOrderAndErrorCodes) {
+  const auto chunk = [](Dialect d, const char* text, const char* finish, int out_tokens) {
+    ojson choice = d == Dialect::Completions ? ojson{{"index", 0}, {"text", text}} : ojson{{"index", 0}, {"delta", {{"content", text}}}};
+    choice["finish_reason"] = finish ? ojson(finish) : ojson(nullptr);
+    ojson j = {{"id", "x"}, {"choices", ojson::array({choice})}};
+    if (out_tokens >= 0) j["usage"] = {{"prompt_tokens", 7}, {"completion_tokens", out_tokens}, {"total_tokens", 7 + out_tokens}};
+    return SseFrame{"", j.dump()};
+  };
+  const auto usage_only = [](int out_tokens) {
+    return SseFrame{"", ojson{{"id", "x"}, {"choices", ojson::array()}, {"usage", {{"prompt_tokens", 7}, {"completion_tokens", out_tokens}}}}.dump()};
+  };
+  for (Dialect d : {Dialect::ChatCompletions, Dialect::Completions}) {
+    const std::vector<std::vector<SseFrame>> orders = {
+        {chunk(d, "ab", nullptr, -1), chunk(d, "c", "stop", -1), usage_only(3)},  // after the finish
+        {chunk(d, "ab", nullptr, -1), chunk(d, "c", "stop", 3)},                   // in the finish chunk
+        {chunk(d, "ab", nullptr, 2), chunk(d, "c", "stop", 3)},                    // in every chunk
+    };
+    for (size_t o = 0; o < orders.size(); ++o) {
+      auto r = make_stream_reader(d);
+      std::vector<StreamEvent> ev;
+      for (const SseFrame& f : orders[o])
+        for (auto& e : r->read(f)) ev.push_back(e);
+      for (auto& e : r->read({"", "[DONE]"})) ev.push_back(e);
+      ASSERT_FALSE(ev.empty());
+      const StreamEvent& fin = ev.back();
+      ASSERT_EQ(fin.kind, StreamEvent::Kind::Finish) << dialect_name(d) << " order " << o;
+      EXPECT_EQ(fin.usage.input_tokens, 7) << dialect_name(d) << " order " << o;
+      EXPECT_EQ(fin.usage.output_tokens, 3) << dialect_name(d) << " order " << o;
+      std::string text;
+      for (auto& e : ev)
+        if (e.kind == StreamEvent::Kind::TextDelta) text += e.text;
+      EXPECT_EQ(text, "abc") << dialect_name(d) << " order " << o;
+    }
+    auto r = make_stream_reader(d);
+    const auto ev = r->read({"", R"({"error": {"message": "context too long", "code": "context_length_exceeded"}})"});
+    ASSERT_FALSE(ev.empty());
+    EXPECT_EQ(ev.back().kind, StreamEvent::Kind::Error) << dialect_name(d);
+    EXPECT_EQ(ev.back().text, "context too long") << dialect_name(d);
+    EXPECT_EQ(ev.back().code, "context_length_exceeded") << dialect_name(d);
+    EXPECT_TRUE(r->complete()) << dialect_name(d);
+  }
+}
+
 TEST(Protocol, CompletionsRoundTrip) {
   Request r = completions::parse_request(J(R"({"model": "m", "prompt": [1, 2, 3], "max_tokens": 5, "echo": true, "logprobs": 2})"));
   EXPECT_TRUE(r.prompt_is_ids);
