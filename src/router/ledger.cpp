@@ -34,11 +34,17 @@ CREATE TABLE IF NOT EXISTS hops(
 CREATE INDEX IF NOT EXISTS requests_day ON requests(day);
 )sql";
 
+// "ledger FILE: what SQLite said", so a corrupt or foreign file is named (SQLite opens lazily: a
+// file that is not a database is only found out by the first statement).
+InputError ledger_error(sqlite3* db, const std::string& m) {
+  const char* f = sqlite3_db_filename(db, "main");
+  return InputError(std::string("ledger ") + (f && *f ? f : "(memory)") + ": " + m);
+}
+
 struct Stmt {
   sqlite3_stmt* s = nullptr;
   Stmt(sqlite3* db, const char* sql) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-      throw InputError(std::string("ledger: ") + sqlite3_errmsg(db));
+    if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK) throw ledger_error(db, sqlite3_errmsg(db));
   }
   ~Stmt() { sqlite3_finalize(s); }
   void text(int i, const std::string& v) { sqlite3_bind_text(s, i, v.c_str(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
@@ -51,7 +57,7 @@ void exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string m = err ? err : "?";
     sqlite3_free(err);
-    throw InputError("ledger: " + m);
+    throw ledger_error(db, m);
   }
 }
 

@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -133,4 +135,35 @@ TEST(RouterLedger, WalCheckpointedOffTheCommitPath) {
   EXPECT_EQ(count(db, "SELECT COUNT(*) FROM requests"), 3000);
   EXPECT_EQ(count(db, "SELECT COUNT(*) FROM hops"), 3000);
   EXPECT_EQ(count(db, "SELECT COUNT(*) FROM requests WHERE id = 'w2999'"), 1);
+}
+
+// A file that is not a SQLite database opens fine (SQLite reads lazily) and fails at the first
+// statement: the router and `spend` both name the file, and the file is left as it was.
+TEST(RouterLedger, CorruptFileIsNamedAndLeftAlone) {
+  TempDir d;
+  const fs::path bad = d.p / "not-a-ledger.db";
+  std::string junk(8192, '\0');
+  for (size_t i = 0; i < junk.size(); ++i) junk[i] = static_cast<char>((i * 131 + 7) % 251 + 1);
+  {
+    std::FILE* f = std::fopen(bad.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(junk.data(), 1, junk.size(), f);
+    std::fclose(f);
+  }
+  const auto message_of = [](const std::function<void()>& fn) -> std::string {
+    try {
+      fn();
+    } catch (const v4::InputError& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  const std::string opened = message_of([&] { Ledger l(bad.string()); });
+  const std::string reported = message_of([&] { spend_report(bad.string(), {"route", "", "", false}); });
+  for (const std::string& m : {opened, reported}) {
+    EXPECT_NE(m.find(bad.string()), std::string::npos) << m;
+    EXPECT_NE(m.find("not a database"), std::string::npos) << m;
+  }
+  EXPECT_EQ(fs::file_size(bad), junk.size());
+  EXPECT_FALSE(fs::exists(d.p / "not-a-ledger.db-wal"));
 }
