@@ -34,6 +34,7 @@ struct RouteArgs {
   int io_threads = 1;
   int upstream_threads = 0;
   bool io_realtime = false;
+  int io_slice_us = 100;
 };
 
 router::Proxy* g_proxy = nullptr;
@@ -184,6 +185,7 @@ void run_route(RouteArgs& a) {
   po.io_threads = a.io_threads;
   po.upstream_threads = a.upstream_threads;
   po.io_realtime = a.io_realtime;
+  po.io_slice_us = a.io_slice_us;
   po.quiet = a.quiet;
   router::Proxy proxy(cfg, tok.get(), po);
   int port = proxy.bind();
@@ -230,6 +232,10 @@ void add_route_command(CLI::App& app) {
   c->add_flag("--io-realtime", a->io_realtime,
               "run the event-loop threads at real-time priority (SCHED_FIFO 1; needs CAP_SYS_NICE) so that other work on the machine does not "
               "delay forwarding; refused: a warning and normal priority");
+  c->add_option("--io-slice-us", a->io_slice_us,
+                 "without --io-realtime: the scheduler slice (EEVDF, Linux >= 6.12) the event-loop threads ask for, so that a woken loop "
+                 "preempts CPU-bound work at once (default 100; 0: the kernel's default)")
+      ->check(CLI::Range(0, 100000));
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_route(*a); });
 }

@@ -12,11 +12,7 @@
 
 namespace v4 {
 
-std::string raise_io_thread_priority() {
-  sched_param sp{};
-  sp.sched_priority = 1;
-  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-  if (rc == 0) return {};
+bool request_short_slice(uint64_t ns) {
   struct {  // struct sched_attr (glibc has no wrapper)
     uint32_t size, sched_policy;
     uint64_t sched_flags;
@@ -28,8 +24,16 @@ std::string raise_io_thread_priority() {
   a.size = sizeof a;
   a.sched_policy = SCHED_OTHER;
   a.sched_nice = getpriority(PRIO_PROCESS, 0);
-  a.sched_runtime = 100'000;  // ns
-  const bool slice = syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
+  a.sched_runtime = ns;
+  return syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
+}
+
+std::string raise_io_thread_priority() {
+  sched_param sp{};
+  sp.sched_priority = 1;
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (rc == 0) return {};
+  const bool slice = request_short_slice(100'000);
   return std::string("SCHED_FIFO refused: ") + std::strerror(rc) +
          (slice ? "; asked for a 100 us EEVDF slice instead" : "; a short EEVDF slice was refused too");
 }

@@ -2,6 +2,7 @@
 // event loops): on a machine shared with other work, a woken I/O thread at normal priority can
 // wait milliseconds for a core, and its reads or forwards come late.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <thread>
@@ -14,6 +15,11 @@ namespace v4 {
 // slice preempts a CPU-bound task at once rather than at the end of that task's slice (about 3 ms
 // here), its CPU share unchanged. Threads the caller starts afterwards inherit the setting.
 std::string raise_io_thread_priority();
+
+// Asks the scheduler for an EEVDF slice of `ns` for the calling thread at its current policy and
+// nice value (sched_setattr's sched_runtime for SCHED_OTHER, Linux >= 6.12, no privilege needed).
+// Returns whether the kernel took it (older kernels accept and ignore it: see sched_getattr).
+bool request_short_slice(uint64_t ns);
 
 // Starts a thread that runs `body`, first raising its own priority as above when `realtime`.
 // Returns once the thread has tried, with *refused set to why it was refused ("" when granted or

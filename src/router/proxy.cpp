@@ -253,9 +253,11 @@ void Proxy::serve() {
   auto im = impl_;
   for (auto& sh : im->shards) {
     std::string why;
-    sh->th = start_io_thread(im->opt.io_realtime, [s = sh.get()] {
+    const int slice_us = im->opt.io_realtime ? 0 : im->opt.io_slice_us;
+    sh->th = start_io_thread(im->opt.io_realtime, [s = sh.get(), slice_us] {
       // Named, so that top -H, perf and the benchmark can tell the router's loops apart.
       pthread_setname_np(pthread_self(), "route-loop");
+      if (slice_us > 0) request_short_slice(static_cast<uint64_t>(slice_us) * 1000);
       s->io.run();
     }, &why);
     if (!why.empty()) {

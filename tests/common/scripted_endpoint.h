@@ -95,6 +95,13 @@ class ScriptedEndpoint {
     auto it = sent_.find(id);
     return it == sent_.end() ? std::vector<std::chrono::steady_clock::time_point>{} : it->second;
   }
+  // The instants those pieces were scheduled for (the absolute deadlines; sent_times minus these is
+  // how late this server's own timer thread was), one per scheduled piece.
+  std::vector<std::chrono::steady_clock::time_point> scheduled_times(const std::string& id) const {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = scheduled_.find(id);
+    return it == scheduled_.end() ? std::vector<std::chrono::steady_clock::time_point>{} : it->second;
+  }
   std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> all_sent_times() const {
     std::lock_guard<std::mutex> l(mu_);
     return sent_;
@@ -287,6 +294,7 @@ class ScriptedEndpoint {
         if (!id.empty()) {
           std::lock_guard<std::mutex> l(ep->mu_);
           ep->sent_[id] = sent;
+          ep->scheduled_[id] = at;
         }
         write_raw(chunk(tail) + "0\r\n\r\n", [self] { self->after(); });
         return;
@@ -331,7 +339,7 @@ class ScriptedEndpoint {
   std::atomic<size_t> open_streams_{0}, max_streams_{0};
   mutable std::mutex mu_;
   std::vector<std::string> bodies_;
-  std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> sent_;
+  std::map<std::string, std::vector<std::chrono::steady_clock::time_point>> sent_, scheduled_;
   std::mutex cache_mu_;
   std::map<std::string, std::shared_ptr<const std::vector<std::string>>> events_cache_;
 };

@@ -251,10 +251,15 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
   for (auto& m : matched) {
     auto sent = o.probe->sent_times(m.id);  // one instant per scheduled chunk, then the finish
     if (sent.empty()) continue;
+    auto due = dump ? o.probe->scheduled_times(m.id) : std::vector<Clock::time_point>{};
     s.request_ms.push_back(ms(sent[0] - m.t0) - o.first_token_ms);
     for (size_t i = 0; i < m.arrivals.size() && i + 1 < sent.size(); ++i) {
       s.chunk_ms.push_back(ms(m.arrivals[i] - sent[i]));
-      if (dump) std::fprintf(dump, "%.3f %.3f\n", ms(sent[i] - t0), ms(m.arrivals[i] - sent[i]));
+      // Per chunk: the upstream's write instant, the chunk's latency to the client, how late the
+      // upstream's timer wrote it (written - scheduled), the chunk's index, and the stream's number.
+      if (dump)
+        std::fprintf(dump, "%.3f %.3f %.3f %zu %zu\n", ms(sent[i] - t0), ms(m.arrivals[i] - sent[i]), i < due.size() ? ms(sent[i] - due[i]) : 0.0, i,
+                     static_cast<size_t>(&m - matched.data()));
     }
   }
   if (dump) std::fclose(dump);
@@ -341,12 +346,14 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   v4::router::ProxyOptions po;
   if (const char* e = std::getenv("ROUTE_BENCH_IO_THREADS")) po.io_threads = std::max(1, std::atoi(e));
   if (const char* e = std::getenv("ROUTE_BENCH_UPSTREAM_THREADS")) po.upstream_threads = std::max(0, std::atoi(e));
+  if (const char* e = std::getenv("ROUTE_BENCH_IO_SLICE_US")) po.io_slice_us = std::max(0, std::atoi(e));
   po.io_realtime = std::getenv("ROUTE_BENCH_IO_REALTIME") && std::atoi(std::getenv("ROUTE_BENCH_IO_REALTIME")) != 0;
   v4::router::Proxy proxy(cfg, nullptr, po);
   int port = proxy.bind();
   std::thread srv([&] { proxy.serve(); });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   if (po.io_realtime) std::printf("router event loops at SCHED_FIFO 1: %s\n", proxy.io_realtime_granted() ? "granted" : "refused");
+  else std::printf("router event loops at normal priority, EEVDF slice asked: %d us (0: the kernel's default)\n", po.io_slice_us);
   const std::string via = fmt::format("http://127.0.0.1:{}/v1/chat/completions", port);
   struct Row {
     int conc;

@@ -7,11 +7,13 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sqlite3.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -21,6 +23,7 @@
 #include "net/http_server.h"
 #include "protocol/protocol.h"
 #include "router/config.h"
+#include "core/thread_priority.h"
 #include "router/proxy.h"
 
 namespace fs = std::filesystem;
@@ -253,6 +256,65 @@ TEST(RouterPassthrough, RealtimeLoopsWhereAllowedSameBytes) {
   ASSERT_EQ(res.status, 200) << res.body;
   EXPECT_EQ(res.body, up.sse);
   EXPECT_EQ(rt.proxy->io_realtime_granted(), allowed);
+}
+
+// The EEVDF slice (sched_attr.sched_runtime, ns) of thread `tid` of this process.
+uint64_t thread_slice_ns(pid_t tid) {
+  struct {
+    uint32_t size, sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime, sched_deadline, sched_period;
+    uint32_t sched_util_min, sched_util_max;
+  } a{};
+  if (syscall(SYS_sched_getattr, tid, &a, static_cast<unsigned>(sizeof a), 0u) != 0) return 0;
+  return a.sched_runtime;
+}
+
+// The slices of this process's threads named `name` (from /proc/self/task).
+std::vector<uint64_t> slices_of(const std::string& name) {
+  std::vector<uint64_t> out;
+  for (auto& t : fs::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(t.path() / "comm");
+    std::string n;
+    std::getline(comm, n);
+    if (n == name) out.push_back(thread_slice_ns(static_cast<pid_t>(std::stol(t.path().filename().string()))));
+  }
+  return out;
+}
+
+// Normal-priority event loops ask for a short EEVDF slice (io_slice_us, default 100 us) so that a
+// woken loop preempts CPU-bound work at once; 0 leaves the kernel's default. Skipped where the
+// kernel does not keep a custom slice (before Linux 6.12), where sched_getattr cannot tell.
+TEST(RouterPassthrough, NormalPriorityLoopsAskForAShortSlice) {
+  uint64_t probe_ns = 0;
+  std::thread probe([&] {
+    v4::request_short_slice(123'000);
+    probe_ns = thread_slice_ns(static_cast<pid_t>(syscall(SYS_gettid)));
+  });
+  probe.join();
+  if (probe_ns != 123'000) GTEST_SKIP() << "this kernel keeps no custom EEVDF slice (sched_getattr says " << probe_ns << " ns)";
+  FakeUpstream up(kRole + kTok1 + kTok2 + kFinish + kUsage + kDone);
+  const std::string yaml = "upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a], stream: first_byte}\n";
+  for (int us : {100, 250, 0}) {
+    v4::router::ProxyOptions po;
+    po.io_slice_us = us;
+    po.io_threads = 2;
+    po.quiet = true;
+    Router rt(yaml, po);
+    auto res = rt.post(chat_body(true, true));  // served: the loops are running
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(res.body, up.sse);
+    // The two loops, and threads started from them, which inherit the name and the slice (Asio's
+    // resolver thread, started by the first upstream call).
+    auto slices = slices_of("route-loop");
+    ASSERT_GE(slices.size(), 2u);
+    for (uint64_t ns : slices) {
+      if (us > 0) EXPECT_EQ(ns, static_cast<uint64_t>(us) * 1000);
+      else EXPECT_NE(ns, 100'000u) << "io_slice_us 0 keeps the kernel's default slice";
+    }
+  }
 }
 
 // The way in for a plain Chat Completions body: the upstream receives the client's own bytes with
