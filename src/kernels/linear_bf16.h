@@ -47,6 +47,11 @@ void set_bf16_lut_disabled(bool off);
 // the FMA path). Whether it runs here; tests turn it off to check the FMA path too.
 bool fp4_vnni_available();
 void set_fp4_vnni_disabled(bool off);
+// One-token FP8 (where AMX runs the batches) on fixed tables, one vpermb per byte half, zeros and
+// subnormals summed again exactly per block (V4HOST_NO_FP8_FIXED=1 keeps the scaled tables).
+// Whether it runs here; a switch for A/B runs and tests.
+bool fp8_fixed_available();
+void set_fp8_fixed_disabled(bool off);
 // Whether `w` has a format the BF16 kernels compute exactly: BF16, or FP8 / FP4 with UE8M0 scales in the
 // range where every scaled weight is a normal BF16 number (reads every scale: callers cache it).
 bool bf16_weight_ok(const LinearWeight& w);

@@ -151,11 +151,107 @@ V4_LUT void fp8_rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y,
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
+// ---- FP8, one token, where AMX runs the batches (so one token need not give the batched
+// vdpbf16ps path's bits): the table decoder with fixed tables and one vpermb per byte half
+// instead of the scaled 128-entry tables and two vpermi2b. Each code is looked up as twice its
+// unscaled value, whose BF16 exponent field is E = e + 121 for exponent bits e >= 1: the low byte
+// ((E & 1) << 7 | m << 4, E & 1 = !e0) depends on e0 and the mantissa m only (vpermb reads the
+// code's low 6 bits), the high byte (sign | E >> 1) on the sign and e (vpermb on the code shifted
+// right by 3; the bit shifted in from the next byte lands on index bit 5, the table repeats).
+// Codes with e = 0 (zeros, subnormals: about 1 in 10^4 of real weights) get the high byte
+// 0x7F | sign and so E = 0xFF, an infinity or NaN, which no sum can turn finite: each row sums
+// its products per 128-column block, and a block sum that is not finite is summed again exactly
+// by the scaled table decoder (tables for 2^1, the same doubled values). The block sum times
+// 2^(s-128) (the block scale, exact) is added: exact products, another summation order than
+// the batched path's. Per 64 codes 2 vpermb, a shift and 2 unpacks (the scaled decoder: 2
+// vpermi2b, which cost twice a vpermb here, a ternlog, 2 unpacks, and its tables rebuilt per
+// block).
+struct Fp8FixedTables {
+  alignas(64) uint8_t hi[64];
+  alignas(64) uint8_t lo[64];
+};
+const Fp8FixedTables& fp8_fixed_tables() {
+  static const Fp8FixedTables t = [] {
+    Fp8FixedTables r{};
+    for (int i = 0; i < 64; ++i) {
+      const int sign = (i >> 4) & 1, e = i & 15;
+      r.hi[i] = static_cast<uint8_t>((sign << 7) | (e ? (e + 121) >> 1 : 0x7F));
+      const int e0 = (i >> 3) & 1, m = i & 7;
+      r.lo[i] = static_cast<uint8_t>(((e0 ^ 1) << 7) | (m << 4));
+    }
+    return r;
+  }();
+  return t;
+}
+
+// Rows n..n+R-1 in one 128-row scale block (the caller checks); K % 64 == 0.
+template <int R>
+V4_LUT void fp8_rows_m1_fixed(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead, const Fp8Tab& exact) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  const Fp8FixedTables& ft = fp8_fixed_tables();
+  const __m512i thi = _mm512_load_si512(ft.hi), tlo = _mm512_load_si512(ft.lo);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K; k0 += 128) {
+    const size_t k1 = std::min(K, k0 + 128);
+    __m512 bs[R];
+    for (int r = 0; r < R; ++r) bs[r] = _mm512_setzero_ps();
+    for (size_t k = k0; k < k1; k += 64) {
+      const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
+      for (int r = 0; r < R; ++r) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
+        const __m512i d = _mm512_loadu_si512(p + r * K + k);
+        const __m512i lo = _mm512_permutexvar_epi8(d, tlo);
+        const __m512i hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(d, 3), thi);
+        bs[r] = dp(bs[r], _mm512_unpacklo_epi8(lo, hi), xa);
+        bs[r] = dp(bs[r], _mm512_unpackhi_epi8(lo, hi), xb);
+      }
+    }
+    __m512 any = bs[0];
+    for (int r = 1; r < R; ++r) any = _mm512_add_ps(any, bs[r]);
+    if (__builtin_expect(_mm512_fpclass_ps_mask(any, 0x99) != 0, 0)) {  // a NaN or infinity: e = 0 codes
+      for (int r = 0; r < R; ++r) {
+        if (!_mm512_fpclass_ps_mask(bs[r], 0x99)) continue;
+        bs[r] = _mm512_setzero_ps();
+        for (size_t k = k0; k < k1; k += 64) {
+          __m512i a, b;
+          fp8_lut64(_mm512_loadu_si512(p + r * K + k), exact, a, b);
+          bs[r] = dp(bs[r], a, ldx(xp + k));
+          bs[r] = dp(bs[r], b, ldx(xp + k + 32));
+        }
+      }
+    }
+    const __m512 f = _mm512_castsi512_ps(_mm512_set1_epi32((static_cast<int>(s[k0 / 128]) - 1) << 23));  // 2^(s-128)
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(bs[r], f, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+std::atomic<bool> g_no_fp8_fixed{[] {
+  const char* e = std::getenv("V4HOST_NO_FP8_FIXED");
+  return e && *e && *e != '0';
+}()};
+
 }  // namespace
+
+bool fp8_fixed_enabled() { return !g_no_fp8_fixed.load(std::memory_order_relaxed) && amx_available(); }
 
 V4_LUT void rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
   const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
   int n = n0;
+  if (w.format == WFormat::FP8 && w.cols % 64 == 0 && fp8_fixed_enabled()) {
+    const Fp8Tab exact = fp8_tab(128);  // the fixed tables' doubled values, every code exact
+    for (; n + 4 <= n1; n += 4) {
+      const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
+      if ((n & 127) <= 124) fp8_rows_m1_fixed<4>(w, xp, y, n, ahead, exact);
+      else
+        for (int r = 0; r < 4; ++r) fp8_rows_m1_fixed<1>(w, xp, y, n + r, 0, exact);  // straddles two scale blocks
+    }
+    for (; n < n1; ++n) fp8_rows_m1_fixed<1>(w, xp, y, n, 0, exact);
+    return;
+  }
   for (; n + 4 <= n1; n += 4) {
     // Two row groups ahead, into L2: prefetches to L1 hold the core's few L1 fill buffers for a
     // whole memory latency and capped what one core streamed (FP8 9.6-18 -> 12-20 GB/s of 1 GB
@@ -593,6 +689,54 @@ V4_LUT void fp8_split_rows_m1(const LinearWeight& w, const float* xf, float* y, 
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(_mm512_add_ps(a0[r], a1[r]));
 }
 
+// The same with the fixed tables of fp8_rows_m1_fixed (K % 64 == 0): per 128-column block each
+// row's even- and odd-word sums, a block whose sum is not finite (e = 0 codes) summed again by
+// the scaled decoder (tables for 2^1), the block times 2^(s-128) added.
+template <int R>
+V4_LUT void fp8_split_rows_m1_fixed(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead, const Fp8Tab& exact) {
+  const size_t K = static_cast<size_t>(w.cols), kb = (K + 127) / 128;
+  const uint8_t* p = static_cast<const uint8_t*>(w.data) + static_cast<size_t>(n) * K;
+  const uint8_t* s = static_cast<const uint8_t*>(w.scale) + static_cast<size_t>(n / 128) * kb;
+  const Fp8FixedTables& ft = fp8_fixed_tables();
+  const __m512i thi = _mm512_load_si512(ft.hi), tlo = _mm512_load_si512(ft.lo);
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (size_t k0 = 0; k0 < K; k0 += 128) {
+    const size_t k1 = std::min(K, k0 + 128);
+    __m512 a0[R], a1[R];
+    for (int r = 0; r < R; ++r) a0[r] = a1[r] = _mm512_setzero_ps();
+    for (size_t k = k0; k < k1; k += 64)
+      for (int r = 0; r < R; ++r) {
+        if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
+        const __m512i d = _mm512_loadu_si512(p + r * K + k);
+        const __m512i lo = _mm512_permutexvar_epi8(d, tlo);
+        const __m512i hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(d, 3), thi);
+        fma_words(_mm512_unpacklo_epi8(lo, hi), xf + k, a0[r], a1[r]);
+        fma_words(_mm512_unpackhi_epi8(lo, hi), xf + k + 32, a0[r], a1[r]);
+      }
+    __m512 bs[R];
+    for (int r = 0; r < R; ++r) bs[r] = _mm512_add_ps(a0[r], a1[r]);
+    __m512 any = bs[0];
+    for (int r = 1; r < R; ++r) any = _mm512_add_ps(any, bs[r]);
+    if (__builtin_expect(_mm512_fpclass_ps_mask(any, 0x99) != 0, 0)) {  // a NaN or infinity: e = 0 codes
+      for (int r = 0; r < R; ++r) {
+        if (!_mm512_fpclass_ps_mask(bs[r], 0x99)) continue;
+        __m512 e0 = _mm512_setzero_ps(), e1 = _mm512_setzero_ps();
+        for (size_t k = k0; k < k1; k += 64) {
+          __m512i a, b;
+          fp8_lut64(_mm512_loadu_si512(p + r * K + k), exact, a, b);
+          fma_words(a, xf + k, e0, e1);
+          fma_words(b, xf + k + 32, e0, e1);
+        }
+        bs[r] = _mm512_add_ps(e0, e1);
+      }
+    }
+    const __m512 f = _mm512_castsi512_ps(_mm512_set1_epi32((static_cast<int>(s[k0 / 128]) - 1) << 23));  // 2^(s-128)
+    for (int r = 0; r < R; ++r) acc[r] = _mm512_fmadd_ps(bs[r], f, acc[r]);
+  }
+  for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
+}
+
 template <int R>
 V4_BF16 void bf16_split_rows_m1(const LinearWeight& w, const float* xf, float* y, int n, ptrdiff_t ahead) {
   const size_t K = static_cast<size_t>(w.cols);  // a multiple of 32 (the caller checks)
@@ -618,6 +762,17 @@ V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int
   }
   const ptrdiff_t row_bytes = fp8 ? w.cols : 2 * static_cast<ptrdiff_t>(w.cols);
   int n = n0;
+  if (fp8 && w.cols % 64 == 0 && fp8_fixed_enabled()) {
+    const Fp8Tab exact = fp8_tab(128);  // the fixed tables' doubled values, every code exact
+    for (; n + 4 <= n1; n += 4) {
+      const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
+      if ((n & 127) <= 124) fp8_split_rows_m1_fixed<4>(w, xf, y, n, ahead, exact);
+      else
+        for (int r = 0; r < 4; ++r) fp8_split_rows_m1_fixed<1>(w, xf, y, n + r, 0, exact);  // straddles two scale blocks
+    }
+    for (; n < n1; ++n) fp8_split_rows_m1_fixed<1>(w, xf, y, n, 0, exact);
+    return;
+  }
   for (; n + 4 <= n1; n += 4) {
     const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
     if (bf16) bf16_split_rows_m1<4>(w, xf, y, n, ahead);
@@ -668,6 +823,8 @@ void set_one_token_gather_disabled(bool off) { g_no_gather = off; }
 
 bool fp4_vnni_available() { return bf16::fp4_vnni_enabled(); }
 void set_fp4_vnni_disabled(bool off) { bf16::g_no_fp4_vnni = off; }
+bool fp8_fixed_available() { return bf16::fp8_fixed_enabled(); }
+void set_fp8_fixed_disabled(bool off) { bf16::g_no_fp8_fixed = off; }
 
 void linear_one_token(const OneTokenJob* jobs, int n) {
   using namespace bf16;

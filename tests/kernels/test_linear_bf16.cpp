@@ -449,3 +449,75 @@ TEST(Bf16Kernels, OneTokenFp4IntegerDotPathMatchesFloat32Reference) {
 
 }  // namespace
 
+
+namespace {
+
+// One-token FP8 on the fixed tables (where AMX runs the batches): every code, a few zeros and
+// subnormals (the blocks summed again exactly), or none, against the float32 reference and the
+// scaled-table path, for packed FP8 activations and for FP32 activations (the split path).
+TEST(Bf16Kernels, OneTokenFp8FixedTablesMatchFloat32Reference) {
+  if (!bf16_dot_available()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  if (!fp8_fixed_available()) GTEST_SKIP() << "no AMX + VBMI here: the one-token FP8 path is the scaled-table one";
+  std::mt19937 rng(123);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (auto [N, K] : {std::pair{37, 4096}, std::pair{131, 576}, std::pair{200, 64}, std::pair{257, 1088}, std::pair{9, 1024}}) {
+    for (int codes = 0; codes < 3; ++codes) {
+      SCOPED_TRACE("N " + std::to_string(N) + " K " + std::to_string(K) +
+                   (codes == 0 ? ", every code" : codes == 1 ? ", 1 in 1000 zero or subnormal" : ", no zero or subnormal"));
+      auto w = make_weight(WFormat::FP8, N, K, rng);
+      for (auto& c : w.data) {
+        if (codes > 0 && (c & 0x78) == 0) c |= 0x08;
+        if (codes == 1 && u(rng) < 1e-3) c &= 0x87;
+      }
+      ASSERT_TRUE(bf16_weight_ok(w.w));
+      std::vector<float> x = make_act(1, K, rng), ref(static_cast<size_t>(N)), fixed(ref.size()), scaled(ref.size());
+      linear_ref(w.w, x.data(), 1, ref.data());
+      std::vector<uint16_t> xp(static_cast<size_t>(bf16_padded_k(w.w)));
+      bf16_pack_act(w.w, x.data(), 1, K, xp.data());
+      linear_bf16(w.w, xp.data(), 1, fixed.data());
+      set_fp8_fixed_disabled(true);
+      linear_bf16(w.w, xp.data(), 1, scaled.data());
+      set_fp8_fixed_disabled(false);
+      EXPECT_LT(rel_err(fixed, ref), 2e-6);
+      EXPECT_LT(rel_err(scaled, ref), 2e-6);
+      // FP32 activations (wo_a at one token): FP32 products, another summation order.
+      std::vector<float> xf(static_cast<size_t>(K)), reff(ref.size()), split(ref.size());
+      for (auto& v : xf) v = nd(rng) * std::ldexp(1.f, static_cast<int>(rng() % 20) - 10);
+      linear_ref(w.w, xf.data(), 1, reff.data());
+      linear_bf16_split(w.w, xf.data(), 1, split.data());
+      EXPECT_LT(rel_err(split, reff), 2e-6);
+      // Per row, within FP32 summation rounding of the row's terms.
+      std::vector<float> wr(static_cast<size_t>(K));
+      for (int n = 0; n < N; ++n) {
+        w.w.dequant_row(n, wr.data());
+        double mag = 0, magf = 0;
+        for (int k = 0; k < K; ++k) {
+          mag += std::fabs(static_cast<double>(wr[static_cast<size_t>(k)]) * x[static_cast<size_t>(k)]);
+          magf += std::fabs(static_cast<double>(wr[static_cast<size_t>(k)]) * xf[static_cast<size_t>(k)]);
+        }
+        ASSERT_LE(std::fabs(fixed[static_cast<size_t>(n)] - ref[static_cast<size_t>(n)]), 1e-6 * mag + 1e-30) << "row " << n;
+        // FP32 products are rounded here, in the reference too: a looser bound (the scaled-table
+        // path's rows are up to ~1.5e-6 of it off the reference as well).
+        ASSERT_LE(std::fabs(split[static_cast<size_t>(n)] - reff[static_cast<size_t>(n)]), 1e-5 * magf + 1e-30) << "row " << n;
+      }
+    }
+  }
+  // In a gather of several projections the rows keep the single calls' bits.
+  auto a = make_weight(WFormat::FP8, 150, 1024, rng), b = make_weight(WFormat::FP8, 40, 1024, rng);
+  std::vector<float> x = make_act(1, 1024, rng), xf(1024);
+  for (auto& v : xf) v = nd(rng);
+  std::vector<uint16_t> xp(static_cast<size_t>(bf16_padded_k(a.w)));
+  bf16_pack_act(a.w, x.data(), 1, 1024, xp.data());
+  std::vector<float> ya(150), yb(40), sa(150), sb(40);
+  std::vector<OneTokenJob> jobs(2);
+  jobs[0].w = &a.w, jobs[0].xp = xp.data(), jobs[0].y = ya.data();
+  jobs[1].w = &b.w, jobs[1].x = xf.data(), jobs[1].y = yb.data();
+  linear_one_token(jobs.data(), 2);
+  linear_bf16(a.w, xp.data(), 1, sa.data());
+  linear_bf16_split(b.w, xf.data(), 1, sb.data());
+  for (int r = 0; r < 150; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(ya[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sa[static_cast<size_t>(r)]));
+  for (int r = 0; r < 40; ++r) ASSERT_EQ(std::bit_cast<uint32_t>(yb[static_cast<size_t>(r)]), std::bit_cast<uint32_t>(sb[static_cast<size_t>(r)]));
+}
+
+}  // namespace
