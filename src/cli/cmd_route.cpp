@@ -31,7 +31,7 @@ struct RouteArgs {
   std::string config, check_config, host, ledger;
   int port = -1;
   bool demo = false, quiet = false;
-  int io_threads = 1;
+  int io_threads = 0;
   int upstream_threads = 0;
   bool io_realtime = false;
   int io_slice_us = 100;
@@ -225,7 +225,7 @@ void add_route_command(CLI::App& app) {
   c->add_option("--host", a->host, "bind address (overrides listen.host)");
   c->add_option("--port", a->port, "port (overrides listen.port; 0 = any free port)");
   c->add_option("--ledger", a->ledger, "ledger file (overrides ledger)");
-  c->add_option("--io-threads", a->io_threads, "event loops, one thread each, serving client connections and their upstream calls (default 1)")->check(CLI::Range(1, 64));
+  c->add_option("--io-threads", a->io_threads, "event loops, one thread each, serving client connections and their upstream calls (default 0: one per core, at most 4)")->check(CLI::Range(0, 64));
   c->add_option("--upstream-threads", a->upstream_threads,
                 "separate upstream I/O threads, each with its own connection pool (default 0: upstream calls run on the client connection's event loop)")
       ->check(CLI::Range(0, 64));

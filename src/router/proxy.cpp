@@ -3,6 +3,9 @@
 // hops, the stream and the endings are in proxy_request/hop/stream/finish.cpp.
 #include "router/proxy_impl.h"
 
+#include <algorithm>
+#include <thread>
+
 namespace v4::router {
 
 namespace proxy_detail {
@@ -71,6 +74,7 @@ void Proxy::Impl::init() {
   // a request, its upstream exchange and its reply stay on one thread, with no wake-up of another
   // thread per request or per streamed frame. upstream_threads > 0: separate upstream threads.
   shared_loops = opt.upstream_threads <= 0;
+  if (opt.io_threads <= 0) opt.io_threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
   int n = shared_loops ? std::max(1, opt.io_threads) : opt.upstream_threads;
   for (int i = 0; i < n; ++i) shards.push_back(std::make_unique<Shard>());
   for (auto& u : cfg.upstreams) states.push_back(std::make_unique<UpstreamState>(u));
@@ -282,6 +286,7 @@ void Proxy::request_stop() noexcept {
 
 const Config& Proxy::config() const { return impl_->cfg; }
 bool Proxy::io_realtime_granted() const { return impl_->realtime_ok; }
+int Proxy::io_loops() const { return impl_->opt.io_threads; }
 Metrics& Proxy::metrics() { return impl_->metrics; }
 
 }  // namespace v4::router

@@ -27,7 +27,10 @@ class Tokenizer;
 namespace v4::router {
 
 struct ProxyOptions {
-  int io_threads = 1;        // event loops (one thread each) serving client connections and, by default, their upstream calls
+  // Event loops (one thread each) serving client connections and, by default, their upstream
+  // calls; 0 = one per core, at most 4 (two on a 2-core machine: a burst of work then drains on
+  // both cores instead of queueing behind one loop).
+  int io_threads = 0;
   int upstream_threads = 0;  // 0: upstream calls run on the client connection's loop (no thread hop);
                              // N: N separate upstream I/O threads, each with its own connection pool
   // Event-loop threads at real-time priority (SCHED_FIFO 1; needs CAP_SYS_NICE or an
@@ -58,6 +61,8 @@ class Proxy {
   const Config& config() const;
   // After serve() started: whether every event-loop thread got the real-time priority asked for.
   bool io_realtime_granted() const;
+  // The event loops serving connections (io_threads, resolved; with upstream_threads, the server's).
+  int io_loops() const;
   Metrics& metrics();
 
   struct Impl;

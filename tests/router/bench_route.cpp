@@ -84,6 +84,13 @@ double threads_cpu_s(const std::string& prefix) {
   return total;
 }
 
+// CPU seconds of the calling thread: run_load's client runs its event loop on it.
+double thread_cpu_s() {
+  rusage u{};
+  getrusage(RUSAGE_THREAD, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
 double rss_mb() {
   std::ifstream f("/proc/self/status");
   std::string line;
@@ -99,11 +106,14 @@ struct Sample {
   // minus the client's send minus the scheduled first-token delay (the request's way in).
   std::vector<double> chunk_ms, request_ms;
   uint64_t done = 0, failed = 0;
-  double seconds = 0, peak_rss_mb = 0, cpu = 0, loop_cpu = 0, ledger_cpu = 0;
+  double seconds = 0, peak_rss_mb = 0, cpu = 0, loop_cpu = 0, ledger_cpu = 0, client_cpu = 0;
   double cpu_us_per_req() const { return done ? cpu * 1e6 / static_cast<double>(done) : 0; }
   // The router's own threads (0 for direct runs): event loops, ledger writer, per request.
   double loop_us_per_req() const { return done ? loop_cpu * 1e6 / static_cast<double>(done) : 0; }
   double ledger_us_per_req() const { return done ? ledger_cpu * 1e6 / static_cast<double>(done) : 0; }
+  // The benchmark's client (its one event-loop thread), per request, and its share of a core.
+  double client_us_per_req() const { return done ? client_cpu * 1e6 / static_cast<double>(done) : 0; }
+  double client_core_share() const { return seconds > 0 ? client_cpu / seconds : 0; }
 };
 
 double pct(std::vector<double> v, double p) {
@@ -202,7 +212,7 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
     client.start(std::move(r), std::move(h));
   };
   auto t0 = Clock::now();
-  double c0 = cpu_s(), l0 = threads_cpu_s("route-loop"), g0 = threads_cpu_s("route-ledger");
+  double c0 = cpu_s(), l0 = threads_cpu_s("route-loop"), g0 = threads_cpu_s("route-ledger"), k0 = thread_cpu_s();
   std::vector<std::unique_ptr<boost::asio::steady_timer>> starts;
   // Open loop: arrivals on their own schedule (a late timer fires the overdue ones at once: they
   // do not wait for the system under test).
@@ -236,6 +246,7 @@ Sample run_load(const std::string& url, const LoadOptions& o) {
     }
   });
   io.run();
+  s.client_cpu = thread_cpu_s() - k0;
   sampler.join();
   s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   s.cpu = cpu_s() - c0;
@@ -364,7 +375,7 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
   const double p_len = p_first + p_interval * (paced.answer_chunks - 1);  // one stream, ms
   std::printf("\nPACED upstream (first token %.0f ms, then one token every %.0f ms = %.0f tokens/s per stream, %d tokens): "
               "%.0f s per cell after a %.0f ms spread of the first requests; router io_threads %d, upstream_threads %d (0: on the event loops)\n",
-              p_first, p_interval, 1000 / p_interval, paced.answer_chunks, secs, p_len, po.io_threads, po.upstream_threads);
+              p_first, p_interval, 1000 / p_interval, paced.answer_chunks, secs, p_len, proxy.io_loops(), po.upstream_threads);
   std::printf("%-6s %-8s %10s %10s %7s %10s %10s %9s %10s %10s %8s %10s\n", "conc", "path", "ttft p50", "ttft p99", "n", "chunk p50", "chunk p99",
               "chunks", "req p50", "req p99", "str/s", "cpu us/str");
   std::vector<Row> paced_rows;
@@ -481,6 +492,9 @@ TEST(RouteBench, DISABLED_AddedLatencyAndThroughput) {
     if (cpu)
       std::printf("; router CPU %.1f us per stream (loops %.1f, ledger %.1f)", row.r.cpu_us_per_req() - row.d.cpu_us_per_req(),
                   row.r.loop_us_per_req(), row.r.ledger_us_per_req());
+    // The client is one thread: near 100 % of a core it is itself the bottleneck of the cell.
+    std::printf("; client thread %.0f / %.0f us per stream, %.0f / %.0f %% of a core (direct / routed)", row.d.client_us_per_req(),
+                row.r.client_us_per_req(), 100 * row.d.client_core_share(), 100 * row.r.client_core_share());
     std::printf("\n");
   };
   for (auto& row : paced_rows) paced_summary("paced", row, true);

@@ -10,6 +10,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -315,6 +316,24 @@ TEST(RouterPassthrough, NormalPriorityLoopsAskForAShortSlice) {
       else EXPECT_NE(ns, 100'000u) << "io_slice_us 0 keeps the kernel's default slice";
     }
   }
+}
+
+// io_threads 0 (the default): one event loop per core, at most 4; requests on fresh connections,
+// which go round-robin over the loops, are all served byte for byte.
+TEST(RouterPassthrough, DefaultLoopsOnePerCoreAtMostFour) {
+  FakeUpstream up(kRole + kTok1 + kTok2 + kFinish + kUsage + kDone);
+  v4::router::ProxyOptions po;
+  po.quiet = true;
+  EXPECT_EQ(po.io_threads, 0);
+  Router rt("upstreams:\n" + upstream("a", up) + "routes:\n  r: {chain: [a], stream: first_byte}\n", po);
+  const int want = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
+  EXPECT_EQ(rt.proxy->io_loops(), want);
+  for (int i = 0; i < 2 * want; ++i) {  // post_json: a fresh connection each time
+    auto res = rt.post(chat_body(true, true));
+    ASSERT_EQ(res.status, 200) << res.body;
+    EXPECT_EQ(res.body, up.sse);
+  }
+  EXPECT_GE(slices_of("route-loop").size(), static_cast<size_t>(want));
 }
 
 // The way in for a plain Chat Completions body: the upstream receives the client's own bytes with
