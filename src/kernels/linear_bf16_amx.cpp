@@ -195,9 +195,15 @@ V4_AMX void rows_amx_few(const LinearWeight& w, const uint32_t* xv, int M, float
 // interleaved passes (CPU time, load 3-9): 3.2-4.4 -> 4.7-5.5 GB/s in four runs. FP8 with
 // short rows too (wq_b, 32768x1024: two threads, 1 GB, 8 tokens, min of 5, load 1.6-3:
 // 4.0-4.7 -> 7.5-7.7 GB/s in three pairs, where rows_amx_few reads 4 lines of each of 32
-// 1 KB rows per block); at 4096 columns the two measured equal and at 8192 rows_amx_few is
-// faster (16.4 against 13.4 GB/s), so longer FP8 rows keep it.
-constexpr int kStreamFp8K = 1024;
+// 1 KB rows per block). FP8 rows up to 4096 columns too: over the mapped checkpoint (every
+// layer's tensors of a kind streamed from the page cache, two threads, 6 tokens, alternated in
+// one process, load 1.8-2.1) the shared experts (2048x4096) 7.6-7.7 -> 12.9-13.2 GB/s, wq_a
+// (1024x4096) 8.0-8.4 -> 12.2-12.3, wkv (512x4096) 9.0 -> 12.9-13.2, wo_a (8 groups of 1024x4096,
+// 8 tokens split in three: 24 tile columns) 4.8 -> 5.9; at 8 and 16 tokens the shared experts
+// 7.0-10.0 -> 11.4-12.5. (A 384 MB buffer, mostly L3-resident, had measured the two paths equal
+// at 4096 columns.) At 8192 columns (wo_b) the stream path was +9 % at 6 tokens and -10 to +2 %
+// at 8 and 16, so those rows keep rows_amx_few.
+constexpr int kStreamFp8K = 4096;
 V4_LUT void decode_row_stream(const LinearWeight& w, int n, uint16_t* out, ptrdiff_t ahead) {
   const size_t K = static_cast<size_t>(w.cols), K128 = K / 128 * 128;
   if (w.format == WFormat::FP8) {

@@ -143,9 +143,11 @@ INSTANTIATE_TEST_SUITE_P(Formats, Bf16Kernels,
                                            // Row-decode tile path (FP4) over several 32-row groups
                                            // (double buffer, L2 prefetch) with a 32-column tail.
                                            Case{WFormat::FP4, 101, 2208, 6}, Case{WFormat::FP4, 70, 1088, 32},
-                                           // FP8 rows of <= 1024 columns on that path too (scale
+                                           // FP8 rows of <= 4096 columns on that path too (scale
                                            // blocks of 128 rows across its 32-row groups, tails).
-                                           Case{WFormat::FP8, 300, 1000, 8}, Case{WFormat::FP8, 97, 1024, 20}));
+                                           Case{WFormat::FP8, 300, 1000, 8}, Case{WFormat::FP8, 97, 1024, 20},
+                                           Case{WFormat::FP8, 161, 2100, 5}, Case{WFormat::FP8, 45, 4096, 24},
+                                           Case{WFormat::FP8, 33, 3000, 2}));
 
 TEST(Bf16Kernels, OnlyExactFormatsQualify) {
   std::mt19937 rng(3);
