@@ -20,6 +20,23 @@ namespace bf16 {
 
 namespace {
 
+// The row-group driver every one-token kernel shares: rows n0..n1 in groups of 4 sharing the
+// activation loads, the group `dist` rows on prefetched (its bytes, while that many rows remain),
+// one row at a time at the end and, with `scale_blocks` (FP8: one scale per 128 rows), where a
+// group would straddle two scale blocks. `rows.template operator()<R>(n, ahead)` runs R rows.
+template <class Rows>
+inline void row_groups(int n0, int n1, ptrdiff_t row_bytes, int dist, bool scale_blocks, Rows&& rows) {
+  int n = n0;
+  for (; n + 4 <= n1; n += 4) {
+    const ptrdiff_t ahead = n + 4 + dist <= n1 ? dist * row_bytes : 0;
+    if (!scale_blocks || (n & 127) <= 124) rows.template operator()<4>(n, ahead);
+    else
+      for (int r = 0; r < 4; ++r) rows.template operator()<1>(n + r, 0);
+  }
+  for (; n < n1; ++n) rows.template operator()<1>(n, 0);
+}
+
+
 // ---- decode (M = 1): weights decoded in registers, R rows at a time sharing the x chunks.
 template <int R>
 V4_BF16 void fp4_rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead) {
@@ -239,49 +256,26 @@ std::atomic<bool> g_no_fp8_fixed{[] {
 bool fp8_fixed_enabled() { return !g_no_fp8_fixed.load(std::memory_order_relaxed) && amx_available(); }
 
 V4_LUT void rows_m1_lut(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
-  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
-  int n = n0;
-  if (w.format == WFormat::FP8 && w.cols % 64 == 0 && fp8_fixed_enabled()) {
+  const bool fp4 = w.format == WFormat::FP4;
+  const ptrdiff_t row_bytes = fp4 ? w.cols / 2 : w.cols;
+  // Two row groups ahead, into L2: prefetches to L1 hold the core's few L1 fill buffers for a
+  // whole memory latency and capped what one core streamed (FP8 9.6-18 -> 12-20 GB/s of 1 GB
+  // of weights on 2 threads, 3 of 3 interleaved repetitions; FP4 2 of 3).
+  if (!fp4 && w.cols % 64 == 0 && fp8_fixed_enabled()) {
     const Fp8Tab exact = fp8_tab(128);  // the fixed tables' doubled values, every code exact
-    for (; n + 4 <= n1; n += 4) {
-      const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
-      if ((n & 127) <= 124) fp8_rows_m1_fixed<4>(w, xp, y, n, ahead, exact);
-      else
-        for (int r = 0; r < 4; ++r) fp8_rows_m1_fixed<1>(w, xp, y, n + r, 0, exact);  // straddles two scale blocks
-    }
-    for (; n < n1; ++n) fp8_rows_m1_fixed<1>(w, xp, y, n, 0, exact);
-    return;
-  }
-  for (; n + 4 <= n1; n += 4) {
-    // Two row groups ahead, into L2: prefetches to L1 hold the core's few L1 fill buffers for a
-    // whole memory latency and capped what one core streamed (FP8 9.6-18 -> 12-20 GB/s of 1 GB
-    // of weights on 2 threads, 3 of 3 interleaved repetitions; FP4 2 of 3).
-    const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
-    if (w.format == WFormat::FP4) fp4_rows_m1_lut<4>(w, xp, y, n, ahead);
-    else if ((n & 127) <= 124) fp8_rows_m1_lut<4>(w, xp, y, n, ahead);
-    else
-      for (int r = 0; r < 4; ++r) fp8_rows_m1_lut<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
-  }
-  for (; n < n1; ++n) {
-    if (w.format == WFormat::FP4) fp4_rows_m1_lut<1>(w, xp, y, n, 0);
-    else fp8_rows_m1_lut<1>(w, xp, y, n, 0);
+    row_groups(n0, n1, row_bytes, 8, true, [&]<int R>(int n, ptrdiff_t ahead) { fp8_rows_m1_fixed<R>(w, xp, y, n, ahead, exact); });
+  } else if (fp4) {
+    row_groups(n0, n1, row_bytes, 8, false, [&]<int R>(int n, ptrdiff_t ahead) { fp4_rows_m1_lut<R>(w, xp, y, n, ahead); });
+  } else {
+    row_groups(n0, n1, row_bytes, 8, true, [&]<int R>(int n, ptrdiff_t ahead) { fp8_rows_m1_lut<R>(w, xp, y, n, ahead); });
   }
 }
 
 V4_BF16 void rows_m1(const LinearWeight& w, const uint16_t* xp, float* y, int n0, int n1) {
-  const ptrdiff_t row_bytes = w.format == WFormat::FP4 ? w.cols / 2 : w.cols;
-  int n = n0;
-  for (; n + 4 <= n1; n += 4) {
-    const ptrdiff_t ahead = n + 8 <= n1 ? 4 * row_bytes : 0;
-    if (w.format == WFormat::FP4) fp4_rows_m1<4>(w, xp, y, n, ahead);
-    else if ((n & 127) <= 124) fp8_rows_m1<4>(w, xp, y, n, ahead);
-    else
-      for (int r = 0; r < 4; ++r) fp8_rows_m1<1>(w, xp, y, n + r, 0);  // straddles two scale blocks
-  }
-  for (; n < n1; ++n) {
-    if (w.format == WFormat::FP4) fp4_rows_m1<1>(w, xp, y, n, 0);
-    else fp8_rows_m1<1>(w, xp, y, n, 0);
-  }
+  if (w.format == WFormat::FP4)
+    row_groups(n0, n1, w.cols / 2, 4, false, [&]<int R>(int n, ptrdiff_t ahead) { fp4_rows_m1<R>(w, xp, y, n, ahead); });
+  else
+    row_groups(n0, n1, w.cols, 4, true, [&]<int R>(int n, ptrdiff_t ahead) { fp8_rows_m1<R>(w, xp, y, n, ahead); });
 }
 
 namespace {
@@ -435,17 +429,11 @@ V4_VNNI void fp4_rows_m1_vnni(const LinearWeight& w, const float* xa, float* y, 
 }  // namespace
 
 V4_VNNI void rows_m1_fp4_vnni(const LinearWeight& w, const float* xa, float* y, int n0, int n1) {
-  const ptrdiff_t row_bytes = w.cols / 2;
-  int n = n0;
-  for (; n + 4 <= n1; n += 4) fp4_rows_m1_vnni<4>(w, xa, y, n, n + 12 <= n1 ? 8 * row_bytes : 0);
-  for (; n < n1; ++n) fp4_rows_m1_vnni<1>(w, xa, y, n, 0);
+  row_groups(n0, n1, w.cols / 2, 8, false, [&]<int R>(int n, ptrdiff_t ahead) { fp4_rows_m1_vnni<R>(w, xa, y, n, ahead); });
 }
 
 V4_BF16 void rows_m1_fp4_fma(const LinearWeight& w, const float* xf, float* y, int n0, int n1) {
-  const ptrdiff_t row_bytes = w.cols / 2;
-  int n = n0;
-  for (; n + 4 <= n1; n += 4) fp4_rows_m1_fma<4>(w, xf, y, n, n + 12 <= n1 ? 8 * row_bytes : 0);
-  for (; n < n1; ++n) fp4_rows_m1_fma<1>(w, xf, y, n, 0);
+  row_groups(n0, n1, w.cols / 2, 8, false, [&]<int R>(int n, ptrdiff_t ahead) { fp4_rows_m1_fma<R>(w, xf, y, n, ahead); });
 }
 
 namespace {
@@ -761,28 +749,13 @@ V4_BF16 void split_rows_m1(const LinearWeight& w, const float* xf, float* y, int
     return;
   }
   const ptrdiff_t row_bytes = fp8 ? w.cols : 2 * static_cast<ptrdiff_t>(w.cols);
-  int n = n0;
   if (fp8 && w.cols % 64 == 0 && fp8_fixed_enabled()) {
     const Fp8Tab exact = fp8_tab(128);  // the fixed tables' doubled values, every code exact
-    for (; n + 4 <= n1; n += 4) {
-      const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
-      if ((n & 127) <= 124) fp8_split_rows_m1_fixed<4>(w, xf, y, n, ahead, exact);
-      else
-        for (int r = 0; r < 4; ++r) fp8_split_rows_m1_fixed<1>(w, xf, y, n + r, 0, exact);  // straddles two scale blocks
-    }
-    for (; n < n1; ++n) fp8_split_rows_m1_fixed<1>(w, xf, y, n, 0, exact);
-    return;
-  }
-  for (; n + 4 <= n1; n += 4) {
-    const ptrdiff_t ahead = n + 12 <= n1 ? 8 * row_bytes : 0;
-    if (bf16) bf16_split_rows_m1<4>(w, xf, y, n, ahead);
-    else if ((n & 127) <= 124) fp8_split_rows_m1<4>(w, xf, y, n, ahead);
-    else
-      for (int r = 0; r < 4; ++r) fp8_split_rows_m1<1>(w, xf, y, n + r, 0);  // straddles two scale blocks
-  }
-  for (; n < n1; ++n) {
-    if (bf16) bf16_split_rows_m1<1>(w, xf, y, n, 0);
-    else fp8_split_rows_m1<1>(w, xf, y, n, 0);
+    row_groups(n0, n1, row_bytes, 8, true, [&]<int R>(int n, ptrdiff_t ahead) { fp8_split_rows_m1_fixed<R>(w, xf, y, n, ahead, exact); });
+  } else if (bf16) {
+    row_groups(n0, n1, row_bytes, 8, false, [&]<int R>(int n, ptrdiff_t ahead) { bf16_split_rows_m1<R>(w, xf, y, n, ahead); });
+  } else {
+    row_groups(n0, n1, row_bytes, 8, true, [&]<int R>(int n, ptrdiff_t ahead) { fp8_split_rows_m1<R>(w, xf, y, n, ahead); });
   }
 }
 
