@@ -1,5 +1,7 @@
 #include "router/ledger.h"
 
+#include "core/thread_priority.h"
+
 #include <pthread.h>
 
 #include <sqlite3.h>
@@ -86,8 +88,9 @@ Ledger::Ledger(const std::string& path, LedgerOptions opt) : path_(path) {
   }
   // Replaces SQLite's automatic checkpoint, which would run inside the commit (see writer_loop).
   sqlite3_wal_hook(db_, &Ledger::on_wal, this);
-  writer_ = std::thread([this] {
+  writer_ = std::thread([this, slice_us = opt.writer_slice_us] {
     pthread_setname_np(pthread_self(), "route-ledger");
+    if (slice_us > 0) request_short_slice(static_cast<uint64_t>(slice_us) * 1000);
     writer_loop();
   });
 }

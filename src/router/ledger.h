@@ -50,6 +50,10 @@ struct RequestRecord {
 
 struct LedgerOptions {
   bool sync_full = false;  // synchronous=FULL (survives power loss) instead of NORMAL (survives crashes)
+  // > 0: the writer thread asks for an EEVDF slice of this many microseconds (as the router's
+  // loops do): a stream's end frames wait for its commit, so a writer woken late releases several
+  // streams' ends at once, and closed-loop clients then send their next requests in a clump.
+  int writer_slice_us = 0;
 };
 
 class Ledger {

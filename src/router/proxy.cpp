@@ -69,7 +69,9 @@ UpstreamState* Proxy::Impl::state(const std::string& name) {
 }
 
 void Proxy::Impl::init() {
-  ledger = std::make_unique<Ledger>(cfg.ledger);
+  LedgerOptions lo;
+  lo.writer_slice_us = opt.io_realtime ? 0 : opt.io_slice_us;  // measured at normal priority only
+  ledger = std::make_unique<Ledger>(cfg.ledger, lo);
   // Default: the server's connections and the upstream calls share event loops (one thread each):
   // a request, its upstream exchange and its reply stay on one thread, with no wake-up of another
   // thread per request or per streamed frame. upstream_threads > 0: separate upstream threads.

@@ -41,7 +41,8 @@ struct ProxyOptions {
   // Without io_realtime: each event-loop thread asks the scheduler for an EEVDF slice of this
   // many microseconds (Linux >= 6.12; no privilege; 0 = the kernel's default slice). A woken loop
   // with a short slice runs at once instead of waiting out the slice of a CPU-bound task that
-  // holds the core (about 3 ms on 2 cores); its share of the CPU does not change.
+  // holds the core (about 3 ms on 2 cores); its share of the CPU does not change. The ledger's
+  // writer thread asks for the same slice.
   int io_slice_us = 100;
   bool quiet = false;
 };

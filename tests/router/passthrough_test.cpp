@@ -285,8 +285,8 @@ std::vector<uint64_t> slices_of(const std::string& name) {
   return out;
 }
 
-// Normal-priority event loops ask for a short EEVDF slice (io_slice_us, default 100 us) so that a
-// woken loop preempts CPU-bound work at once; 0 leaves the kernel's default. Skipped where the
+// Normal-priority event loops and the ledger's writer ask for a short EEVDF slice (io_slice_us,
+// default 100 us) so that a woken one preempts CPU-bound work at once; 0 leaves the kernel's default. Skipped where the
 // kernel does not keep a custom slice (before Linux 6.12), where sched_getattr cannot tell.
 TEST(RouterPassthrough, NormalPriorityLoopsAskForAShortSlice) {
   uint64_t probe_ns = 0;
@@ -311,6 +311,10 @@ TEST(RouterPassthrough, NormalPriorityLoopsAskForAShortSlice) {
     // resolver thread, started by the first upstream call).
     auto slices = slices_of("route-loop");
     ASSERT_GE(slices.size(), 2u);
+    // The ledger's writer asks for the same slice (its commit releases the streams' ends).
+    auto ledger = slices_of("route-ledger");
+    ASSERT_EQ(ledger.size(), 1u);
+    slices.push_back(ledger[0]);
     for (uint64_t ns : slices) {
       if (us > 0) EXPECT_EQ(ns, static_cast<uint64_t>(us) * 1000);
       else EXPECT_NE(ns, 100'000u) << "io_slice_us 0 keeps the kernel's default slice";
