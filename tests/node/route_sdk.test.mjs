@@ -112,6 +112,13 @@ describe('route: official SDKs through the router', { skip: why || false }, () =
     let text = '';
     for await (const ch of s) text += ch.choices[0]?.delta?.content || '';
     assert.equal(text, 'Hello from the Anthropic stand-in.');
+    // Reasoning asked for in OpenAI's form reaches Anthropic as a thinking budget it accepts, or,
+    // where max_tokens leaves no room for the 1024-token minimum, as a request without thinking.
+    for (const [maxTokens, budget] of [[8, undefined], [4096, 2048]]) {
+      const t = await client.chat.completions.create({ model: 'claude', messages: [{ role: 'user', content: 'Think' }], reasoning_effort: 'medium', max_tokens: maxTokens });
+      assert.equal(t.choices[0].message.content, 'Hello from the Anthropic stand-in.');
+      assert.equal(hosted.requests.at(-1).body.thinking?.budget_tokens, budget);
+    }
   });
 
   test('the local tier goes down: requests fall back to the hosted tier; the ledger shows both', async () => {

@@ -14,6 +14,8 @@
 //   http500 | garbage (200 with a non-SSE body) | cut (stream cut after two deltas, no [DONE]) |
 //   slow (first token after `slowMs`) | hang (headers, then nothing) | ratelimit (429 with
 //   Retry-After: 1 on the first call per prompt, then ok) | ratelimit-always.
+// POST /v1/messages plays an Anthropic upstream: x-api-key, anthropic-version and max_tokens
+// required, extended thinking only with 1024 <= budget_tokens < max_tokens (400 otherwise).
 // Every request is recorded (`requests`) so tests can assert what the router sent.
 import http from 'node:http';
 
@@ -157,6 +159,16 @@ export async function startStandin({ key = '', slowMs = 3000 } = {}) {
     if (!req.headers['anthropic-version'] || typeof b.max_tokens !== 'number') {
       res.writeHead(400, { 'content-type': 'application/json' });
       return res.end(JSON.stringify({ type: 'error', error: { type: 'invalid_request_error', message: 'max_tokens and anthropic-version are required' } }));
+    }
+    // As Anthropic's API: extended thinking needs budget_tokens >= 1024 and below max_tokens.
+    if (b.thinking && b.thinking.type === 'enabled') {
+      const bt = b.thinking.budget_tokens;
+      if (typeof bt !== 'number' || bt < 1024 || bt >= b.max_tokens) {
+        res.writeHead(400, { 'content-type': 'application/json' });
+        return res.end(JSON.stringify({ type: 'error', error: { type: 'invalid_request_error',
+          message: typeof bt !== 'number' || bt < 1024 ? 'thinking.budget_tokens: must be greater than or equal to 1024'
+            : '`max_tokens` must be greater than `thinking.budget_tokens`' } }));
+      }
     }
     const text = 'Hello from the Anthropic stand-in.';
     const usage = { input_tokens: 11, output_tokens: 9, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 };
