@@ -193,8 +193,7 @@ void linear_bf16(const LinearWeight& w, const uint16_t* xp, int M, float* y, int
   const size_t stream_grain = std::max<size_t>(16, (256u << 10) / row_bytes);
   if (M >= amx_min_tokens() && amx_available()) {
     thread_local std::vector<uint32_t> xv;
-    pack_vnni(xp, M, bf16_padded_k(w), xv);
-    const uint32_t* xvp = xv.data();
+    const uint32_t* xvp = pack_vnni(xp, M, bf16_padded_k(w), xv);
     const size_t grain = M <= 32 ? (stream_grain + 31) / 32 * 32 : 64;
     parallel_for(static_cast<size_t>(w.rows), grain, [&](size_t b, size_t e) {
       rows_amx(w, xvp, M, y, ldy, static_cast<int>(b), static_cast<int>(e));

@@ -3,6 +3,7 @@
 #include "kernels/linear_bf16_internal.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -49,16 +50,19 @@ V4_BF16 void pack_vnni_block(const uint32_t* src, int M, int Kp, int tb, uint32_
 }
 }  // namespace
 
-void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
+// (A vector's buffer is 16-byte aligned, so without the offset every 64-byte B-tile row would
+// straddle two cache lines: tile loop 3-7 % slower in a scratch harness.)
+const uint32_t* pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
   const int W = vnni_width(M), TB = (M + 15) / 16, KC = Kp / 32;
-  out.resize(static_cast<size_t>(TB) * KC * 16 * W);
+  out.resize(static_cast<size_t>(TB) * KC * 16 * W + 15);
   const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
-  uint32_t* dst = out.data();
+  uint32_t* dst = out.data() + (16 - (reinterpret_cast<uintptr_t>(out.data()) / 4) % 16) % 16;
   if (TB == 1) pack_vnni_block(src, M, Kp, 0, dst);
   else
     parallel_for(static_cast<size_t>(TB), 1, [&](size_t b, size_t e) {
       for (size_t tb = b; tb < e; ++tb) pack_vnni_block(src, M, Kp, static_cast<int>(tb), dst);
     });
+  return dst;
 }
 
 // C^T[n, m] = W · X^T on the tiles, 32 output rows at a time: the rows are decoded to BF16 in
@@ -348,20 +352,44 @@ V4_AMX void rows_amx_bf16(const LinearWeight& w, const uint32_t* xv, int M, floa
 // cost. Blocks of 64 rows (four accumulator tiles, one per 16 rows, share each activation tile:
 // four products per activation load) are decoded per k block and multiplied with every token
 // block, the accumulators stored per token block between k blocks.
+// The next k block's weight bytes (64 rows, 128-256 B of each; or the next 64 rows' first block)
+// are prefetched into L2 while the tiles work on this one, a share per token block: the rows are
+// far apart in memory and come from DRAM, which the decode otherwise waits for
+// (V4HOST_NO_MANY_PREFETCH=1 turns it off).
 constexpr int kManyKB = 256, kManyLD = kManyKB + 32;
+const bool g_many_prefetch = std::getenv("V4HOST_NO_MANY_PREFETCH") == nullptr;
 V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1) {
   const int Kp = bf16_padded_k(w), KC = Kp / 32, TB = (M + 15) / 16;
   amx_config(16);
   alignas(64) uint16_t wbuf[64 * kManyLD];
-  thread_local std::vector<float> cmem;
-  cmem.resize(static_cast<size_t>(TB) * 1024);
+  thread_local std::vector<float> cmem_store;
+  cmem_store.resize(static_cast<size_t>(TB) * 1024 + 15);
+  // 64-byte aligned: an accumulator tile row is one cache line.
+  float* const cmem = cmem_store.data() + (16 - (reinterpret_cast<uintptr_t>(cmem_store.data()) / 4) % 16) % 16;
   const size_t blk = static_cast<size_t>(KC) * 256;
+  // Bytes per two weights and per row (FP4 / FP8 / BF16).
+  const int b2 = w.format == WFormat::FP4 ? 1 : w.format == WFormat::FP8 ? 2 : 4;
+  const size_t row_bytes = static_cast<size_t>(w.cols) * b2 / 2;
+  const char* wdata = static_cast<const char*>(w.data);
+  const bool pf = g_many_prefetch && w.format != WFormat::F32;
   for (int nb = n0; nb < n1; nb += 64) {
     for (int c0 = 0; c0 < Kp; c0 += kManyKB) {
       const int c1 = std::min(Kp, c0 + kManyKB), kc0 = c0 / 32, kc1 = (c1 + 31) / 32;
       decode_rows(w, nb, 0, 64, n1, c0, c1, wbuf, kManyLD);
+      // What to prefetch: the same rows' next k block, or the next row block's first.
+      const int pnb = c1 < Kp ? nb : nb + 64, pc0 = c1 < Kp ? c1 : 0;
+      const int prows = pf && pnb < n1 ? std::min(64, n1 - pnb) : 0;
+      const size_t pb0 = static_cast<size_t>(std::min(pc0, w.cols)) * b2 / 2,
+                   pb1 = static_cast<size_t>(std::min(pc0 + kManyKB, w.cols)) * b2 / 2;
+      const int plines = pb1 > pb0 ? static_cast<int>((pb1 - pb0 + 63) / 64) : 0, ptotal = prows * plines;
+      if (w.format == WFormat::FP4 && pc0 < w.cols) {  // their block scales, one byte per 32 columns
+        const char* sp = static_cast<const char*>(w.scale) + static_cast<size_t>(pc0 / 32);
+        for (int r = 0; r < prows; ++r) _mm_prefetch(sp + static_cast<size_t>(pnb + r) * (w.cols / 32), _MM_HINT_T1);
+      }
       for (int tb = 0; tb < TB; ++tb) {
-        float* cm = cmem.data() + static_cast<size_t>(tb) * 1024;
+        for (int i = ptotal * tb / TB, e = ptotal * (tb + 1) / TB; i < e; ++i)
+          _mm_prefetch(wdata + static_cast<size_t>(pnb + i / plines) * row_bytes + pb0 + static_cast<size_t>(i % plines) * 64, _MM_HINT_T1);
+        float* cm = cmem + static_cast<size_t>(tb) * 1024;
         if (c0 == 0) {
           amx_zero4();
         } else {
@@ -392,7 +420,7 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
     // Written token by token (each a run of consecutive rows of y).
     const int nr = std::min(64, n1 - nb);
     for (int m = 0; m < M; ++m) {
-      const float* ct = cmem.data() + static_cast<size_t>(m / 16) * 1024 + m % 16;
+      const float* ct = cmem + static_cast<size_t>(m / 16) * 1024 + m % 16;
       float* ym = y + static_cast<size_t>(m) * ldy + nb;
       for (int r = 0; r < nr; ++r) ym[r] = ct[(r / 16) * 256 + (r % 16) * 16];
     }

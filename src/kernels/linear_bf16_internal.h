@@ -282,7 +282,8 @@ size_t split_m1_grain(const LinearWeight& w);
 // ---- AMX tiles (linear_bf16_amx.cpp)
 
 // Packed activation rows -> the VNNI layout of the B tiles.
-void pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out);
+// Returns the packed activations' start in `out`, 64-byte aligned (a B-tile row is one cache line).
+const uint32_t* pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out);
 // Rows [n0, n1) of M tokens on the tiles (the few-token or the many-token path).
 void rows_amx(const LinearWeight& w, const uint32_t* xv, int M, float* y, int ldy, int n0, int n1);
 

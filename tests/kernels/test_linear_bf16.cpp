@@ -227,7 +227,9 @@ TEST(Bf16Kernels, TilePathIsIndependentOfTheTokenCount) {
   const int prev = amx_min_tokens();
   set_amx_min_tokens(1);
   for (auto [f, N, K] : {std::tuple{WFormat::FP8, 75, 1300}, std::tuple{WFormat::FP4, 66, 576}, std::tuple{WFormat::FP8, 150, 1000},
-                         std::tuple{WFormat::BF16, 75, 1312}, std::tuple{WFormat::FP4, 45, 4224}}) {
+                         std::tuple{WFormat::BF16, 75, 1312}, std::tuple{WFormat::FP4, 45, 4224},
+                         // several 64-row superblocks of the many-token path, the last ones partial
+                         std::tuple{WFormat::FP8, 2100, 300}, std::tuple{WFormat::FP4, 530, 576}}) {
     auto w = make_weight(f, N, K, rng);
     const int M = 41, Kp = bf16_padded_k(w.w);
     auto x = make_act(M, K, rng);
