@@ -201,6 +201,15 @@ const Fp8FixedTables& fp8_fixed_tables() {
   return t;
 }
 
+// 64 FP8 codes -> two chunks of 32 BF16 weights (twice the unscaled values, kernel order) by the
+// fixed tables: the low byte from the code's low 6 bits, the high byte from the code shifted.
+V4_LUT inline void fp8_fixed64(__m512i d, __m512i tlo, __m512i thi, __m512i& wa, __m512i& wb) {
+  const __m512i lo = _mm512_permutexvar_epi8(d, tlo);
+  const __m512i hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(d, 3), thi);
+  wa = _mm512_unpacklo_epi8(lo, hi);
+  wb = _mm512_unpackhi_epi8(lo, hi);
+}
+
 // Rows n..n+R-1 in one 128-row scale block (the caller checks); K % 64 == 0.
 template <int R>
 V4_LUT void fp8_rows_m1_fixed(const LinearWeight& w, const uint16_t* xp, float* y, int n, ptrdiff_t ahead, const Fp8Tab& exact) {
@@ -219,11 +228,10 @@ V4_LUT void fp8_rows_m1_fixed(const LinearWeight& w, const uint16_t* xp, float* 
       const __m512i xa = ldx(xp + k), xb = ldx(xp + k + 32);
       for (int r = 0; r < R; ++r) {
         if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
-        const __m512i d = _mm512_loadu_si512(p + r * K + k);
-        const __m512i lo = _mm512_permutexvar_epi8(d, tlo);
-        const __m512i hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(d, 3), thi);
-        bs[r] = dp(bs[r], _mm512_unpacklo_epi8(lo, hi), xa);
-        bs[r] = dp(bs[r], _mm512_unpackhi_epi8(lo, hi), xb);
+        __m512i wa, wb;
+        fp8_fixed64(_mm512_loadu_si512(p + r * K + k), tlo, thi, wa, wb);
+        bs[r] = dp(bs[r], wa, xa);
+        bs[r] = dp(bs[r], wb, xb);
       }
     }
     __m512 any = bs[0];
@@ -696,11 +704,10 @@ V4_LUT void fp8_split_rows_m1_fixed(const LinearWeight& w, const float* xf, floa
     for (size_t k = k0; k < k1; k += 64)
       for (int r = 0; r < R; ++r) {
         if (ahead) _mm_prefetch(reinterpret_cast<const char*>(p + r * K + k) + ahead, _MM_HINT_T1);
-        const __m512i d = _mm512_loadu_si512(p + r * K + k);
-        const __m512i lo = _mm512_permutexvar_epi8(d, tlo);
-        const __m512i hi = _mm512_permutexvar_epi8(_mm512_srli_epi16(d, 3), thi);
-        fma_words(_mm512_unpacklo_epi8(lo, hi), xf + k, a0[r], a1[r]);
-        fma_words(_mm512_unpackhi_epi8(lo, hi), xf + k + 32, a0[r], a1[r]);
+        __m512i wa, wb;
+        fp8_fixed64(_mm512_loadu_si512(p + r * K + k), tlo, thi, wa, wb);
+        fma_words(wa, xf + k, a0[r], a1[r]);
+        fma_words(wb, xf + k + 32, a0[r], a1[r]);
       }
     __m512 bs[R];
     for (int r = 0; r < R; ++r) bs[r] = _mm512_add_ps(a0[r], a1[r]);
