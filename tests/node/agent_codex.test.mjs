@@ -12,7 +12,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { makeEndingModel, runProcess as run, skipReason, startServer } from './v4host_server.mjs';
+import { codexConfigToml, makeEndingModel, runProcess as run, skipReason, startServer } from './v4host_server.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CODEX = path.join(here, 'node_modules', '.bin', 'codex');
@@ -33,27 +33,7 @@ after(() => {
 function writeConfig(home, model, url) {
   fs.mkdirSync(path.join(home, 'home'));
   fs.mkdirSync(path.join(home, 'work'));
-  fs.writeFileSync(path.join(home, 'config.toml'), `
-model = "${model}"
-model_provider = "v4host"
-approval_policy = "never"
-sandbox_mode = "read-only"
-check_for_update_on_startup = false
-
-[model_providers.v4host]
-name = "v4host"
-base_url = "${url}"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-stream_idle_timeout_ms = 300000
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-`);
+  fs.writeFileSync(path.join(home, 'config.toml'), codexConfigToml(model, url));
 }
 
 describe('Codex CLI -> v4host serve (/v1/responses)', { skip: skip || false }, () => {

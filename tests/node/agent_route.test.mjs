@@ -16,7 +16,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { makeEndingModel, runProcess as run, skipReason, startServer } from './v4host_server.mjs';
+import { codexConfigToml, makeEndingModel, runProcess as run, skipReason, startServer } from './v4host_server.mjs';
 import { hasSqliteCli, ledgerRows, startRouter } from './route_helpers.mjs';
 import { startStandin } from './route_standin.mjs';
 
@@ -129,28 +129,7 @@ describe('coding agents -> v4host route -> v4host serve', { skip: skip || false 
     const h = path.join(home, 'codex');
     fs.mkdirSync(path.join(h, 'home'), { recursive: true });
     fs.mkdirSync(path.join(h, 'work'));
-    fs.writeFileSync(path.join(h, 'config.toml'), `
-model = "gpt-5.5"
-model_provider = "team"
-approval_policy = "never"
-sandbox_mode = "read-only"
-check_for_update_on_startup = false
-
-[model_providers.team]
-name = "team gateway"
-base_url = "${router.url}"
-env_key = "TEAM_GATEWAY_KEY"
-wire_api = "responses"
-request_max_retries = 0
-stream_max_retries = 0
-stream_idle_timeout_ms = 300000
-
-[analytics]
-enabled = false
-
-[feedback]
-enabled = false
-`);
+    fs.writeFileSync(path.join(h, 'config.toml'), codexConfigToml('gpt-5.5', router.url, { envKey: 'TEAM_GATEWAY_KEY', providerName: 'team gateway' }));
     const env = { PATH: process.env.PATH, HOME: path.join(h, 'home'), CODEX_HOME: h, TEAM_GATEWAY_KEY: 'sk-codex', NO_COLOR: '1', RUST_LOG: 'error' };
     const before = served(local).length;
     const r = await run(CODEX, ['exec', '--json', '--skip-git-repo-check', 'Say hi'], { env, cwd: path.join(h, 'work'), timeoutMs: 180000 });

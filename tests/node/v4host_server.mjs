@@ -256,3 +256,30 @@ export function makeEndingModel({ layers = 2, seed = 7, eosWeight = 6 } = {}) {
   patch('head.weight', (w, [, dim]) => { w.fill(0); w[cfg.eos_token_id * dim] = bf16(eosWeight); });
   return m;
 }
+
+// A Codex CLI config.toml for `model` through a custom provider at `url` (wire_api "responses",
+// the only one recent Codex takes), with retries, update checks, analytics and feedback off;
+// `envKey` names the environment variable holding the provider's key (none: no key sent).
+export function codexConfigToml(model, url, { envKey = '', providerName = 'v4host' } = {}) {
+  return `
+model = "${model}"
+model_provider = "v4host"
+approval_policy = "never"
+sandbox_mode = "read-only"
+check_for_update_on_startup = false
+
+[model_providers.v4host]
+name = "${providerName}"
+base_url = "${url}"
+${envKey ? `env_key = "${envKey}"\n` : ''}wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+stream_idle_timeout_ms = 300000
+
+[analytics]
+enabled = false
+
+[feedback]
+enabled = false
+`;
+}
