@@ -414,15 +414,7 @@ ojson emit_request(const Request& r) {
   }
   if (!tc.is_null()) b["tool_choice"] = tc;
   const bool think = r.reasoning.effort.empty() ? r.reasoning.enabled.value_or(false) : r.reasoning.effort != "none";
-  // Anthropic takes a thinking budget of at least 1024 tokens and below max_tokens (which counts
-  // the thinking), else it answers 400: the budget asked for (or half of max_tokens) is kept in
-  // that range, and a max_tokens of 1024 or less, which leaves no room for it, is sent without
-  // thinking rather than refused upstream.
-  const int64_t max_out = b["max_tokens"].get<int64_t>();
-  if (think && max_out > 1024) {
-    const int64_t budget = std::clamp<int64_t>(r.reasoning.budget_tokens.value_or(max_out / 2), 1024, max_out - 1);
-    b["thinking"] = {{"type", "enabled"}, {"budget_tokens", budget}};
-  }
+  if (think) b["thinking"] = {{"type", "enabled"}, {"budget_tokens", r.reasoning.budget_tokens.value_or(std::max<int64_t>(1024, r.max_tokens.value_or(4096) / 2))}};
   if (r.temperature) b["temperature"] = std::min(1.0, *r.temperature);
   if (r.top_p) b["top_p"] = *r.top_p;
   if (r.top_k) b["top_k"] = *r.top_k;

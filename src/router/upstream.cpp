@@ -1,5 +1,6 @@
 #include "router/upstream.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -86,6 +87,18 @@ void emit_wire(const Upstream& u, const protocol::Request& in, const ReasoningMe
     if (on && !*on) req.reasoning = {};
     ojson b = protocol::emit_request(w.dialect, req);
     if (!b.contains("max_tokens")) b["max_tokens"] = u.max_output_tokens;  // required by that API
+    // Anthropic's API takes a thinking budget of at least 1024 tokens and below max_tokens (which
+    // counts the thinking) and answers 400 otherwise: the budget is kept in that range, and a
+    // max_tokens of 1024 or less, which leaves no room for it, goes without thinking.
+    if (b.contains("thinking") && b["thinking"].is_object() && b["thinking"].value("type", "") == "enabled") {
+      const int64_t max_out = b["max_tokens"].get<int64_t>();
+      if (max_out <= 1024) {
+        b.erase("thinking");
+        w.note = "thinking off: max_tokens " + std::to_string(max_out) + " leaves no room for the API's 1024-token minimum budget";
+      } else {
+        b["thinking"]["budget_tokens"] = std::clamp<int64_t>(b["thinking"].value("budget_tokens", max_out / 2), 1024, max_out - 1);
+      }
+    }
     w.body = protocol::wire(b);
     w.url = u.base_url + (u.base_url.size() >= 3 && u.base_url.compare(u.base_url.size() - 3, 3, "/v1") == 0 ? "/messages" : "/v1/messages");
     w.headers.emplace_back("anthropic-version", "2023-06-01");

@@ -239,36 +239,6 @@ TEST(Protocol, AnthropicRequestFields) {
 
 // Integers beyond 64 bits in an Anthropic tool_use.input (an object, not a string as in OpenAI's
 // arguments) keep their digits when the body is parsed exactly, as the server parses it.
-// A request translated for an Anthropic upstream asks for thinking only in the form the API takes:
-// a budget of at least 1024 tokens and below max_tokens (otherwise a 400 upstream).
-TEST(Protocol, AnthropicThinkingBudgetFitsMaxTokens) {
-  const auto emitted = [](const char* body) {
-    return anthropic::emit_request(chat::parse_request(J(body)));
-  };
-  const ojson dflt = emitted(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "high", "max_tokens": 4096})");
-  EXPECT_EQ(dflt["thinking"]["type"], "enabled");
-  EXPECT_EQ(dflt["thinking"]["budget_tokens"], 2048);
-  EXPECT_EQ(dflt["max_tokens"], 4096);
-  // max_tokens 1024 or less leaves no room for the minimum budget: sent without thinking.
-  for (const char* small : {R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "high", "max_tokens": 8})",
-                            R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "high", "max_tokens": 1024})"}) {
-    const ojson b = emitted(small);
-    EXPECT_FALSE(b.contains("thinking")) << b.dump();
-  }
-  // Just above it: the minimum budget, still below max_tokens.
-  const ojson edge = emitted(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "low", "max_tokens": 1100})");
-  EXPECT_EQ(edge["thinking"]["budget_tokens"], 1024);
-  // An Anthropic client's own budget is kept when it fits, cut to max_tokens - 1 when it does not.
-  const ojson own = anthropic::emit_request(anthropic::parse_request(J(R"({"model": "m", "max_tokens": 32000,
-      "thinking": {"type": "enabled", "budget_tokens": 31999}, "messages": [{"role": "user", "content": "x"}]})")));
-  EXPECT_EQ(own["thinking"]["budget_tokens"], 31999);
-  const ojson over = anthropic::emit_request(anthropic::parse_request(J(R"({"model": "m", "max_tokens": 3000,
-      "thinking": {"type": "enabled", "budget_tokens": 5000}, "messages": [{"role": "user", "content": "x"}]})")));
-  EXPECT_EQ(over["thinking"]["budget_tokens"], 2999);
-  // No reasoning asked for: no thinking.
-  EXPECT_FALSE(emitted(R"({"model": "m", "messages": [{"role": "user", "content": "x"}], "max_tokens": 4096})").contains("thinking"));
-}
-
 TEST(Protocol, AnthropicToolUseInputKeepsBigIntegersExact) {
   auto body = text::parse_json_exact(R"({"model": "m", "max_tokens": 64, "messages": [
       {"role": "user", "content": "go"},

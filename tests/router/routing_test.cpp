@@ -132,6 +132,39 @@ TEST(RouterVerify, SchemaToolArgsNonEmptyRegexCommand) {
   EXPECT_FALSE(verify_commands({cmd}, body, res, "auto", "flash").ok);
 }
 
+// A request routed to an Anthropic upstream asks for thinking only as that API takes it: a budget
+// of at least 1024 tokens and below max_tokens (else a 400 upstream).
+TEST(RouterUpstream, AnthropicThinkingBudgetFitsMaxTokens) {
+  Config c = load_config_text(kCfg, "t.yaml");
+  ReasoningMemo memo;
+  const auto sent = [&](const ojson& body, std::string* note = nullptr) {
+    const WireRequest w = build_wire_request(*c.upstream("claude"), chat(body), memo);
+    if (note) *note = w.note;
+    return ojson::parse(w.body);
+  };
+  ojson b = sent({{"model", "auto"}, {"messages", user("hi")}, {"reasoning_effort", "high"}, {"max_tokens", 4096}});
+  EXPECT_EQ(b["thinking"]["type"], "enabled");
+  EXPECT_EQ(b["thinking"]["budget_tokens"], 2048);
+  // max_tokens 1024 or less leaves no room for the minimum budget: sent without thinking, noted.
+  for (int small : {8, 1024}) {
+    std::string note;
+    b = sent({{"model", "auto"}, {"messages", user("hi")}, {"reasoning_effort", "high"}, {"max_tokens", small}}, &note);
+    EXPECT_FALSE(b.contains("thinking")) << b.dump();
+    EXPECT_EQ(b["max_tokens"], small);
+    EXPECT_NE(note.find("thinking off"), std::string::npos) << note;
+  }
+  b = sent({{"model", "auto"}, {"messages", user("hi")}, {"reasoning_effort", "low"}, {"max_tokens", 1100}});
+  EXPECT_EQ(b["thinking"]["budget_tokens"], 1024);
+  // A budget over max_tokens is cut to max_tokens - 1.
+  protocol::Request over = protocol::parse_request(protocol::Dialect::AnthropicMessages,
+      ojson::parse(R"({"model": "auto", "max_tokens": 3000, "thinking": {"type": "enabled", "budget_tokens": 5000},
+                       "messages": [{"role": "user", "content": "x"}]})"));
+  b = ojson::parse(build_wire_request(*c.upstream("claude"), over, memo).body);
+  EXPECT_EQ(b["thinking"]["budget_tokens"], 2999);
+  // No reasoning asked for: no thinking.
+  EXPECT_FALSE(sent({{"model", "auto"}, {"messages", user("hi")}, {"max_tokens", 4096}}).contains("thinking"));
+}
+
 TEST(RouterUpstream, ReasoningSwitchPerDialectAndEcho) {
   setenv("ROUTER_TEST_DS_KEY", "sk-test", 1);
   Config c = load_config_text(kCfg, "t.yaml");
