@@ -12,20 +12,30 @@
 
 namespace v4 {
 
+namespace {
+struct SchedAttr {  // struct sched_attr (glibc has no wrapper)
+  uint32_t size, sched_policy;
+  uint64_t sched_flags;
+  int32_t sched_nice;
+  uint32_t sched_priority;
+  uint64_t sched_runtime, sched_deadline, sched_period;
+  uint32_t sched_util_min, sched_util_max;
+};
+}  // namespace
+
 bool request_short_slice(uint64_t ns) {
-  struct {  // struct sched_attr (glibc has no wrapper)
-    uint32_t size, sched_policy;
-    uint64_t sched_flags;
-    int32_t sched_nice;
-    uint32_t sched_priority;
-    uint64_t sched_runtime, sched_deadline, sched_period;
-    uint32_t sched_util_min, sched_util_max;
-  } a{};
+  SchedAttr a{};
   a.size = sizeof a;
   a.sched_policy = SCHED_OTHER;
   a.sched_nice = getpriority(PRIO_PROCESS, 0);
   a.sched_runtime = ns;
   return syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
+}
+
+uint64_t thread_slice_ns(pid_t tid) {
+  SchedAttr a{};
+  if (syscall(SYS_sched_getattr, tid, &a, static_cast<unsigned>(sizeof a), 0u) != 0) return 0;
+  return a.sched_runtime;
 }
 
 std::string raise_io_thread_priority() {

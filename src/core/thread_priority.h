@@ -2,6 +2,8 @@
 // event loops): on a machine shared with other work, a woken I/O thread at normal priority can
 // wait milliseconds for a core, and its reads or forwards come late.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -20,6 +22,10 @@ std::string raise_io_thread_priority();
 // nice value (sched_setattr's sched_runtime for SCHED_OTHER, Linux >= 6.12, no privilege needed).
 // Returns whether the kernel took it (older kernels accept and ignore it: see sched_getattr).
 bool request_short_slice(uint64_t ns);
+
+// The EEVDF slice (sched_getattr's sched_runtime, ns) of thread `tid` (0: the caller); 0 where
+// the kernel does not say.
+uint64_t thread_slice_ns(pid_t tid);
 
 // Starts a thread that runs `body`, first raising its own priority as above when `realtime`.
 // Returns once the thread has tried, with *refused set to why it was refused ("" when granted or

@@ -259,20 +259,6 @@ TEST(RouterPassthrough, RealtimeLoopsWhereAllowedSameBytes) {
   EXPECT_EQ(rt.proxy->io_realtime_granted(), allowed);
 }
 
-// The EEVDF slice (sched_attr.sched_runtime, ns) of thread `tid` of this process.
-uint64_t thread_slice_ns(pid_t tid) {
-  struct {
-    uint32_t size, sched_policy;
-    uint64_t sched_flags;
-    int32_t sched_nice;
-    uint32_t sched_priority;
-    uint64_t sched_runtime, sched_deadline, sched_period;
-    uint32_t sched_util_min, sched_util_max;
-  } a{};
-  if (syscall(SYS_sched_getattr, tid, &a, static_cast<unsigned>(sizeof a), 0u) != 0) return 0;
-  return a.sched_runtime;
-}
-
 // The slices of this process's threads named `name` (from /proc/self/task).
 std::vector<uint64_t> slices_of(const std::string& name) {
   std::vector<uint64_t> out;
@@ -280,7 +266,7 @@ std::vector<uint64_t> slices_of(const std::string& name) {
     std::ifstream comm(t.path() / "comm");
     std::string n;
     std::getline(comm, n);
-    if (n == name) out.push_back(thread_slice_ns(static_cast<pid_t>(std::stol(t.path().filename().string()))));
+    if (n == name) out.push_back(v4::thread_slice_ns(static_cast<pid_t>(std::stol(t.path().filename().string()))));
   }
   return out;
 }
@@ -292,7 +278,7 @@ TEST(RouterPassthrough, NormalPriorityLoopsAskForAShortSlice) {
   uint64_t probe_ns = 0;
   std::thread probe([&] {
     v4::request_short_slice(123'000);
-    probe_ns = thread_slice_ns(static_cast<pid_t>(syscall(SYS_gettid)));
+    probe_ns = v4::thread_slice_ns(static_cast<pid_t>(syscall(SYS_gettid)));
   });
   probe.join();
   if (probe_ns != 123'000) GTEST_SKIP() << "this kernel keeps no custom EEVDF slice (sched_getattr says " << probe_ns << " ns)";
