@@ -48,15 +48,22 @@ V4_BF16 void pack_vnni_block(const uint32_t* src, int M, int Kp, int tb, uint32_
       for (int tm = mn; tm < W; ++tm) d[tm] = 0;
     }
 }
+
+// `n` 4-byte elements of `v` from its first 64-byte line: a vector's buffer is only 16-byte
+// aligned, and a 64-byte tile row that straddles two cache lines loads slower (the B tiles' loop
+// 3-7 % in a scratch harness).
+template <class T>
+T* line_aligned(std::vector<T>& v, size_t n) {
+  static_assert(sizeof(T) == 4);
+  v.resize(n + 15);
+  return v.data() + (16 - (reinterpret_cast<uintptr_t>(v.data()) / 4) % 16) % 16;
+}
 }  // namespace
 
-// (A vector's buffer is 16-byte aligned, so without the offset every 64-byte B-tile row would
-// straddle two cache lines: tile loop 3-7 % slower in a scratch harness.)
 const uint32_t* pack_vnni(const uint16_t* xp, int M, int Kp, std::vector<uint32_t>& out) {
   const int W = vnni_width(M), TB = (M + 15) / 16, KC = Kp / 32;
-  out.resize(static_cast<size_t>(TB) * KC * 16 * W + 15);
   const uint32_t* src = reinterpret_cast<const uint32_t*>(xp);
-  uint32_t* dst = out.data() + (16 - (reinterpret_cast<uintptr_t>(out.data()) / 4) % 16) % 16;
+  uint32_t* dst = line_aligned(out, static_cast<size_t>(TB) * KC * 16 * W);
   if (TB == 1) pack_vnni_block(src, M, Kp, 0, dst);
   else
     parallel_for(static_cast<size_t>(TB), 1, [&](size_t b, size_t e) {
@@ -363,9 +370,7 @@ V4_AMX void rows_amx_many(const LinearWeight& w, const uint32_t* xv, int M, floa
   amx_config(16);
   alignas(64) uint16_t wbuf[64 * kManyLD];
   thread_local std::vector<float> cmem_store;
-  cmem_store.resize(static_cast<size_t>(TB) * 1024 + 15);
-  // 64-byte aligned: an accumulator tile row is one cache line.
-  float* const cmem = cmem_store.data() + (16 - (reinterpret_cast<uintptr_t>(cmem_store.data()) / 4) % 16) % 16;
+  float* const cmem = line_aligned(cmem_store, static_cast<size_t>(TB) * 1024);  // a tile row per cache line
   const size_t blk = static_cast<size_t>(KC) * 256;
   // Bytes per two weights and per row (FP4 / FP8 / BF16).
   const int b2 = w.format == WFormat::FP4 ? 1 : w.format == WFormat::FP8 ? 2 : 4;
