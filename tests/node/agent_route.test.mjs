@@ -57,6 +57,28 @@ function served(srv) {
     .map((l) => ({ line: l, prompt: Number(/prompt=(\d+)/.exec(l)?.[1] ?? NaN) }));
 }
 
+// The ledger rows of one agent's key for the `lines` the local tier served: one row each, every
+// one answered by the local tier on the default route in one hop, under the agents' team, with no
+// hosted spend and the local tier's amortised cost.
+async function agentRows(ledger, key, api, lines, ctx) {
+  const rows = await rowsFor(ledger, key, lines.length);
+  assert.equal(rows.length, lines.length, `one ledger row per request the local tier served\n${JSON.stringify(rows)}\n${ctx()}`);
+  for (const row of rows) {
+    const at = JSON.stringify(row);
+    assert.equal(row.api, api, at);
+    assert.equal(row.route, 'coding', at);
+    assert.equal(row.upstream, 'flash', at);
+    assert.equal(row.outcome, 'ok', at);
+    assert.equal(row.status, 200, at);
+    assert.equal(row.team, 'agents', at);
+    assert.equal(row.hops, 1, at);
+    assert.equal(row.hop_rows, 1, at);
+    assert.equal(row.cost_usd, 0, at);
+    assert.ok(row.amortised_usd > 0, at);
+  }
+  return rows;
+}
+
 describe('coding agents -> v4host route -> v4host serve', { skip: skip || false }, () => {
   let local, hosted, router, home;
 
@@ -102,20 +124,7 @@ describe('coding agents -> v4host route -> v4host serve', { skip: skip || false 
 
     const lines = served(local).slice(before);
     assert.ok(lines.length >= 1, ctx());
-    const rows = await rowsFor(router.ledger, 'claude', lines.length);
-    assert.equal(rows.length, lines.length, `one ledger row per request the local tier served\n${JSON.stringify(rows)}\n${ctx()}`);
-    for (const row of rows) {
-      assert.equal(row.api, 'anthropic_messages', JSON.stringify(row));
-      assert.equal(row.route, 'coding', JSON.stringify(row));
-      assert.equal(row.upstream, 'flash', JSON.stringify(row));
-      assert.equal(row.outcome, 'ok', JSON.stringify(row));
-      assert.equal(row.status, 200, JSON.stringify(row));
-      assert.equal(row.team, 'agents', JSON.stringify(row));
-      assert.equal(row.hops, 1, JSON.stringify(row));
-      assert.equal(row.hop_rows, 1, JSON.stringify(row));
-      assert.equal(row.cost_usd, 0, JSON.stringify(row));
-      assert.ok(row.amortised_usd > 0, JSON.stringify(row));
-    }
+    const rows = await agentRows(router.ledger, 'claude', 'anthropic_messages', lines, ctx);
     const ledgerPrompt = rows.reduce((a, x) => a + x.prompt_tokens, 0);
     assert.equal(ledgerPrompt, lines.reduce((a, x) => a + x.prompt, 0), ctx());
     assert.ok(Math.max(...rows.map((x) => x.prompt_tokens)) > 10000, 'Claude Code sends its long agent prompt with every tool');
@@ -142,16 +151,7 @@ describe('coding agents -> v4host route -> v4host serve', { skip: skip || false 
 
     const lines = served(local).slice(before);
     assert.ok(lines.length >= 1, ctx());
-    const rows = await rowsFor(router.ledger, 'codex', lines.length);
-    assert.equal(rows.length, lines.length, `one ledger row per request the local tier served\n${JSON.stringify(rows)}\n${ctx()}`);
-    for (const row of rows) {
-      assert.equal(row.api, 'responses', JSON.stringify(row));
-      assert.equal(row.upstream, 'flash', JSON.stringify(row));
-      assert.equal(row.outcome, 'ok', JSON.stringify(row));
-      assert.equal(row.team, 'agents', JSON.stringify(row));
-      assert.equal(row.hop_rows, 1, JSON.stringify(row));
-      assert.equal(row.cost_usd, 0, JSON.stringify(row));
-    }
+    const rows = await agentRows(router.ledger, 'codex', 'responses', lines, ctx);
     const ledgerPrompt = rows.reduce((a, x) => a + x.prompt_tokens, 0);
     assert.equal(ledgerPrompt, lines.reduce((a, x) => a + x.prompt, 0), ctx());
     assert.equal(done.usage.input_tokens, ledgerPrompt, ctx());
