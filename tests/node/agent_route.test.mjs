@@ -83,7 +83,9 @@ describe('coding agents -> v4host route -> v4host serve', { skip: skip || false 
   let local, hosted, router, home;
 
   before(async () => {
-    local = await startServer(model.dir, ['--served-model-name', 'flash', '--max-output-tokens', '64', '--prefill-chunk', '1024']);
+    // A cap on generated tokens keeps a turn short; Codex fails a turn whose answer hits it
+    // (response.incomplete), so it is agent_codex's 200, not 64.
+    local = await startServer(model.dir, ['--served-model-name', 'flash', '--max-output-tokens', '200', '--prefill-chunk', '1024']);
     hosted = await startStandin({ key: 'sk-h' });
     router = await startRouter(
       `upstreams:\n` +
