@@ -61,7 +61,7 @@ GrammarPtr compile_json_object();
 // \Z at the ends. InputError naming the construct: lookaround, backreferences, \b \B,
 // possessive quantifiers and atomic groups, \p{…}, POSIX classes, the x flag, anchors in the
 // middle, counts above 1000.
-// lark (grammar_lark.cpp): rules `name: …` and terminals `NAME: …` (?rule !rule _rule, priorities
+// lark (lark_syntax.cpp reads it, lark.cpp compiles it): rules `name: …` and terminals `NAME: …` (?rule !rule _rule, priorities
 // .N ignored), alternatives |, ( ), [ ], ? * +, ~ n and ~ n..m, string literals with Python
 // escapes and the i flag, "a".."z" ranges, /regex/flags (i s; m u l ignored), -> alias (ignored),
 // %import common.X / common (X, Y) / common.X -> Y (Lark's common.lark terminals), %ignore,

@@ -100,7 +100,7 @@ class RuleSet {
 // `max_dfa_states` bounds the work for grammars that come from clients.
 GrammarPtr compile(const RuleSet& rules, uint32_t root, uint32_t max_dfa_states = 400000);
 
-// A custom tool's grammar (`syntax` "lark" or "regex", grammar_lark.cpp) as a node of `rules`
+// A custom tool's grammar (`syntax` "lark" or "regex", lark.cpp) as a node of `rules`
 // (Lark rules are added to it). `excluded` code points are never produced.
 NodeP freeform_node(RuleSet& rules, const std::string& syntax, const std::string& definition,
                     const std::vector<std::pair<uint32_t, uint32_t>>* excluded);
