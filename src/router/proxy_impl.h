@@ -87,6 +87,7 @@ struct Exchange {
   const Route* route = nullptr;
   std::string route_why;
   std::string session_header;  // `session_id` / `x-session-id`, read only when a route has replica groups
+  double max_cost_usd = 0;     // the client's own cap per request (x-v4host-max-cost), 0 = none
   const Principal* key = nullptr;
   const Principal* team = nullptr;
   Features features;

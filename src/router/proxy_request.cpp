@@ -1,5 +1,8 @@
 // A request's way in: the client's key, parse, features, rules, and the plan of its chain
 // (residency, cost cap, budgets and their in-flight reservations).
+#include <charconv>
+#include <limits>
+
 #include "router/proxy_impl.h"
 
 namespace v4::router {
@@ -37,6 +40,23 @@ void Proxy::Impl::bad_request(net::Reply& res, Dialect d, int status, const std:
   metrics.inc("v4host_route_requests_total", {{"route", "none"}, {"upstream", "none"}, {"outcome", "bad_request"}});
 }
 
+namespace {
+// The client's cap on this request's cost, from `x-v4host-max-cost: USD` (OpenRouter-style
+// per-request max price, as a header so that it reads the same in all four APIs). False when the
+// header is there but is not a finite number > 0.
+bool read_max_cost(const net::Request& hreq, double& out) {
+  const std::string v = hreq.header("x-v4host-max-cost");
+  out = 0;
+  if (v.empty()) return true;
+  const char* b = v.data();
+  const char* e = b + v.size();
+  while (b < e && *b == ' ') ++b;
+  while (e > b && e[-1] == ' ') --e;
+  auto [p, ec] = std::from_chars(b, e, out);
+  return ec == std::errc() && p == e && std::isfinite(out) && out > 0;
+}
+}  // namespace
+
 void Proxy::Impl::generate(Dialect d, const net::Request& hreq, net::Reply& res) {
   auto ex = std::make_shared<Exchange>();
   ex->t0 = SClock::now();
@@ -67,6 +87,11 @@ void Proxy::Impl::generate(Dialect d, const net::Request& hreq, net::Reply& res)
     ex->features.tag = ex->req.metadata["tag"].get<std::string>();
   if (ex->key) ex->features.key = ex->key->name;
   if (ex->team) ex->features.team = ex->team->name;
+  if (!read_max_cost(hreq, ex->max_cost_usd))
+    return bad_request(res, d, 400,
+                       "x-v4host-max-cost must be a positive number of US dollars (the most this request may cost), got '" +
+                           hreq.header("x-v4host-max-cost") + "'",
+                       "x-v4host-max-cost");
   if (any_groups) {
     ex->session_header = hreq.header("session_id");
     if (ex->session_header.empty()) ex->session_header = hreq.header("x-session-id");
@@ -205,6 +230,19 @@ void Proxy::Impl::release(Exchange& ex) {
   ex.reserved_usd = 0;
 }
 
+namespace {
+// The cap a request's priced hops are held to: the route's and the client's, whichever is lower
+// (either may be 0 = none); `client` says the client's is the one that binds, for the messages.
+struct CostCap {
+  double usd = 0;
+  bool client = false;
+};
+CostCap cost_cap(double route_usd, double client_usd) {
+  if (client_usd > 0 && (route_usd <= 0 || client_usd < route_usd)) return {client_usd, true};
+  return {route_usd, false};
+}
+}  // namespace
+
 void Proxy::Impl::start(const std::shared_ptr<Exchange>& ex) {
   if (ex->client_gone) return finish_gone(ex);
   std::time_t now = std::time(nullptr);
@@ -221,6 +259,8 @@ void Proxy::Impl::start(const std::shared_ptr<Exchange>& ex) {
     std::string budget_why;
     double reserve_usd = 0;
     bool cap_skipped = false, budget_skipped = false, residency_skipped = false;
+    const CostCap cap = cost_cap(ex->route->cost_cap_usd, ex->max_cost_usd);
+    double cheapest_capped = std::numeric_limits<double>::infinity();
     std::vector<std::string> ordered;  // the chain with its replica groups in this request's order
     if (!ex->route->groups.empty()) ordered = order_chain(*ex);
     for (auto& name : ex->route->groups.empty() ? ex->route->chain : ordered) {
@@ -242,12 +282,11 @@ void Proxy::Impl::start(const std::shared_ptr<Exchange>& ex) {
           continue;
         }
       }
-      if (ex->route->cost_cap_usd > 0 && u.cost.priced()) {
-        if (worst > ex->route->cost_cap_usd) {
-          skip(*ex, u, "cost_cap", fmt::format("worst case ${:.6f} > cap ${}", worst, ex->route->cost_cap_usd));
-          cap_skipped = true;
-          continue;
-        }
+      if (cap.usd > 0 && u.cost.priced() && worst > cap.usd) {
+        skip(*ex, u, "cost_cap", fmt::format("worst case ${:.6f} > {} ${}", worst, cap.client ? "the request's max cost" : "cap", cap.usd));
+        cap_skipped = true;
+        cheapest_capped = std::min(cheapest_capped, worst);
+        continue;
       }
       ex->plan.push_back(s);
       reserve_usd = std::max(reserve_usd, worst);
@@ -263,6 +302,12 @@ void Proxy::Impl::start(const std::shared_ptr<Exchange>& ex) {
       continue;
     }
     if (budget_skipped) return refuse(ex, 429, "budget exhausted: " + budget_why, "budget_exhausted", "refused_budget");
+    if (cap_skipped && cap.client)
+      return refuse(ex, 400,
+                    fmt::format("request over its max cost (${} from x-v4host-max-cost; the cheapest upstream of route '{}' could cost "
+                                "up to ${:.6f} at max_tokens); raise it or lower max_tokens",
+                                cap.usd, ex->route->name, cheapest_capped),
+                    "cost_cap_exceeded", "refused_cost");
     if (cap_skipped)
       return refuse(ex, 400,
                     fmt::format("request over the cost cap of route '{}' (${} per request, worst case at max_tokens); lower max_tokens",

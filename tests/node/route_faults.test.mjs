@@ -204,6 +204,37 @@ describe('route: faults, fallback, verification, money, config', { skip: why || 
     assert.ok(t.amortised_usd > 0, 'the local tier shows its amortised cost');
   });
 
+  test("the client's own cap (x-v4host-max-cost): priced hops over it are skipped, the unpriced local tier serves; refused when none is left", async () => {
+    // Worst case at max_tokens 1000: 1000 x $2/M = $0.002.
+    let r = await chat('rbudget', { max_tokens: 1000 }, { 'x-v4host-max-cost': '0.001' });  // chain [ok, local]
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-v4host-upstream'), 'local');
+    if (hasSqliteCli()) {
+      const h = hops(r.headers.get('x-v4host-request-id'));
+      assert.equal(h[0].upstream, 'ok');
+      assert.equal(h[0].outcome, 'cost_cap');
+      assert.match(h[0].detail, /worst case \$0\.00200[0-9]* > the request's max cost \$0\.001/);
+    }
+    r = await chat('rbudgetonly', { max_tokens: 1000 }, { 'x-v4host-max-cost': '0.001' });  // chain [ok]: nothing left
+    assert.equal(r.status, 400);
+    assert.equal(r.json.error.code, 'cost_cap_exceeded');
+    assert.match(r.json.error.message, /over its max cost \(\$0\.001 from x-v4host-max-cost; the cheapest upstream of route 'rbudgetonly' could cost up to \$0\.00200/);
+    r = await chat('rbudgetonly', { max_tokens: 1000 }, { 'x-v4host-max-cost': ' 0.01 ' });  // room enough: the priced hop answers
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-v4host-upstream'), 'ok');
+    // The lower of the route's cap and the client's binds: rcap's own cap ($0.0001) hands over to
+    // rlocal whatever the client allows.
+    r = await chat('rcap', { max_tokens: 1000 }, { 'x-v4host-max-cost': '5' });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.headers.get('x-v4host-upstream'), 'local');
+    for (const bad of ['abc', '0', '-1', '1e999', '0.5usd']) {
+      r = await chat('rbudgetonly', {}, { 'x-v4host-max-cost': bad });
+      assert.equal(r.status, 400, `${bad}: ${r.text}`);
+      assert.match(r.json.error.message, /x-v4host-max-cost must be a positive number of US dollars/);
+      assert.equal(r.json.error.param, 'x-v4host-max-cost');
+    }
+  });
+
   test('budgets reserve the worst case of requests in flight: concurrent requests cannot overshoot; released on completion', async () => {
     // Worst case per request: 100 output tokens at $2/M plus a few prompt tokens at $0.5/M, about
     // $0.000205: the $0.00045 daily budget holds two in flight, not three. The upstream takes 2.5 s,
