@@ -35,6 +35,7 @@ struct RouteArgs {
   int upstream_threads = 0;
   bool io_realtime = false;
   int io_slice_us = 100;
+  int io_spin_us = 0;
 };
 
 router::Proxy* g_proxy = nullptr;
@@ -186,6 +187,7 @@ void run_route(RouteArgs& a) {
   po.upstream_threads = a.upstream_threads;
   po.io_realtime = a.io_realtime;
   po.io_slice_us = a.io_slice_us;
+  po.io_spin_us = a.io_spin_us;
   po.quiet = a.quiet;
   router::Proxy proxy(cfg, tok.get(), po);
   int port = proxy.bind();
@@ -235,6 +237,10 @@ void add_route_command(CLI::App& app) {
   c->add_option("--io-slice-us", a->io_slice_us,
                  "without --io-realtime: the scheduler slice (EEVDF, Linux >= 6.12) the event-loop threads ask for, so that a woken loop "
                  "preempts CPU-bound work at once (default 100; 0: the kernel's default)")
+      ->check(CLI::Range(0, 100000));
+  c->add_option("--io-spin-us", a->io_spin_us,
+                "without --io-realtime: how long an event loop keeps polling after its last event before it sleeps, so that the next "
+                "byte finds it awake (costs the CPU it polls with; default 0: sleep at once)")
       ->check(CLI::Range(0, 100000));
   c->add_flag("--quiet,-q", a->quiet, "no progress output");
   c->callback([a] { run_route(*a); });

@@ -32,6 +32,8 @@ bool request_short_slice(uint64_t ns) {
   return syscall(SYS_sched_setattr, 0, &a, 0u) == 0;
 }
 
+bool request_short_slice_us(int us) { return us > 0 && request_short_slice(static_cast<uint64_t>(us) * 1000); }
+
 uint64_t thread_slice_ns(pid_t tid) {
   SchedAttr a{};
   if (syscall(SYS_sched_getattr, tid, &a, static_cast<unsigned>(sizeof a), 0u) != 0) return 0;

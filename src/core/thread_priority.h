@@ -23,6 +23,10 @@ std::string raise_io_thread_priority();
 // Returns whether the kernel took it (older kernels accept and ignore it: see sched_getattr).
 bool request_short_slice(uint64_t ns);
 
+// The same for a slice in microseconds, as the options carry it (--io-slice-us); `us` <= 0 asks
+// for nothing, keeping the kernel's default slice. Returns whether a slice was set.
+bool request_short_slice_us(int us);
+
 // The EEVDF slice (sched_getattr's sched_runtime, ns) of thread `tid` (0: the caller); 0 where
 // the kernel does not say.
 uint64_t thread_slice_ns(pid_t tid);

@@ -90,7 +90,7 @@ Ledger::Ledger(const std::string& path, LedgerOptions opt) : path_(path) {
   sqlite3_wal_hook(db_, &Ledger::on_wal, this);
   writer_ = std::thread([this, slice_us = opt.writer_slice_us] {
     pthread_setname_np(pthread_self(), "route-ledger");
-    if (slice_us > 0) request_short_slice(static_cast<uint64_t>(slice_us) * 1000);
+    request_short_slice_us(slice_us);
     writer_loop();
   });
 }

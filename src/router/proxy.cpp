@@ -4,7 +4,10 @@
 #include "router/proxy_impl.h"
 
 #include <algorithm>
+#include <chrono>
 #include <thread>
+
+#include "net/event_loop.h"
 
 namespace v4::router {
 
@@ -77,7 +80,7 @@ void Proxy::Impl::init() {
   // thread per request or per streamed frame. upstream_threads > 0: separate upstream threads.
   shared_loops = opt.upstream_threads <= 0;
   if (opt.io_threads <= 0) opt.io_threads = static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, 4u));
-  int n = shared_loops ? std::max(1, opt.io_threads) : opt.upstream_threads;
+  int n = shared_loops ? opt.io_threads : opt.upstream_threads;
   for (int i = 0; i < n; ++i) shards.push_back(std::make_unique<Shard>());
   for (auto& u : cfg.upstreams) states.push_back(std::make_unique<UpstreamState>(u));
   for (auto& k : cfg.keys) {
@@ -260,11 +263,12 @@ void Proxy::serve() {
   for (auto& sh : im->shards) {
     std::string why;
     const int slice_us = im->opt.io_realtime ? 0 : im->opt.io_slice_us;
-    sh->th = start_io_thread(im->opt.io_realtime, [s = sh.get(), slice_us] {
+    const std::chrono::microseconds spin(im->opt.io_realtime ? 0 : im->opt.io_spin_us);
+    sh->th = start_io_thread(im->opt.io_realtime, [s = sh.get(), slice_us, spin] {
       // Named, so that top -H, perf and the benchmark can tell the router's loops apart.
       pthread_setname_np(pthread_self(), "route-loop");
-      if (slice_us > 0) request_short_slice(static_cast<uint64_t>(slice_us) * 1000);
-      s->io.run();
+      request_short_slice_us(slice_us);
+      net::run_loop(s->io, spin);
     }, &why);
     if (!why.empty()) {
       if (im->realtime_ok.exchange(false) && !im->opt.quiet)

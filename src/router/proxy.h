@@ -44,6 +44,13 @@ struct ProxyOptions {
   // holds the core (about 3 ms on 2 cores); its share of the CPU does not change. The ledger's
   // writer thread asks for the same slice.
   int io_slice_us = 100;
+  // Without io_realtime: after handling events an event loop keeps polling (non-blocking, the
+  // CPU yielded to other runnable threads between polls) for up to this many microseconds
+  // before it blocks, so that a byte arriving meanwhile needs no wake-up of a sleeping thread
+  // (net/event_loop.h). 0 = block at once. Costs the CPU it polls with: see docs/route.md.
+  // Not with io_realtime: a real-time thread's sched_yield lets no normal thread run, so a
+  // spinning real-time loop would hold its core against everything else.
+  int io_spin_us = 0;
   bool quiet = false;
 };
 
