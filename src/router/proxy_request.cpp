@@ -43,9 +43,8 @@ void Proxy::Impl::bad_request(net::Reply& res, Dialect d, int status, const std:
 namespace {
 // The client's cap on this request's cost, from `x-v4host-max-cost: USD` (OpenRouter-style
 // per-request max price, as a header so that it reads the same in all four APIs). False when the
-// header is there but is not a finite number > 0.
-bool read_max_cost(const net::Request& hreq, double& out) {
-  const std::string v = hreq.header("x-v4host-max-cost");
+// header is there but is not a finite number > 0. `v`: the header's value, "" when absent.
+bool read_max_cost(const std::string& v, double& out) {
   out = 0;
   if (v.empty()) return true;
   const char* b = v.data();
@@ -87,10 +86,9 @@ void Proxy::Impl::generate(Dialect d, const net::Request& hreq, net::Reply& res)
     ex->features.tag = ex->req.metadata["tag"].get<std::string>();
   if (ex->key) ex->features.key = ex->key->name;
   if (ex->team) ex->features.team = ex->team->name;
-  if (!read_max_cost(hreq, ex->max_cost_usd))
+  if (const std::string v = hreq.header("x-v4host-max-cost"); !read_max_cost(v, ex->max_cost_usd))
     return bad_request(res, d, 400,
-                       "x-v4host-max-cost must be a positive number of US dollars (the most this request may cost), got '" +
-                           hreq.header("x-v4host-max-cost") + "'",
+                       "x-v4host-max-cost must be a positive number of US dollars (the most this request may cost), got '" + v + "'",
                        "x-v4host-max-cost");
   if (any_groups) {
     ex->session_header = hreq.header("session_id");
