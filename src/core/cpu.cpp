@@ -2,12 +2,20 @@
 
 #include <atomic>
 #include <cstdlib>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 namespace v4 {
 
 namespace {
 std::atomic<bool> g_force_portable{false};
+
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return e && *e && *e != '0';
 }
+}  // namespace
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures f = [] {
@@ -25,7 +33,10 @@ const CpuFeatures& cpu_features() {
     c.avx512bf16 = __builtin_cpu_supports("avx512bf16");
     c.amx_tile = __builtin_cpu_supports("amx-tile");
 #endif
-    c.f16c = c.avx2;  // every AVX2 CPU we target has F16C; AVX-512F implies it
+    // F16C (vcvtph2ps: the FP8 decoders) is CPUID.1:ECX bit 29; __builtin_cpu_supports has no name
+    // for it in every GCC we build with.
+    unsigned a = 0, b = 0, cx = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &cx, &d)) c.f16c = (cx >> 29) & 1u;
 #endif
     return c;
   }();
@@ -35,12 +46,15 @@ const CpuFeatures& cpu_features() {
 void set_force_portable(bool on) { g_force_portable = on; }
 
 bool use_avx512() {
-  static const bool env_off = [] {
-    const char* e = std::getenv("V4HOST_NO_AVX512");
-    return e && *e && *e != '0';
-  }();
+  static const bool env_off = env_on("V4HOST_NO_AVX512");
   const auto& f = cpu_features();
   return !g_force_portable && !env_off && f.avx512f && f.avx512bw && f.avx512vl;
+}
+
+bool use_avx2() {
+  static const bool env_off = env_on("V4HOST_NO_AVX2");
+  const auto& f = cpu_features();
+  return !g_force_portable && !env_off && f.avx2 && f.fma && f.f16c && !use_avx512();
 }
 
 std::string cpu_summary() {
@@ -53,7 +67,9 @@ std::string cpu_summary() {
   s += f.avx512vnni ? "avx512vnni " : "";
   s += f.amx_tile ? "amx " : "";
   s += f.avx2 ? "avx2 " : "";
-  s += use_avx512() ? "(kernels: avx512)" : "(kernels: portable)";
+  s += f.fma ? "fma " : "";
+  s += f.f16c ? "f16c " : "";
+  s += use_avx512() ? "(kernels: avx512)" : use_avx2() ? "(kernels: avx2)" : "(kernels: portable)";
   return s;
 }
 

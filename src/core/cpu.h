@@ -1,4 +1,4 @@
-// Run-time CPU feature detection; kernels choose AVX-512 paths only where present.
+// Run-time CPU feature detection; kernels choose AVX-512 or AVX2 paths only where present.
 #pragma once
 #include <string>
 
@@ -13,9 +13,15 @@ struct CpuFeatures {
 };
 
 const CpuFeatures& cpu_features();
-// Forces the portable path (tests compare it with the fast one); also V4HOST_NO_AVX512=1.
+// Forces the portable path for every kernel (tests compare it with the fast ones).
 void set_force_portable(bool on);
+// AVX-512 kernels: AVX-512 F/BW/VL present, not forced portable, V4HOST_NO_AVX512 unset.
 bool use_avx512();
+// AVX2 kernels (for CPUs without AVX-512, e.g. AMD Zen 2/3): AVX2+FMA+F16C present, use_avx512()
+// false, not forced portable, V4HOST_NO_AVX2 unset. So on an AVX-512 machine V4HOST_NO_AVX512=1
+// runs the AVX2 kernels, and V4HOST_NO_AVX512=1 V4HOST_NO_AVX2=1 (or set_force_portable) the
+// portable ones.
+bool use_avx2();
 std::string cpu_summary();
 
 }  // namespace v4
