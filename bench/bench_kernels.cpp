@@ -3,6 +3,7 @@
 // read bandwidth (`v4host bench-engine` measures it) for the roofline ratio.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -50,16 +51,49 @@ Weight make(WFormat f, int N, int K) {
   return o;
 }
 
+// Second argument: 1 forces the portable kernels, for A/B against the dispatched ones
+// (AVX-512 or AVX2); the label says which ran.
+struct ForcePortable {
+  explicit ForcePortable(const benchmark::State& st) { set_force_portable(st.range(1) == 1); }
+  ~ForcePortable() { set_force_portable(false); }
+};
+
 void BM_Linear(benchmark::State& st, WFormat f, int N, int K) {
   const int M = static_cast<int>(st.range(0));
   Weight w = make(f, N, K);
   std::vector<float> x(static_cast<size_t>(M) * K, 0.5f), y(static_cast<size_t>(M) * N);
+  const ForcePortable fp(st);
   for (auto _ : st) {
     linear(w.w, x.data(), M, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   st.counters["weight_bytes/s"] = benchmark::Counter(static_cast<double>(w.w.bytes()) * st.iterations(), benchmark::Counter::kIsRate);
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * st.iterations() / 1e9, benchmark::Counter::kIsRate);
+  st.SetLabel(cpu_summary());
+}
+
+// The FP32 kernels over a pool of 512 MB of weights (past the L3): the weight stream of a decode
+// step, where BM_Linear at decode sizes mostly reads the L3.
+void BM_LinearStream(benchmark::State& st, WFormat f, int N, int K) {
+  const int M = static_cast<int>(st.range(0));
+  Weight proto = make(f, N, K);
+  const int copies = std::max<int>(1, static_cast<int>((size_t(512) << 20) / proto.w.bytes()));
+  std::vector<Weight> pool;
+  for (int i = 0; i < copies; ++i) {
+    pool.push_back(proto);
+    pool.back().w.data = pool.back().data.data();
+    pool.back().w.scale = pool.back().scale.empty() ? nullptr : pool.back().scale.data();
+  }
+  std::vector<float> x(static_cast<size_t>(M) * K), y(static_cast<size_t>(M) * N);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = 0.01f * static_cast<float>(static_cast<int>(i % 193) - 96);
+  const ForcePortable fp(st);
+  for (auto _ : st) {
+    for (const Weight& w : pool) linear(w.w, x.data(), M, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.counters["weight_bytes/s"] =
+      benchmark::Counter(static_cast<double>(proto.w.bytes()) * copies * st.iterations(), benchmark::Counter::kIsRate);
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * M * N * K * copies * st.iterations() / 1e9, benchmark::Counter::kIsRate);
   st.SetLabel(cpu_summary());
 }
 
@@ -133,8 +167,17 @@ BENCHMARK_CAPTURE(BM_LinearBf16, fp4_expert_w1, WFormat::FP4, 2048, 4096) V4_BF1
 
 // V4-Flash shapes: wq_b (FP8 32768x1024), wo_b (FP8 4096x8192), an FP4 expert w1 (2048x4096),
 // the BF16 LM head slice (16384x4096).
-BENCHMARK_CAPTURE(BM_Linear, fp8_wq_b, WFormat::FP8, 32768, 1024)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, fp8_wo_b, WFormat::FP8, 4096, 8192)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, fp4_expert_w1, WFormat::FP4, 2048, 4096)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, bf16_head_slice, WFormat::BF16, 16384, 4096)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_Linear, f32_hc_fn, WFormat::F32, 24, 16384)->Arg(1)->Arg(8)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp8_wq_b, WFormat::FP8, 32768, 1024)->ArgsProduct({{1, 8, 64}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp8_wo_b, WFormat::FP8, 4096, 8192)->ArgsProduct({{1, 8, 64}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, fp4_expert_w1, WFormat::FP4, 2048, 4096)->ArgsProduct({{1, 8, 64}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, bf16_head_slice, WFormat::BF16, 16384, 4096)->ArgsProduct({{1, 8, 64}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_Linear, f32_hc_fn, WFormat::F32, 24, 16384)->ArgsProduct({{1, 8, 64}, {0}})->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// {tokens, 1 = portable}: the dispatched FP32 kernels (AVX2 on AMD Zen 2/3) against the portable
+// ones at 4096 x 4096 (decode in L3, prefill); the stream variant reads the weights from DRAM.
+#define V4_AB_ARGS ->ArgsProduct({{1, 16, 64}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime()
+BENCHMARK_CAPTURE(BM_Linear, fp8_4096, WFormat::FP8, 4096, 4096) V4_AB_ARGS;
+BENCHMARK_CAPTURE(BM_Linear, fp4_4096, WFormat::FP4, 4096, 4096) V4_AB_ARGS;
+BENCHMARK_CAPTURE(BM_Linear, bf16_4096, WFormat::BF16, 4096, 4096) V4_AB_ARGS;
+BENCHMARK_CAPTURE(BM_LinearStream, fp8_4096, WFormat::FP8, 4096, 4096)->ArgsProduct({{1, 2}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LinearStream, fp4_4096, WFormat::FP4, 4096, 4096)->ArgsProduct({{1, 2}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime();

@@ -7,6 +7,7 @@
 #include "core/cpu.h"
 #include "core/float_formats.h"
 #include "core/thread_pool.h"
+#include "kernels/linear_avx2.h"
 #include "kernels/linear_avx512.h"
 
 namespace v4 {
@@ -113,6 +114,7 @@ void linear_rows_portable(const LinearWeight& w, const float* x, int M, float* y
 
 void linear_rows(const LinearWeight& w, const float* x, int M, float* y, int ldx, int ldy, int n0, int n1) {
   if (use_avx512()) linear_rows_avx512(w, x, M, y, ldx, ldy, n0, n1);
+  else if (use_avx2()) linear_rows_avx2(w, x, M, y, ldx, ldy, n0, n1);
   else linear_rows_portable(w, x, M, y, ldx, ldy, n0, n1);
 }
 

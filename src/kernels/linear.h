@@ -1,8 +1,8 @@
 // Linear layers over the checkpoint's own storage formats: y[M,N] = x[M,K] · W[N,K]ᵀ in float32.
 // Weights stay in the mapped file (FP8 e4m3 + 128x128 block scales, packed FP4 e2m1 + 1x32 UE8M0
 // scales, BF16, F32); rows are dequantised exactly on the fly, so `exact` numerics equal a float32
-// GEMM on the dequantised weights. Every format has a portable reference path; AVX-512 is picked at
-// run time.
+// GEMM on the dequantised weights. Every format has a portable reference path; AVX-512 or AVX2 is
+// picked at run time.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -19,7 +19,7 @@ struct OwnedWeight {
 
 // F32 / BF16: normal values. FP8: every finite e4m3 code uniformly (zeros and subnormals occur,
 // NaN codes excluded). FP4: every nibble. Block scales 2^(e-127) for e uniform in
-// [scale_lo, scale_hi], as UE8M0 bytes or (FP8 only) F32.
+// [scale_lo, scale_hi], as UE8M0 bytes or F32.
 inline OwnedWeight random_weight(WFormat f, int N, int K, std::mt19937& rng, ScaleFormat sf = ScaleFormat::E8M0,
                                  int scale_lo = 118, int scale_hi = 126) {
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -63,9 +63,15 @@ inline OwnedWeight random_weight(WFormat f, int N, int K, std::mt19937& rng, Sca
     case WFormat::FP4: {
       o.data.resize(n * k / 2);
       for (auto& b : o.data) b = static_cast<uint8_t>(byte(rng));
-      o.w.scale_format = ScaleFormat::E8M0;
-      o.scale.resize(n * (k / 32));
-      for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
+      o.w.scale_format = sf;
+      if (sf == ScaleFormat::F32) {
+        o.scale.resize(n * (k / 32) * 4);
+        float* s = reinterpret_cast<float*>(o.scale.data());
+        for (size_t i = 0; i < n * (k / 32); ++i) s[i] = std::ldexp(1.0f, se(rng) - 127);
+      } else {
+        o.scale.resize(n * (k / 32));
+        for (auto& b : o.scale) b = static_cast<uint8_t>(se(rng));
+      }
       break;
     }
   }
