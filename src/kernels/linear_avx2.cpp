@@ -2,11 +2,12 @@
 //
 // One summation order for every (token, row), whatever the number of tokens: one 8-lane
 // accumulator, FMAs over the 8-column chunks in k order, the K % 8 tail last (masked), then the
-// fixed horizontal sum `hsum8`. The one-token path (weights decoded in registers) and the batched
-// path (rows decoded once into a buffer, register tiles) both follow it, so a token's outputs are
-// bit-identical whether it is decoded alone or batched (tests/engine/test_batching.cpp). The
+// fixed horizontal sum `hsum8`. The few-token path (1-4 tokens, weights decoded in registers) and
+// the batched path (rows decoded once into a buffer, register tiles) both follow it, so a token's
+// outputs are bit-identical whether it is decoded alone or batched (tests/engine/test_batching.cpp). The
 // decoders give exactly LinearWeight::dequant_row's floats, so the products are the exact FP32
-// products of linear_ref; only the summation order differs from it.
+// products of linear_ref; only the summation order differs from it. (F16C, part of use_avx2(), is
+// not needed here: the FP8 decoder below is integer-only.)
 #include "kernels/linear_avx2.h"
 
 #include <immintrin.h>

@@ -133,9 +133,10 @@ INSTANTIATE_TEST_SUITE_P(Formats, LinearAvx2,
                                            Case{WFormat::FP4, ScaleFormat::F32, 38, 320}, Case{WFormat::FP4, ScaleFormat::F32, 3, 1056}),
                          name);
 
-// Every finite e4m3 code — zeros of both signs, the subnormals, the largest (±448) — in every
-// column position of a 128-column block, through the decoder and through the kernels; with block
-// scales up to 2^14 too (the decoder for scales of 2^8 and more).
+// Every finite e4m3 code — zeros of both signs, the subnormals, the largest (±448) — twice a row,
+// at column offsets that shift by one from row to row (so in all 8 lanes and in the K tail),
+// through the decoder and through the kernels; with block scales up to 2^14 too (the decoder for
+// scales of 2^8 and more).
 TEST(LinearAvx2Codes, EveryFp8Code) {
   V4_NEED_AVX2();
   for (int big : {0, 1})
