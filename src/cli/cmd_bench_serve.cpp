@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "engine/engine.h"
@@ -27,7 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 struct BenchServeArgs {
-  std::string model, numerics = "exact", concurrency = "1,2,4,8,16", speculative = "off";
+  std::string model, numerics = "exact", concurrency = "1,2,4,8,16", speculative = "off", populate = "auto";
   int tokens = 64, prompt = 128, prefill_chunk = 256;
   uint64_t seed = 1;
   bool quiet = false, json = false, warmup = true;
@@ -139,7 +140,7 @@ void run_bench_serve(const BenchServeArgs& a) {
   const int cmax = *std::max_element(levels.begin(), levels.end());
   SchedulerOptions so;
   if (!parse_spec_mode(a.speculative, &so.speculative)) throw InputError("--speculative must be on, off or auto");
-  auto w = ModelWeights::load(a.model, so.speculative != SpecMode::Off, a.quiet);
+  auto w = ModelWeights::load(a.model, so.speculative != SpecMode::Off, a.quiet, populate_from(a.populate));
   Engine eng(*w, num);
   so.max_seqs = cmax;
   so.ctx = a.prompt + a.tokens + 1;
@@ -211,6 +212,7 @@ void add_bench_serve_command(CLI::App& app) {
   c->add_option("--prefill-chunk", a->prefill_chunk, "prompt tokens per scheduler step (default 256, as serve)");
   c->add_option("--seed", a->seed, "random seed for the prompts");
   c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
+  add_populate_option(c, &a->populate);
   c->add_option("--speculative", a->speculative, "on | off (default) | auto: speculative decoding in the batches, as serve");
   c->add_flag("!--no-warmup", a->warmup, "skip the untimed warm-up request");
   c->add_flag("--json", a->json, "machine-readable output");

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/demo_model.h"
+#include "cli/weights_option.h"
 #include "core/cpu.h"
 #include "core/error.h"
 #include "core/npy.h"
@@ -37,7 +38,7 @@ Numerics numerics_from(const std::string& s) {
 }
 
 struct LogitsArgs {
-  std::string model, tokens, out, numerics = "exact";
+  std::string model, tokens, out, numerics = "exact", populate = "auto";
   int prefill = -1, chunk = 0;
   bool mtp = false, quiet = false;
 };
@@ -45,7 +46,7 @@ struct LogitsArgs {
 void run_logits(const LogitsArgs& a) {
   Progress::set_global_quiet(a.quiet);
   auto tokens = read_tokens(a.tokens);
-  auto w = ModelWeights::load(a.model, a.mtp, a.quiet);
+  auto w = ModelWeights::load(a.model, a.mtp, a.quiet, populate_from(a.populate));
   Engine eng(*w, numerics_from(a.numerics));
   const int N = static_cast<int>(tokens.size()), V = w->cfg.vocab_size;
   const int P = a.prefill < 0 ? N : a.prefill;
@@ -96,7 +97,7 @@ void run_logits(const LogitsArgs& a) {
 }
 
 struct GenArgs {
-  std::string model, tokens, prompt, numerics = "exact";
+  std::string model, tokens, prompt, numerics = "exact", populate = "auto";
   int n = 16;
   float temperature = 0, top_p = 1;
   uint64_t seed = 0;
@@ -119,7 +120,7 @@ void run_generate(const GenArgs& a) {
   }
   if (a.n < 0) throw InputError("-n must be >= 0");
   if (a.temperature < 0 || a.top_p <= 0 || a.top_p > 1) throw InputError("need --temperature >= 0 and 0 < --top-p <= 1");
-  auto w = ModelWeights::load(a.model, a.speculative, a.quiet);
+  auto w = ModelWeights::load(a.model, a.speculative, a.quiet, populate_from(a.populate));
   Engine eng(*w, numerics_from(a.numerics));
   if (a.speculative && drafter_of(eng) == DrafterKind::None)
     throw InputError("--speculative: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
@@ -168,7 +169,7 @@ void run_generate(const GenArgs& a) {
 }
 
 struct BenchArgs {
-  std::string model, numerics = "exact";
+  std::string model, numerics = "exact", populate = "auto";
   BenchOptions opt;
   int prompt = 0;
   bool quiet = false, json = false;
@@ -185,7 +186,7 @@ void run_bench(BenchArgs a) {
   if (a.opt.context < 0 || a.opt.context_base < 1) throw InputError("--context must be >= 0 and --context-base >= 1");
   a.opt.progress = !a.quiet && !a.json;
   if (a.opt.speculative < 0) throw InputError("--speculative must be >= 0");
-  auto w = ModelWeights::load(a.model, a.opt.speculative > 0, a.quiet);
+  auto w = ModelWeights::load(a.model, a.opt.speculative > 0, a.quiet, populate_from(a.populate));
   Engine eng(*w, numerics_from(a.numerics));
   if (a.opt.speculative > 0 && drafter_of(eng) == DrafterKind::None)
     throw InputError("--speculative: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
@@ -197,6 +198,10 @@ void run_bench(BenchArgs a) {
   std::printf("model            %s (%.2f GB of weights), numerics %s%s\n", a.model.c_str(),
               static_cast<double>(w->weight_bytes()) / 1e9, r.numerics.c_str(), r.bf16_dot ? " on the BF16 dot-product units" : "");
   std::printf("threads          %d   kernels: %s\n", r.threads, r.kernels.c_str());
+  if (const PopulateReport& pr = w->populate_report(); pr.populated)
+    std::printf("weights          mapped before the figures (%.2f GB in %.1f s)\n", static_cast<double>(pr.bytes) / 1e9, pr.seconds);
+  else
+    std::printf("weights          mapped as used (%s)\n", pr.why.c_str());
   std::printf("roofline         read %.1f GB/s (%s), FP32 FMA %.0f GFLOP/s, BF16 dot %.0f GFLOP/s (measured now)\n",
               r.mem_bw_bytes_s / 1e9, r.mem_bw_probe.c_str(), r.fp32_peak_flop_s / 1e9, r.bf16_peak_flop_s / 1e9);
   std::printf("read probes     ");
@@ -236,6 +241,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--speculative", a->opt.speculative, "also generate N tokens with speculation (MTP or DSpark drafts; 0 = skip)");
     c->add_option("--seed", a->opt.seed, "random seed for the token ids");
     c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
+    add_populate_option(c, &a->populate);
     c->add_flag("--json", a->json, "machine-readable output");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_bench(*a); });
@@ -279,6 +285,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--prefill", a->prefill, "prefill the first N tokens, decode the rest one at a time");
     c->add_option("--chunk", a->chunk, "prefill in chunks of C tokens");
     c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
+    add_populate_option(c, &a->populate);
     c->add_flag("--mtp", a->mtp, "write the MTP head's logits (row i predicts token i+2)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_logits(*a); });
@@ -294,6 +301,7 @@ void add_engine_commands(CLI::App& app) {
     c->add_option("--top-p", a->top_p, "nucleus sampling");
     c->add_option("--seed", a->seed, "random seed");
     c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
+    add_populate_option(c, &a->populate);
     c->add_flag("--speculative", a->speculative, "draft with the MTP head or the DSpark drafter, verify in one batched forward (exact)");
     c->add_flag("--quiet,-q", a->quiet, "no progress output");
     c->callback([a] { run_generate(*a); });

@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "cli/demo_model.h"
+#include "cli/weights_option.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "server/service.h"
@@ -25,7 +26,7 @@ void on_signal(int) {
 }
 
 struct ServeArgs {
-  std::string model, numerics = "exact", speculative = "auto";
+  std::string model, numerics = "exact", speculative = "auto", populate = "auto";
   bool demo = false, quiet = false, no_thinking = false;
   ServeOptions opt;
   std::string kv_budget = "4G", prefix_cache = "1G", max_body = "8M", max_header = "64K", stream_buffer = "4M",
@@ -102,7 +103,7 @@ void run_serve(ServeArgs& a) {
   std::string tok_path = text::model_tokenizer_path(dir);
   if (tok_path.empty()) throw InputError("no tokenizer.json in " + dir + " (it ships with the official checkpoints)");
   auto tok = text::Tokenizer::from_file(tok_path);
-  auto w = ModelWeights::load(dir, a.opt.sched.speculative != SpecMode::Off, a.quiet);
+  auto w = ModelWeights::load(dir, a.opt.sched.speculative != SpecMode::Off, a.quiet, populate_from(a.populate));
   Engine eng(*w, num);
   if (a.opt.sched.speculative == SpecMode::On && drafter_of(eng) == DrafterKind::None)
     throw InputError("--speculative on: the checkpoint has no drafter (neither the MTP head mtp.0.* nor the DSpark drafter mtp.0..2)");
@@ -150,6 +151,7 @@ void add_serve_command(CLI::App& app) {
   c->add_option("--prefill-chunk", a->opt.sched.prefill_chunk, "prompt tokens per scheduler step");
   c->add_option("--queue", a->opt.sched.queue_limit, "waiting requests before 429");
   c->add_option("--numerics", a->numerics, "exact | official | fast | cachesim");
+  add_populate_option(c, &a->populate);
   c->add_option("--speculative", a->speculative,
                  "on | off | auto (default): draft with the checkpoint's MTP head or DSpark drafter, verify exactly in the batch; "
                  "auto drafts per request while its acceptance pays");

@@ -13,6 +13,10 @@ namespace v4 {
 // scrape now and then, not for a probe or a per-token path. nullopt where unknown.
 std::optional<size_t> heap_in_use_bytes();
 
+// The memory this process may use: the machine's MemTotal, or its cgroup's memory.max where
+// that is lower (a container). nullopt where unknown.
+std::optional<size_t> usable_memory_bytes();
+
 // Returns freed pages of every arena to the OS (glibc keeps them otherwise). Walks every arena;
 // call when going idle, not on a hot path.
 void release_free_memory();

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace v4 {
@@ -19,6 +20,17 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+
+  // Maps [offset, offset + len) of the file into this process now, reading from disk what the
+  // page cache lacks (MADV_POPULATE_READ; on kernels older than 5.14 one read per page). Pages a
+  // process maps are not "cold unmapped file pages", which some hosts' memory monitors (DAMON
+  // reclaim schemes) page out after a minute: a model whose layers are first touched minutes
+  // into a long prefill would otherwise read part of itself back from disk. Returns false with
+  // the reason in *why (e.g. the file shrank under us: SIGBUS is avoided by the kernel's EFAULT).
+  bool populate(size_t offset, size_t len, std::string* why) const;
+  // Bytes of the mapping that are mapped into this process now (its Rss in /proc/self/smaps);
+  // nullopt where unknown.
+  std::optional<size_t> resident_bytes() const;
 
  private:
   void release();

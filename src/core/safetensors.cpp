@@ -205,6 +205,32 @@ size_t TensorStore::total_bytes() const {
   return b;
 }
 
+size_t TensorStore::populate(const std::function<void(size_t, size_t)>& progress, size_t chunk) const {
+  size_t total = 0, done = 0;
+  for (const auto& f : files_) total += f->mapping().size();
+  chunk = std::max<size_t>(chunk, 1);
+  for (const auto& f : files_) {
+    const MappedFile& m = f->mapping();
+    for (size_t off = 0; off < m.size(); off += chunk) {
+      std::string why;
+      if (!m.populate(off, chunk, &why)) throw CheckpointError(why);
+      done += std::min(chunk, m.size() - off);
+      if (progress) progress(done, total);
+    }
+  }
+  return total;
+}
+
+std::optional<size_t> TensorStore::resident_bytes() const {
+  size_t b = 0;
+  for (const auto& f : files_) {
+    auto r = f->mapping().resident_bytes();
+    if (!r) return std::nullopt;
+    b += *r;
+  }
+  return b;
+}
+
 void SafetensorsWriter::add(const std::string& name, DType dtype, std::vector<int64_t> shape, const void* data,
                             size_t nbytes) {
   Entry e{name, dtype, std::move(shape), {}};

@@ -3,8 +3,10 @@
 // the tensor and the file.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,7 @@ class SafetensorsFile {
   const std::map<std::string, TensorView>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   const std::string& path() const { return file_.path(); }
+  const MappedFile& mapping() const { return file_; }
 
  private:
   MappedFile file_;
@@ -51,6 +54,12 @@ class TensorStore {
   const TensorView& get(const std::string& name) const;  // throws CheckpointError if absent
   std::vector<std::string> names() const;
   size_t total_bytes() const;
+  // Maps every file's pages into this process (MappedFile::populate), `chunk` bytes per call,
+  // `progress(done, total)` after each; throws CheckpointError naming the file it could not map.
+  // Returns the bytes populated (the files' whole size, headers included).
+  size_t populate(const std::function<void(size_t, size_t)>& progress, size_t chunk = size_t{256} << 20) const;
+  // Bytes of the files mapped into this process now (nullopt where unknown).
+  std::optional<size_t> resident_bytes() const;
   const std::string& dir() const { return dir_; }
 
  private:

@@ -1,5 +1,7 @@
 #include "model/weights.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -7,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/float_formats.h"
+#include "core/memory.h"
 #include "core/progress.h"
 
 namespace v4 {
@@ -269,7 +272,53 @@ std::string ModelWeights::drafter_summary() const {
   return s;
 }
 
-std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool load_mtp, bool quiet) {
+bool parse_populate(const std::string& s, Populate* out) {
+  if (s == "auto") *out = Populate::Auto;
+  else if (s == "on") *out = Populate::On;
+  else if (s == "off") *out = Populate::Off;
+  else return false;
+  return true;
+}
+
+namespace {
+
+std::string gb(double b) {
+  char s[32];
+  std::snprintf(s, sizeof s, "%.2f GB", b / 1e9);
+  return s;
+}
+
+PopulateReport populate_store(const TensorStore& store, Populate mode, bool quiet) {
+  PopulateReport r;
+  r.bytes = store.total_bytes();
+  if (mode == Populate::Off) {
+    r.why = "--populate off";
+    return r;
+  }
+  if (mode == Populate::Auto) {
+    const auto mem = usable_memory_bytes();
+    if (!mem) {
+      r.why = "the usable memory is unknown";
+      return r;
+    }
+    if (static_cast<double>(r.bytes) > 0.8 * static_cast<double>(*mem)) {
+      r.why = gb(static_cast<double>(r.bytes)) + " of weights > 80 % of the " + gb(static_cast<double>(*mem)) + " this process may use";
+      return r;
+    }
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  constexpr size_t kMB = size_t{1} << 20;
+  Progress prog("mapping", std::max<size_t>(1, r.bytes / kMB), quiet);
+  r.bytes = store.populate([&](size_t done, size_t) { prog.update(done / kMB); });
+  prog.finish();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.populated = true;
+  return r;
+}
+
+}  // namespace
+
+std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool load_mtp, bool quiet, Populate populate) {
   auto m = std::unique_ptr<ModelWeights>(new ModelWeights());
   m->cfg = ModelConfig::load(dir);
   m->store_ = std::make_unique<TensorStore>(dir);
@@ -302,6 +351,14 @@ std::unique_ptr<ModelWeights> ModelWeights::load(const std::string& dir, bool lo
   }
   prog.finish();
   if (!quiet && m->dspark) std::fprintf(stderr, "%s\n", m->drafter_summary().c_str());
+  m->populated_ = populate_store(*m->store_, populate, quiet);
+  if (!quiet) {
+    const PopulateReport& r = m->populated_;
+    if (r.populated)
+      std::fprintf(stderr, "v4host: weights mapped: %s in %.1f s\n", gb(static_cast<double>(r.bytes)).c_str(), r.seconds);
+    else
+      std::fprintf(stderr, "v4host: weights mapped as they are used (%s)\n", r.why.c_str());
+  }
   return m;
 }
 

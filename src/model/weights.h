@@ -91,13 +91,30 @@ struct DSparkWeights {
   std::vector<std::string> unrecognised;  // mtp.* tensors outside this layout (ignored)
 };
 
+// Whether the loader maps every page of the checkpoint into the process up front (see
+// MappedFile::populate): `auto` does when the files fit in 80 % of the memory the process may use
+// (weights that do not fit cannot stay resident anyway, and reading them all would only evict
+// the ones in use), `on` always, `off` never (pages are mapped as the forward passes touch them).
+enum class Populate { Auto, On, Off };
+inline constexpr const char* kPopulateChoices = "auto | on | off";
+bool parse_populate(const std::string& s, Populate* out);
+
+struct PopulateReport {
+  bool populated = false;
+  size_t bytes = 0;        // the files' size
+  double seconds = 0;      // time the populate took (reads from disk included)
+  std::string why;         // why not, when not populated ("--populate off", "13.6 GB > 80 % of ...")
+};
+
 class ModelWeights {
  public:
   // Loads and validates; throws CheckpointError naming the tensor and file. `load_mtp` false
   // skips the preview layout's mtp.* (NextN) tensors, and the DSpark drafter when none of its
   // tensors exist; a drafter that is present is always validated (it is cheap: zero-copy).
   // Unless quiet, one line on stderr reports the drafter.
-  static std::unique_ptr<ModelWeights> load(const std::string& dir, bool load_mtp = true, bool quiet = false);
+  // `populate` as above; unless quiet, a line on stderr says what it did.
+  static std::unique_ptr<ModelWeights> load(const std::string& dir, bool load_mtp = true, bool quiet = false,
+                                            Populate populate = Populate::Auto);
 
   ModelConfig cfg;
   LinearWeight embed;                   // [V, D], rows are read with dequant_row
@@ -112,9 +129,11 @@ class ModelWeights {
 
   size_t weight_bytes() const { return store_->total_bytes(); }
   const TensorStore& store() const { return *store_; }
+  const PopulateReport& populate_report() const { return populated_; }
 
  private:
   std::unique_ptr<TensorStore> store_;
+  PopulateReport populated_;
 };
 
 }  // namespace v4
