@@ -128,6 +128,8 @@ EngineBenchResult bench_engine(Engine& eng, const BenchOptions& opt) {
   EngineBenchResult r;
   r.threads = ThreadPool::global().size();
   r.kernels = cpu_summary();
+  r.weights_populated = eng.weights().populate_report().populated;
+  r.populate_s = eng.weights().populate_report().seconds;
   r.bf16_dot = eng.bf16_dot();
   r.numerics = numerics_name(eng.numerics());
   const WeightTraffic wt = weight_traffic(eng.weights());
@@ -262,6 +264,9 @@ std::string bench_json(const EngineBenchResult& r) {
   j["prefill_flop_per_token"] = r.prefill_flop_per_token;
   j["mem_bw_probe"] = r.mem_bw_probe;
   j["mem_bw_4k_bytes_s"] = r.mem_bw_4k_bytes_s;
+  j["kernels"] = r.kernels;
+  j["weights_populated"] = r.weights_populated;
+  j["populate_s"] = r.populate_s;
   j["mem_bw_probes"] = nlohmann::ordered_json::object();
   for (const auto& [name, b] : r.mem_bw_probes) j["mem_bw_probes"][name] = b;
   j["decode"] = nlohmann::ordered_json::array();

@@ -79,6 +79,8 @@ struct EngineBenchResult {
   std::vector<std::pair<std::string, double>> mem_bw_probes;  // every probe's best
   double bw_ratio = 0;             // bytes_per_token · decode_tok_s / mem_bw
   std::string kernels;
+  bool weights_populated = false;  // the checkpoint's pages were mapped at load (--populate)
+  double populate_s = 0;           // how long that took
   // Roofline of this machine, measured in the same run.
   double fp32_peak_flop_s = 0, bf16_peak_flop_s = 0;
   double peak_flop_s = 0;          // the one the engine's numerics use (BF16 when bf16_dot)

@@ -91,6 +91,10 @@ TEST(Cli, SynthCheckpointRunsInTheEngine) {
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_EQ(j["prompt_tokens"], 8);
   EXPECT_GT(j["mem_bw_bytes_s"].get<double>(), 0);
+  // A tiny checkpoint fits in memory: --populate auto mapped it before the figures.
+  EXPECT_EQ(j["weights_populated"], true);
+  EXPECT_GE(j["populate_s"].get<double>(), 0);
+  EXPECT_NE(j["kernels"].get<std::string>().find("kernels:"), std::string::npos) << j["kernels"];
   // The ceiling is the best probe, and the original 4 KiB-page probe is reported beside it.
   ASSERT_TRUE(j["mem_bw_probes"].contains("anon-4k"));
   ASSERT_TRUE(j["mem_bw_probes"].contains(j["mem_bw_probe"].get<std::string>()));
