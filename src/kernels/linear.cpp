@@ -1,6 +1,7 @@
 #include "kernels/linear.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <vector>
 
@@ -46,11 +47,18 @@ void LinearWeight::dequant_row(int n, float* out) const {
       return;
     }
     case WFormat::FP8: {
+      // e4m3_to_f32's 256 values, built once: it computes each with ldexp, which made this the
+      // portable path's bottleneck (FP8 decode at 0.15 GB/s on Zen 3; engine-perf-notes.md).
+      static const std::array<float, 256> kE4m3 = [] {
+        std::array<float, 256> t{};
+        for (int b = 0; b < 256; ++b) t[static_cast<size_t>(b)] = e4m3_to_f32(static_cast<uint8_t>(b));
+        return t;
+      }();
       const uint8_t* p = static_cast<const uint8_t*>(data) + n * K;
       for (size_t k0 = 0; k0 < K; k0 += 128) {
         float s = scale_at(n, static_cast<int>(k0));
         size_t k1 = std::min(K, k0 + 128);
-        for (size_t k = k0; k < k1; ++k) out[k] = e4m3_to_f32(p[k]) * s;
+        for (size_t k = k0; k < k1; ++k) out[k] = kE4m3[p[k]] * s;
       }
       return;
     }
