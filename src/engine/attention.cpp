@@ -165,11 +165,8 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
       for (size_t t = t0; t < t1; ++t) {
         const int64_t p = s.p0 + static_cast<int64_t>(t);
         const size_t r = static_cast<size_t>(s.off) + t;
-        for (int h = 0; h < H; ++h) {
-          float* qh = q.data() + (r * H + h) * hd;
-          rms_normalize(qh, hd, eps);
-          rope.apply(qh + nd, p);
-        }
+        for (int h = 0; h < H; ++h) rms_normalize(q.data() + (r * H + h) * hd, hd, eps);
+        rope.apply_heads(q.data() + r * H * hd + nd, H, hd, p);  // one cos/sin table for the heads
         float* k = kv.data() + r * hd;
         rmsnorm(k, A.kv_norm.data(), hd, eps, k);
         rope.apply(k + nd, p);
@@ -191,9 +188,9 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
       parallel_for(static_cast<size_t>(s.n), 4, [&](size_t t0, size_t t1) {
         for (size_t t = t0; t < t1; ++t) {
           const size_t r = static_cast<size_t>(s.off) + t;
+          rope.apply_heads(qi.data() + r * nIH * ihd + (ihd - rd), nIH, ihd, s.p0 + static_cast<int64_t>(t));
           for (int h = 0; h < nIH; ++h) {
             float* qh = qi.data() + (r * nIH + h) * ihd;
-            rope.apply(qh + (ihd - rd), s.p0 + static_cast<int64_t>(t));
             hadamard(qh, ihd);
             if (c.cache_quant) fakequant_fp4(qh, ihd, 32);
           }
@@ -259,7 +256,7 @@ void attention(const Ctx& c, const BlockWeights& b, const float* x, int M, std::
         for (int32_t j : sel) keys.push_back(comp + static_cast<size_t>(j) * hd);
         float* ot = o.data() + r * H * hd;
         mqa_attend(q.data() + r * H * hd, H, hd, keys.data(), static_cast<int>(keys.size()), A.sink.data(), scale, ot, scratch);
-        for (int h = 0; h < H; ++h) rope.apply(ot + static_cast<size_t>(h) * hd + nd, p, /*inverse=*/true);
+        rope.apply_heads(ot + nd, H, hd, p, /*inverse=*/true);
       }
     });
     // Keep the last `win` raw KV rows in the ring.

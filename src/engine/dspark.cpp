@@ -56,12 +56,10 @@ void draft_attention(const Ctx& c, const BlockWeights& b, int stage, const float
   detail::linear_act(c, A.wq_a, x, M, qr.data());
   for (int t = 0; t < M; ++t) rmsnorm(qr.data() + static_cast<size_t>(t) * qlr, A.q_norm.data(), qlr, eps, qr.data() + static_cast<size_t>(t) * qlr);
   detail::linear_act(c, A.wq_b, qr.data(), M, q.data());
-  for (int t = 0; t < M; ++t)
-    for (int h = 0; h < H; ++h) {
-      float* qh = q.data() + (static_cast<size_t>(t) * H + h) * hd;
-      rms_normalize(qh, hd, eps);
-      c.rope_plain.apply(qh + nd, pos[static_cast<size_t>(t)]);
-    }
+  for (int t = 0; t < M; ++t) {
+    for (int h = 0; h < H; ++h) rms_normalize(q.data() + (static_cast<size_t>(t) * H + h) * hd, hd, eps);
+    c.rope_plain.apply_heads(q.data() + static_cast<size_t>(t) * H * hd + nd, H, hd, pos[static_cast<size_t>(t)]);
+  }
   project_kv(c, A, x, M, pos.data(), kv.data());
 
   std::vector<float> o(static_cast<size_t>(M) * H * hd);
@@ -80,7 +78,7 @@ void draft_attention(const Ctx& c, const BlockWeights& b, int stage, const float
         const size_t r = i * static_cast<size_t>(B) + t;
         float* ot = o.data() + r * H * hd;
         mqa_attend(q.data() + r * H * hd, H, hd, keys.data(), static_cast<int>(keys.size()), A.sink.data(), scale, ot, scratch);
-        for (int h = 0; h < H; ++h) c.rope_plain.apply(ot + static_cast<size_t>(h) * hd + nd, pos[r], /*inverse=*/true);
+        c.rope_plain.apply_heads(ot + nd, H, hd, pos[r], /*inverse=*/true);
       }
     });
   }

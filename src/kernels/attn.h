@@ -1,6 +1,7 @@
 // Attention inner loops (float32): the lightning indexer's scoring over keys stored in blocks of
 // 16 transposed keys, and shared-KV (MQA) softmax attention with a sink over gathered key rows.
-// AVX-512 where available, a portable path otherwise; both are tested against plain loops.
+// AVX-512 where available, else AVX2+FMA (CPUs without AVX-512, e.g. AMD Zen 3), else a portable
+// path; each is tested against plain loops.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -28,5 +29,13 @@ void top_k_indices(const float* score, int64_t n, int k, std::vector<int32_t>& o
 // values, V4's shared KV); q and o are [H, d]; `scratch` is resized as needed.
 void mqa_attend(const float* q, int H, int d, const float* const* keys, int nk, const float* sink, float scale, float* o,
                 std::vector<float>& scratch);
+
+// Test hook: which kernels indexer_scores and mqa_attend run. kDispatch (the default) is what the
+// CPU and the switches select (use_avx512(), use_avx2()); the others force one path, so the AVX2
+// kernels are tested on AVX-512 machines too. Forcing a path the CPU lacks is the caller's error.
+enum class AttnPath { kDispatch, kPortable, kAvx2, kAvx512 };
+void set_attn_path(AttnPath p);
+// Whether this CPU can run a forced path (kDispatch and kPortable: always).
+bool attn_path_available(AttnPath p);
 
 }  // namespace v4

@@ -58,6 +58,30 @@ void RopeTable::apply(float* x, int64_t pos, bool inverse) const {
   }
 }
 
+void RopeTable::apply_heads(float* x, int count, size_t stride, int64_t pos, bool inverse) const {
+  constexpr int kMaxPairs = 128;  // rope_dim 64 in V4; wider tables take the per-vector path
+  const int np = rope_dim / 2;
+  if (np > kMaxPairs) {
+    for (int h = 0; h < count; ++h) apply(x + static_cast<size_t>(h) * stride, pos, inverse);
+    return;
+  }
+  float cs[kMaxPairs], sn[kMaxPairs];
+  const float p = static_cast<float>(pos);
+  for (int i = 0; i < np; ++i) {
+    const float ang = p * freqs[static_cast<size_t>(i)];
+    cs[i] = std::cos(ang);
+    sn[i] = inverse ? -std::sin(ang) : std::sin(ang);
+  }
+  for (int h = 0; h < count; ++h) {
+    float* xh = x + static_cast<size_t>(h) * stride;
+    for (int i = 0; i < np; ++i) {
+      const float a = xh[2 * i], b = xh[2 * i + 1];
+      xh[2 * i] = a * cs[i] - b * sn[i];
+      xh[2 * i + 1] = a * sn[i] + b * cs[i];
+    }
+  }
+}
+
 void RopeTable::cos_sin(int64_t pos, int i, float* c, float* s) const {
   const float ang = static_cast<float>(pos) * freqs[static_cast<size_t>(i)];
   *c = std::cos(ang);

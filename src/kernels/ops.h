@@ -22,6 +22,9 @@ struct RopeTable {
   void init(int rope_dim, float theta, bool yarn, float factor, int original_seq_len, float beta_fast, float beta_slow);
   // Rotate the pairs (x[2i], x[2i+1]) by +angle (inverse=false) or -angle at position pos.
   void apply(float* x, int64_t pos, bool inverse = false) const;
+  // apply() on `count` vectors x + i·stride at one position: the cos/sin computed once for all
+  // (a token's query heads share them), the same bits as `count` apply() calls.
+  void apply_heads(float* x, int count, size_t stride, int64_t pos, bool inverse = false) const;
   void cos_sin(int64_t pos, int pair, float* c, float* s) const;
 };
 
