@@ -172,9 +172,31 @@ V4_AVX512 void weighted_sum2_avx512(const float* p0, const float* p1, const floa
 }
 
 // AVX2 (Zen 2/3 and other CPUs without AVX-512): 16 ymm registers, so one key block at a time as
-// two 8-key halves x 6 heads (12 accumulators, 2 key loads, 1 broadcast per 12 FMAs). Every
-// score is summed exactly as the AVX-512 kernel sums it (one FMA per e in order, then the heads
-// in order), so a key's score does not depend on n or on the block it shares.
+// two 8-key halves x up to 6 heads (12 accumulators, 2 key loads, 1 broadcast per 12 FMAs). The
+// head count is a template argument so the last group (16 heads = 6 + 6 + 4) is unrolled too and
+// keeps its accumulators in registers. Every score is summed exactly as the AVX-512 kernel sums
+// it (one FMA per e in order, then the heads in order), so a key's score does not depend on n or
+// on the block it shares.
+template <int NH>
+V4_AVX2 inline void indexer_heads_avx2(const float* qh, const float* w, int d, const float* kb, __m256& s0, __m256& s1) {
+  constexpr int B = KeyBlocks::kBlock;
+  __m256 a0[NH], a1[NH];
+  for (int h = 0; h < NH; ++h) a0[h] = a1[h] = _mm256_setzero_ps();
+  for (int e = 0; e < d; ++e) {
+    const __m256 v0 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B), v1 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B + 8);
+    for (int h = 0; h < NH; ++h) {
+      const __m256 qb = _mm256_broadcast_ss(qh + static_cast<size_t>(h) * d + e);
+      a0[h] = _mm256_fmadd_ps(qb, v0, a0[h]);
+      a1[h] = _mm256_fmadd_ps(qb, v1, a1[h]);
+    }
+  }
+  for (int h = 0; h < NH; ++h) {
+    const __m256 wh = _mm256_set1_ps(w[h]);
+    s0 = _mm256_fmadd_ps(wh, _mm256_max_ps(a0[h], _mm256_setzero_ps()), s0);
+    s1 = _mm256_fmadd_ps(wh, _mm256_max_ps(a1[h], _mm256_setzero_ps()), s1);
+  }
+}
+
 V4_AVX2 void indexer_scores_avx2(const float* q, const float* w, int H, const KeyBlocks& keys, int64_t n, float* out) {
   const int d = keys.d;
   constexpr int B = KeyBlocks::kBlock;
@@ -184,33 +206,14 @@ V4_AVX2 void indexer_scores_avx2(const float* q, const float* w, int H, const Ke
     const float* kb = keys.data.data() + static_cast<size_t>(jb) * d * B;
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
     for (int h0 = 0; h0 < H; h0 += kHeads) {
-      const int hn = std::min(kHeads, H - h0);
-      __m256 a0[kHeads], a1[kHeads];
-      for (int h = 0; h < kHeads; ++h) a0[h] = a1[h] = _mm256_setzero_ps();
       const float* qh = q + static_cast<size_t>(h0) * d;
-      if (hn == kHeads) {
-        for (int e = 0; e < d; ++e) {
-          const __m256 v0 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B), v1 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B + 8);
-          for (int h = 0; h < kHeads; ++h) {
-            const __m256 qb = _mm256_broadcast_ss(qh + static_cast<size_t>(h) * d + e);
-            a0[h] = _mm256_fmadd_ps(qb, v0, a0[h]);
-            a1[h] = _mm256_fmadd_ps(qb, v1, a1[h]);
-          }
-        }
-      } else {
-        for (int e = 0; e < d; ++e) {
-          const __m256 v0 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B), v1 = _mm256_loadu_ps(kb + static_cast<size_t>(e) * B + 8);
-          for (int h = 0; h < hn; ++h) {
-            const __m256 qb = _mm256_broadcast_ss(qh + static_cast<size_t>(h) * d + e);
-            a0[h] = _mm256_fmadd_ps(qb, v0, a0[h]);
-            a1[h] = _mm256_fmadd_ps(qb, v1, a1[h]);
-          }
-        }
-      }
-      for (int h = 0; h < hn; ++h) {
-        const __m256 wh = _mm256_set1_ps(w[h0 + h]);
-        s0 = _mm256_fmadd_ps(wh, _mm256_max_ps(a0[h], _mm256_setzero_ps()), s0);
-        s1 = _mm256_fmadd_ps(wh, _mm256_max_ps(a1[h], _mm256_setzero_ps()), s1);
+      switch (std::min(kHeads, H - h0)) {
+        case 6: indexer_heads_avx2<6>(qh, w + h0, d, kb, s0, s1); break;
+        case 5: indexer_heads_avx2<5>(qh, w + h0, d, kb, s0, s1); break;
+        case 4: indexer_heads_avx2<4>(qh, w + h0, d, kb, s0, s1); break;
+        case 3: indexer_heads_avx2<3>(qh, w + h0, d, kb, s0, s1); break;
+        case 2: indexer_heads_avx2<2>(qh, w + h0, d, kb, s0, s1); break;
+        default: indexer_heads_avx2<1>(qh, w + h0, d, kb, s0, s1); break;
       }
     }
     _mm256_storeu_ps(out + jb * B, s0);
