@@ -10,12 +10,12 @@ namespace v4 {
 
 namespace {
 std::atomic<bool> g_force_portable{false};
+}  // namespace
 
-bool env_on(const char* name) {
+bool env_flag(const char* name) {
   const char* e = std::getenv(name);
   return e && *e && *e != '0';
 }
-}  // namespace
 
 const CpuFeatures& cpu_features() {
   static const CpuFeatures f = [] {
@@ -46,13 +46,13 @@ const CpuFeatures& cpu_features() {
 void set_force_portable(bool on) { g_force_portable = on; }
 
 bool use_avx512() {
-  static const bool env_off = env_on("V4HOST_NO_AVX512");
+  static const bool env_off = env_flag("V4HOST_NO_AVX512");
   const auto& f = cpu_features();
   return !g_force_portable && !env_off && f.avx512f && f.avx512bw && f.avx512vl;
 }
 
 bool use_avx2() {
-  static const bool env_off = env_on("V4HOST_NO_AVX2");
+  static const bool env_off = env_flag("V4HOST_NO_AVX2");
   const auto& f = cpu_features();
   return !g_force_portable && !env_off && f.avx2 && f.fma && f.f16c && !use_avx512();
 }

@@ -22,6 +22,9 @@ bool use_avx512();
 // runs the AVX2 kernels, and V4HOST_NO_AVX512=1 V4HOST_NO_AVX2=1 (or set_force_portable) the
 // portable ones.
 bool use_avx2();
+// Whether the switch variable `name` is set to something other than empty or "0" (the
+// V4HOST_NO_* switches that turn a kernel path off for A/B runs and tests).
+bool env_flag(const char* name);
 std::string cpu_summary();
 
 }  // namespace v4

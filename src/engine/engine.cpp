@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 
+#include "core/cpu.h"
 #include "core/error.h"
 #include "core/thread_pool.h"
 #include "engine/internal.h"
@@ -44,9 +44,8 @@ Engine::Engine(const ModelWeights& w, Numerics numerics) : w_(w), numerics_(nume
   const ModelConfig& c = w.cfg;
   impl_->rope_plain.init(c.rope_dim, c.rope_theta, false, 1, c.original_seq_len, c.beta_fast, c.beta_slow);
   impl_->rope_comp.init(c.rope_dim, c.compress_rope_theta, true, c.rope_factor, c.original_seq_len, c.beta_fast, c.beta_slow);
-  const char* off = std::getenv("V4HOST_NO_BF16");
   const bool quant = numerics == Numerics::Official || numerics == Numerics::Fast;
-  impl_->bf16.enabled = quant && bf16_dot_available() && !(off && *off && *off != '0');
+  impl_->bf16.enabled = quant && bf16_dot_available() && !env_flag("V4HOST_NO_BF16");
   impl_->bf16.one_part = numerics == Numerics::Fast;
 }
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <vector>
 
 #include "core/cpu.h"
@@ -31,8 +30,7 @@ namespace {
 // Asked per row by the decoders: one relaxed load.
 bool lut_hardware() {
   static const bool hw = [] {
-    const char* off = std::getenv("V4HOST_NO_LUT");
-    return cpu_features().avx512vbmi && bf16_dot_available() && !(off && *off && *off != '0');
+    return cpu_features().avx512vbmi && bf16_dot_available() && !env_flag("V4HOST_NO_LUT");
   }();
   return hw;
 }
@@ -169,8 +167,7 @@ void linear_bf16_rows(const LinearWeight& w, const uint16_t* xp, int M, float* y
 
 bool amx_available() {
   static const bool ok = [] {
-    const char* off = std::getenv("V4HOST_NO_AMX");
-    if (off && *off && *off != '0') return false;
+    if (env_flag("V4HOST_NO_AMX")) return false;
 #if defined(__x86_64__) && __GNUC__ >= 12
     if (!cpu_features().amx_tile || !__builtin_cpu_supports("amx-bf16")) return false;
     // Linux hands out the tile state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA).

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <cstdlib>
 #include <tuple>
 #include <utility>
 
@@ -254,10 +253,7 @@ V4_LUT void fp8_rows_m1_fixed(const LinearWeight& w, const uint16_t* xp, float* 
   for (int r = 0; r < R; ++r) y[n + r] = _mm512_reduce_add_ps(acc[r]);
 }
 
-std::atomic<bool> g_no_fp8_fixed{[] {
-  const char* e = std::getenv("V4HOST_NO_FP8_FIXED");
-  return e && *e && *e != '0';
-}()};
+std::atomic<bool> g_no_fp8_fixed{env_flag("V4HOST_NO_FP8_FIXED")};
 
 }  // namespace
 
@@ -491,18 +487,12 @@ void fp4_fma_act(const LinearWeight& w, const uint16_t* xp, std::vector<float>& 
 }
 
 bool fp4_fma_enabled() {
-  static const bool on = [] {
-    const char* off = std::getenv("V4HOST_NO_FP4_FMA");
-    return !(off && *off && *off != '0');
-  }();
+  static const bool on = !env_flag("V4HOST_NO_FP4_FMA");
   return on && amx_available();
 }
 
 namespace {
-std::atomic<bool> g_no_fp4_vnni{[] {
-  const char* e = std::getenv("V4HOST_NO_FP4_VNNI");
-  return e && *e && *e != '0';
-}()};
+std::atomic<bool> g_no_fp4_vnni{env_flag("V4HOST_NO_FP4_VNNI")};
 }  // namespace
 
 bool fp4_vnni_enabled() {
@@ -793,10 +783,7 @@ size_t split_m1_grain(const LinearWeight& w) {
 }  // namespace bf16
 
 namespace {
-std::atomic<bool> g_no_gather{[] {
-  const char* e = std::getenv("V4HOST_NO_GATHER");
-  return e && *e && *e != '0';
-}()};
+std::atomic<bool> g_no_gather{env_flag("V4HOST_NO_GATHER")};
 }  // namespace
 
 void set_one_token_gather_disabled(bool off) { g_no_gather = off; }
